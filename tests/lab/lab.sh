@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The l2vip lab: network namespaces joined by one bridge.
+#
+#   lab.sh up NAME NODES [--side-link]   build NAME-br, NAME-c, NAME-n1..NAME-nNODES
+#   lab.sh down NAME                     end the lab's processes, delete its namespaces
+#   lab.sh list NAME                     print the lab's namespaces
+#
+# Topology (addresses are documentation ranges only, RFC 5737 / RFC 3849):
+#   NAME-br   bridge br0 (multicast snooping off), one port per host
+#   NAME-nI   node I: eth0 192.0.2.(10+I)/24, 2001:db8::(10+I)/64, MAC 02:4c:32:00:00:0I
+#   NAME-c    client: eth0 192.0.2.100/24, 2001:db8::100/64, MAC 02:4c:32:00:00:64
+#   --side-link adds a direct veth, without addresses, between client eth1
+#   (MAC 02:4c:32:00:01:64) and node 1 eth1 (MAC 02:4c:32:00:01:01), to send
+#   frames to a node on an interface that holds no VIP.
+# Everything is created inside the lab's own namespaces: the root namespace's
+# interfaces and routes are never touched. `up` removes a lab of the same name
+# first, so a run killed half-way is cleaned up by the next one.
+set -euo pipefail
+
+die() { echo "lab.sh: $*" >&2; exit 2; }
+
+ns_of() { ip netns list | awk '{print $1}' | grep -E "^$1-(br|c|n[0-9]+)$" || true; }
+
+down() {
+    local name=$1 ns pid
+    for ns in $(ns_of "$name"); do
+        # Processes left in a lab namespace were started by this lab's user;
+        # end them by PID so the namespace really goes away.
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
+host_setup() {
+    local ns=$1
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 \
+        net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.default.accept_ra=0 \
+        net.ipv6.conf.all.accept_ra=0 >/dev/null
+}
+
+attach() {
+    # attach NS IFNAME MAC PORT: a veth from NS into the bridge namespace.
+    local ns=$1 ifname=$2 mac=$3 port=$4
+    ip -n "$ns" link add "$ifname" address "$mac" type veth peer name "$port" netns "$name-br"
+    ip -n "$name-br" link set "$port" master br0 up
+    ip -n "$ns" link set "$ifname" up
+}
+
+up() {
+    local name=$1 nodes=$2 side=${3:-}
+    [[ $name =~ ^[a-z0-9]{1,10}$ ]] || die "lab name must be 1-10 of [a-z0-9]: '$name'"
+    [[ $nodes =~ ^[0-9]+$ ]] && (( nodes >= 1 && nodes <= 9 )) || die "nodes must be 1..9"
+    [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
+    down "$name"
+    trap 'down "$name"' ERR
+
+    ip netns add "$name-br"
+    ip -n "$name-br" link set lo up
+    # Bridge ports need no addresses of their own (no DAD noise in captures).
+    ip netns exec "$name-br" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    ip -n "$name-br" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
+    ip -n "$name-br" link set br0 up
+
+    ip netns add "$name-c"
+    host_setup "$name-c"
+    attach "$name-c" eth0 02:4c:32:00:00:64 pc
+    ip -n "$name-c" addr add 192.0.2.100/24 dev eth0
+    ip -n "$name-c" addr add 2001:db8::100/64 dev eth0 nodad
+
+    local i
+    for (( i = 1; i <= nodes; i++ )); do
+        ip netns add "$name-n$i"
+        host_setup "$name-n$i"
+        attach "$name-n$i" eth0 "02:4c:32:00:00:0$i" "p$i"
+        ip -n "$name-n$i" addr add "192.0.2.$((10 + i))/24" dev eth0
+        ip -n "$name-n$i" addr add "2001:db8::$((10 + i))/64" dev eth0 nodad
+    done
+
+    if [[ $side == --side-link ]]; then
+        ip -n "$name-c" link add eth1 address 02:4c:32:00:01:64 type veth \
+            peer name eth1 address 02:4c:32:00:01:01 netns "$name-n1"
+        ip -n "$name-c" link set eth1 up
+        ip -n "$name-n1" link set eth1 up
+    fi
+    trap - ERR
+}
+
+case ${1:-} in
+    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link]"; up "$2" "$3" "${4:-}" ;;
+    down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
+    list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
+    *) die "usage: lab.sh up NAME NODES [--side-link] | down NAME | list NAME" ;;
+esac
