@@ -1,0 +1,520 @@
+//! The configuration: a typed model, read from JSON and validated.
+//!
+//! Reading is pure: the text comes in, a `Config` or a `ConfigError` that
+//! names the key and line comes out. Facts about the running system (the
+//! hostname, which interfaces exist) are passed in by the caller.
+
+mod locate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use locate::{line_of, Step};
+
+/// Where the daemon looks for its configuration by default.
+pub const DEFAULT_PATH: &str = "/etc/l2vip/config.json";
+/// A configuration file larger than this is refused.
+pub const MAX_FILE_LEN: u64 = 1 << 20;
+/// The most services one node serves (the heartbeat format's bound).
+pub const MAX_SERVICES: usize = 1024;
+/// Linux's IFNAMSIZ less the terminating NUL.
+pub const MAX_INTERFACE_NAME: usize = 15;
+/// Names of nodes and services: 1 to 64 of `[A-Za-z0-9._-]`.
+pub const MAX_NAME: usize = 64;
+
+/// The validated configuration of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Gratuitous ARP / unsolicited NA settings.
+    pub announce: Announce,
+    /// The VIPs, in file order.
+    pub services: Vec<Service>,
+}
+
+/// How a new owner makes the segment learn where a VIP lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Announce {
+    /// Rounds in the burst sent on acquiring a VIP.
+    pub count: u32,
+    /// Time between rounds; over 1 s so Linux's ARP locktime keeps none.
+    pub interval_ms: u64,
+    /// Period of a refresh round while owning a VIP; 0 turns it off.
+    pub refresh_s: u64,
+}
+
+impl Announce {
+    /// Time between rounds of a burst.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Period of the refresh round, if enabled.
+    pub fn refresh(&self) -> Option<Duration> {
+        (self.refresh_s > 0).then(|| Duration::from_secs(self.refresh_s))
+    }
+}
+
+impl Default for Announce {
+    fn default() -> Self {
+        Announce {
+            count: 5,
+            interval_ms: 1100,
+            refresh_s: 60,
+        }
+    }
+}
+
+/// One virtual IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Unique name.
+    pub name: String,
+    /// The address answered for.
+    pub ip: IpAddr,
+    /// The interface it lives on.
+    pub interface: String,
+}
+
+/// A configuration that cannot be used, with the place that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong, starting with the key.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: Option<String>,
+    #[serde(default)]
+    announce: RawAnnounce,
+    #[serde(default)]
+    services: Vec<RawService>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    count: Option<u32>,
+    interval_ms: Option<u64>,
+    refresh_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: String,
+    ip: String,
+    interface: String,
+}
+
+/// Reads a configuration file; the error names the file.
+pub fn load(path: &Path, hostname: Option<&str>) -> Result<Config, String> {
+    let text = read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text, hostname).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut text = String::new();
+    let read = file.take(MAX_FILE_LEN + 1).read_to_string(&mut text);
+    match read {
+        Ok(len) if len as u64 > MAX_FILE_LEN => Err(format!("larger than {MAX_FILE_LEN} bytes")),
+        Ok(_) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err("not UTF-8 text".into()),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
+}
+
+/// Parses and validates a JSON configuration. `hostname` names the node
+/// when the file does not.
+pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> {
+    // serde would also take an array for a struct; a config is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(ConfigError {
+            line: None,
+            message: "the configuration must be one JSON object ({ ... })".into(),
+        });
+    }
+    let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = e.to_string();
+        let message = message
+            .strip_suffix(&suffix)
+            .unwrap_or(&message)
+            .to_string();
+        ConfigError {
+            line: (e.line() > 0).then_some(e.line()),
+            message,
+        }
+    })?;
+    let fail = |path: &[Step<'_>], message: String| ConfigError {
+        line: line_of(text, path),
+        message,
+    };
+
+    let node = match (&raw.node, hostname) {
+        (Some(node), _) => {
+            check_name(node).map_err(|why| fail(&[Step::Key("node")], format!("node: {why}")))?;
+            node.clone()
+        }
+        (None, Some(host)) => {
+            check_name(host).map_err(|why| {
+                fail(
+                    &[],
+                    format!("node: not set, and the hostname {host:?} cannot name a node ({why})"),
+                )
+            })?;
+            host.to_string()
+        }
+        (None, None) => {
+            return Err(fail(
+                &[],
+                "node: not set, and the hostname is unknown".into(),
+            ))
+        }
+    };
+
+    let defaults = Announce::default();
+    let announce = Announce {
+        count: raw.announce.count.unwrap_or(defaults.count),
+        interval_ms: raw.announce.interval_ms.unwrap_or(defaults.interval_ms),
+        refresh_s: raw.announce.refresh_s.unwrap_or(defaults.refresh_s),
+    };
+    let announce_key = |key| [Step::Key("announce"), Step::Key(key)];
+    if announce.count > 100 {
+        return Err(fail(
+            &announce_key("count"),
+            format!("announce.count: {} is over 100", announce.count),
+        ));
+    }
+    if !(100..=60_000).contains(&announce.interval_ms) {
+        return Err(fail(
+            &announce_key("interval_ms"),
+            format!(
+                "announce.interval_ms: {} is outside 100..60000",
+                announce.interval_ms
+            ),
+        ));
+    }
+    if announce.refresh_s > 86_400 {
+        return Err(fail(
+            &announce_key("refresh_s"),
+            format!(
+                "announce.refresh_s: {} is over 86400 (0 turns refresh off)",
+                announce.refresh_s
+            ),
+        ));
+    }
+
+    if raw.services.len() > MAX_SERVICES {
+        return Err(fail(
+            &[Step::Key("services")],
+            format!(
+                "services: {} services, at most {MAX_SERVICES}",
+                raw.services.len()
+            ),
+        ));
+    }
+    let mut services = Vec::with_capacity(raw.services.len());
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
+    for (index, service) in raw.services.iter().enumerate() {
+        let at = |key| [Step::Key("services"), Step::Index(index), Step::Key(key)];
+        let label = format!("services[{index}]");
+        check_name(&service.name)
+            .map_err(|why| fail(&at("name"), format!("{label}.name: {why}")))?;
+        if let Some(first) = names.insert(&service.name, index) {
+            return Err(fail(
+                &at("name"),
+                format!(
+                    "{label}.name: {:?} is already the name of services[{first}]",
+                    service.name
+                ),
+            ));
+        }
+        let ip =
+            parse_vip(&service.ip).map_err(|why| fail(&at("ip"), format!("{label}.ip: {why}")))?;
+        if let Some(first) = addresses.insert(ip, index) {
+            return Err(fail(
+                &at("ip"),
+                format!("{label}.ip: {ip} is already the address of services[{first}]"),
+            ));
+        }
+        check_interface_name(&service.interface)
+            .map_err(|why| fail(&at("interface"), format!("{label}.interface: {why}")))?;
+        services.push(Service {
+            name: service.name.clone(),
+            ip,
+            interface: service.interface.clone(),
+        });
+    }
+
+    Ok(Config {
+        node,
+        announce,
+        services,
+    })
+}
+
+/// Checks that every service's interface exists, given a way to ask.
+pub fn check_interfaces(
+    text: &str,
+    config: &Config,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), ConfigError> {
+    for (index, service) in config.services.iter().enumerate() {
+        if !exists(&service.interface) {
+            return Err(ConfigError {
+                line: line_of(
+                    text,
+                    &[
+                        Step::Key("services"),
+                        Step::Index(index),
+                        Step::Key("interface"),
+                    ],
+                ),
+                message: format!(
+                    "services[{index}].interface: no interface named {:?} on this system",
+                    service.interface
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(format!("{name:?} must be 1 to {MAX_NAME} characters"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{name:?} has {bad:?}; use letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_INTERFACE_NAME {
+        return Err(format!("{name:?} must be 1 to {MAX_INTERFACE_NAME} bytes"));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    Ok(())
+}
+
+/// Parses a VIP: a unicast IPv4 or IPv6 address a host could own.
+fn parse_vip(text: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IPv4 or IPv6 address"))?;
+    let unusable = match ip {
+        IpAddr::V4(v4) => {
+            if v4.is_unspecified() || v4.is_broadcast() {
+                Some("is not a host address")
+            } else if v4.is_multicast() {
+                Some("is a multicast address")
+            } else if v4.is_loopback() {
+                Some("is a loopback address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_unspecified() {
+                Some("is not a host address")
+            } else if v6.is_multicast() {
+                Some("is a multicast address")
+            } else if v6.is_loopback() {
+                Some("is a loopback address")
+            } else if v6.to_ipv4_mapped().is_some() {
+                Some("is an IPv4-mapped address; write the IPv4 address")
+            } else {
+                None
+            }
+        }
+    };
+    match unusable {
+        Some(why) => Err(format!("{ip} {why}")),
+        None => Ok(ip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> ConfigError {
+        parse(text, Some("host")).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_and_defaults() {
+        let config = parse(
+            r#"{"services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+            Some("r1"),
+        )
+        .unwrap();
+        assert_eq!(config.node, "r1");
+        assert_eq!(config.announce, Announce::default());
+        assert_eq!(config.announce.interval(), Duration::from_millis(1100));
+        assert_eq!(config.announce.refresh(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            config.services[0].ip,
+            "192.0.2.200".parse::<IpAddr>().unwrap()
+        );
+        let off = parse(r#"{"node": "a", "announce": {"refresh_s": 0}}"#, None).unwrap();
+        assert_eq!(off.announce.refresh(), None);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let unknown = error("{\n  \"node\": \"a\",\n  \"colour\": 1\n}");
+        assert_eq!(unknown.line, Some(3));
+        assert!(
+            unknown.message.contains("unknown field `colour`"),
+            "{unknown}"
+        );
+
+        let nested = error("{\"services\": [\n {\"name\": \"a\", \"ip\": \"192.0.2.1\", \"interface\": \"e\",\n  \"port\": 1}]}");
+        assert_eq!(nested.line, Some(3));
+        assert!(nested.message.contains("unknown field `port`"), "{nested}");
+
+        let bad_ip = error("{\"services\": [\n {\"name\": \"a\",\n  \"ip\": \"192.0.2.300\", \"interface\": \"eth0\"}]}");
+        assert_eq!(
+            bad_ip.to_string(),
+            "line 3: services[0].ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
+        );
+
+        let duplicate = error(
+            "{\"services\": [\n {\"name\": \"a\", \"ip\": \"192.0.2.1\", \"interface\": \"eth0\"},\n {\"name\": \"a\", \"ip\": \"192.0.2.2\", \"interface\": \"eth0\"}]}",
+        );
+        assert_eq!(duplicate.line, Some(3));
+        assert!(
+            duplicate
+                .message
+                .contains("services[1].name: \"a\" is already the name of services[0]"),
+            "{duplicate}"
+        );
+
+        let same_ip = error(
+            "{\"services\": [\n {\"name\": \"a\", \"ip\": \"2001:db8::1\", \"interface\": \"eth0\"},\n {\"name\": \"b\", \"ip\": \"2001:DB8::1\", \"interface\": \"eth0\"}]}",
+        );
+        assert!(
+            same_ip
+                .message
+                .contains("services[1].ip: 2001:db8::1 is already the address of services[0]"),
+            "{same_ip}"
+        );
+
+        let syntax = error("{\n\"node\": \"a\",,\n}");
+        assert_eq!(syntax.line, Some(2));
+
+        let wrong_type = error("{\"announce\": {\"count\": \"five\"}}");
+        assert!(wrong_type.message.contains("invalid type"), "{wrong_type}");
+    }
+
+    #[test]
+    fn rejects_values() {
+        for (text, expect) in [
+            (r#"{"node": ""}"#, "node: \"\" must be 1 to 64"),
+            (r#"{"node": "a b"}"#, "node: \"a b\" has ' '"),
+            (
+                r#"{"announce": {"count": 101}}"#,
+                "announce.count: 101 is over 100",
+            ),
+            (
+                r#"{"announce": {"interval_ms": 5}}"#,
+                "announce.interval_ms: 5 is outside",
+            ),
+            (
+                r#"{"announce": {"refresh_s": 100000}}"#,
+                "announce.refresh_s: 100000 is over",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "224.0.0.1", "interface": "e"}]}"#,
+                "multicast",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "0.0.0.0", "interface": "e"}]}"#,
+                "not a host address",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "::1", "interface": "e"}]}"#,
+                "loopback",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "::ffff:192.0.2.1", "interface": "e"}]}"#,
+                "IPv4-mapped",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "a-very-long-interface"}]}"#,
+                "1 to 15 bytes",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "../x"}]}"#,
+                "not a valid interface name",
+            ),
+            (
+                r#"{"services": [{"name": "a", "ip": "192.0.2.1"}]}"#,
+                "missing field `interface`",
+            ),
+            ("[]", "must be one JSON object"),
+        ] {
+            let message = error(text).to_string();
+            assert!(message.contains(expect), "{text}: {message}");
+        }
+        assert!(parse("{}", Some("bad host!"))
+            .unwrap_err()
+            .message
+            .contains("hostname"));
+        assert!(parse("{}", None)
+            .unwrap_err()
+            .message
+            .contains("hostname is unknown"));
+    }
+
+    #[test]
+    fn missing_interface() {
+        let text = "{\"node\": \"a\", \"services\": [\n{\"name\": \"a\", \"ip\": \"192.0.2.1\",\n \"interface\": \"eth9\"}]}";
+        let config = parse(text, None).unwrap();
+        assert!(check_interfaces(text, &config, |name| name == "eth9").is_ok());
+        let error = check_interfaces(text, &config, |_| false).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "line 3: services[0].interface: no interface named \"eth9\" on this system"
+        );
+    }
+}
