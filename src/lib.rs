@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod responder;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;

@@ -1,0 +1,802 @@
+//! What to answer and what to announce: pure, driven by frames and `now`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crate::config::Announce;
+use crate::wire::{arp, ethernet, icmpv6, ipv6, Error, EthernetAddress};
+
+use super::counters::{Counters, DropReason};
+
+/// Frames we build are at most this long (an NA with its option is 86).
+pub const MAX_FRAME: usize = 128;
+/// Shortest Ethernet frame without FCS; shorter ARP frames are padded.
+const MIN_FRAME: usize = 60;
+
+/// `sll_pkttype` of frames the responder must never act on.
+const PACKET_OTHERHOST: u8 = 3;
+const PACKET_OUTGOING: u8 = 4;
+
+/// An interface the responder serves, by position ("slot").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel name, for logs.
+    pub name: String,
+    /// Its MAC: the source of everything we send there.
+    pub mac: EthernetAddress,
+}
+
+/// A VIP this node owns now, on the interface at `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnedVip {
+    /// The address.
+    pub ip: IpAddr,
+    /// Index into the responder's interfaces.
+    pub slot: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Announcing {
+    vip: OwnedVip,
+    /// Rounds of the current burst still to send.
+    rounds_left: u32,
+    /// When the next round (burst or refresh) is due; `None`: nothing more.
+    next_at: Option<Instant>,
+}
+
+/// The outcome of one received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the first `len` bytes of the output buffer.
+    Reply(usize),
+    /// Nothing to send; counted under this reason.
+    Drop(DropReason),
+}
+
+/// The responder's state: interfaces, owned VIPs, announcement schedule.
+#[derive(Debug)]
+pub struct Responder {
+    interfaces: Vec<Interface>,
+    announce: Announce,
+    owned_v4: HashSet<(usize, Ipv4Addr)>,
+    owned_v6: HashSet<(usize, Ipv6Addr)>,
+    announcing: Vec<Announcing>,
+    /// Everything counted so far.
+    pub counters: Counters,
+}
+
+impl Responder {
+    /// A responder for `interfaces` that owns nothing yet.
+    pub fn new(interfaces: Vec<Interface>, announce: Announce) -> Responder {
+        Responder {
+            interfaces,
+            announce,
+            owned_v4: HashSet::new(),
+            owned_v6: HashSet::new(),
+            announcing: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The interfaces, by slot.
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Replaces the set of owned VIPs. Newly acquired ones start a burst
+    /// at once; released ones are neither answered nor announced from now
+    /// on; unchanged ones keep their schedule. Returns (acquired, released).
+    pub fn set_owned(&mut self, now: Instant, vips: &[OwnedVip]) -> (usize, usize) {
+        let wanted: HashSet<OwnedVip> = vips
+            .iter()
+            .copied()
+            .filter(|v| v.slot < self.interfaces.len())
+            .collect();
+        let before = self.announcing.len();
+        self.announcing.retain(|a| wanted.contains(&a.vip));
+        let released = before - self.announcing.len();
+        let mut acquired = 0;
+        for vip in &wanted {
+            if !self.announcing.iter().any(|a| a.vip == *vip) {
+                acquired += 1;
+                self.announcing.push(Announcing {
+                    vip: *vip,
+                    rounds_left: self.announce.count,
+                    next_at: (self.announce.count > 0)
+                        .then_some(now)
+                        .or_else(|| self.announce.refresh().map(|r| now + r)),
+                });
+            }
+        }
+        self.owned_v4.clear();
+        self.owned_v6.clear();
+        for vip in &wanted {
+            match vip.ip {
+                IpAddr::V4(ip) => self.owned_v4.insert((vip.slot, ip)),
+                IpAddr::V6(ip) => self.owned_v6.insert((vip.slot, ip)),
+            };
+        }
+        (acquired, released)
+    }
+
+    /// Sends a new burst for every owned VIP on `slot` (link came back,
+    /// MAC changed, split brain healed).
+    pub fn reannounce(&mut self, now: Instant, slot: usize) {
+        for entry in self.announcing.iter_mut().filter(|a| a.vip.slot == slot) {
+            entry.rounds_left = self.announce.count;
+            entry.next_at = Some(now);
+        }
+    }
+
+    /// When `announce_due` has work next.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.announcing.iter().filter_map(|a| a.next_at).min()
+    }
+
+    /// Emits every announcement round due at `now` through `send(slot, frame)`.
+    pub fn announce_due(&mut self, now: Instant, mut send: impl FnMut(usize, &[u8]) -> bool) {
+        let interval = self.announce.interval();
+        let refresh = self.announce.refresh();
+        let mut buffer = [0u8; MAX_FRAME];
+        for index in 0..self.announcing.len() {
+            let entry = self.announcing[index];
+            match entry.next_at {
+                Some(at) if at <= now => {}
+                _ => continue,
+            }
+            let Some(interface) = self.interfaces.get(entry.vip.slot) else {
+                continue;
+            };
+            let mac = interface.mac;
+            match entry.vip.ip {
+                IpAddr::V4(ip) => {
+                    for operation in [arp::Operation::Request, arp::Operation::Reply] {
+                        let len = gratuitous_arp(&mut buffer, mac, ip, operation);
+                        self.count_sent(send(entry.vip.slot, &buffer[..len]), true);
+                    }
+                }
+                IpAddr::V6(ip) => {
+                    let len = unsolicited_na(&mut buffer, mac, ip);
+                    self.count_sent(send(entry.vip.slot, &buffer[..len]), false);
+                }
+            }
+            let entry = &mut self.announcing[index];
+            entry.rounds_left = entry.rounds_left.saturating_sub(1);
+            entry.next_at = if entry.rounds_left > 0 {
+                Some(later(now, interval))
+            } else {
+                refresh.map(|r| later(now, r))
+            };
+        }
+    }
+
+    fn count_sent(&mut self, sent: bool, ipv4: bool) {
+        match (sent, ipv4) {
+            (false, _) => self.counters.send_errors += 1,
+            (true, true) => self.counters.gratuitous_arp_sent += 1,
+            (true, false) => self.counters.unsolicited_na_sent += 1,
+        }
+    }
+
+    /// Handles a frame that arrived on the ARP socket of `slot`.
+    pub fn process_arp(
+        &mut self,
+        slot: usize,
+        pkttype: u8,
+        frame: &[u8],
+        out: &mut [u8; MAX_FRAME],
+    ) -> Verdict {
+        self.counters.arp_received += 1;
+        let verdict = self.arp_verdict(slot, pkttype, frame, out);
+        self.tally(verdict, true)
+    }
+
+    /// Handles a frame that arrived on the NDP socket of `slot`.
+    pub fn process_ndp(
+        &mut self,
+        slot: usize,
+        pkttype: u8,
+        frame: &[u8],
+        out: &mut [u8; MAX_FRAME],
+    ) -> Verdict {
+        self.counters.ns_received += 1;
+        let verdict = self.ndp_verdict(slot, pkttype, frame, out);
+        self.tally(verdict, false)
+    }
+
+    fn tally(&mut self, verdict: Verdict, ipv4: bool) -> Verdict {
+        match verdict {
+            Verdict::Reply(_) if ipv4 => self.counters.arp_replies_sent += 1,
+            Verdict::Reply(_) => self.counters.na_sent += 1,
+            Verdict::Drop(reason) => self.counters.drop(reason),
+        }
+        verdict
+    }
+
+    /// The checks every received frame passes first; returns its header.
+    fn ethernet<'f>(
+        &self,
+        slot: usize,
+        pkttype: u8,
+        frame: &'f [u8],
+    ) -> Result<ethernet::Frame<&'f [u8]>, DropReason> {
+        if pkttype == PACKET_OUTGOING || pkttype == PACKET_OTHERHOST {
+            return Err(DropReason::NotForUs);
+        }
+        let Some(interface) = self.interfaces.get(slot) else {
+            return Err(DropReason::NotForUs);
+        };
+        let frame = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Truncated)?;
+        if frame.vlan_id().is_some_and(|id| id != 0) {
+            // A tag for a VLAN this interface is not: the VLAN's own
+            // interface gets the frame untagged.
+            return Err(DropReason::VlanTagged);
+        }
+        if frame.source() == interface.mac
+            || self
+                .interfaces
+                .iter()
+                .any(|other| other.mac == frame.source())
+        {
+            return Err(DropReason::OwnFrame);
+        }
+        Ok(frame)
+    }
+
+    fn owner_slot_v4(&self, ip: Ipv4Addr) -> Option<usize> {
+        (0..self.interfaces.len()).find(|slot| self.owned_v4.contains(&(*slot, ip)))
+    }
+
+    fn owner_slot_v6(&self, ip: Ipv6Addr) -> Option<usize> {
+        (0..self.interfaces.len()).find(|slot| self.owned_v6.contains(&(*slot, ip)))
+    }
+
+    fn arp_verdict(
+        &mut self,
+        slot: usize,
+        pkttype: u8,
+        frame: &[u8],
+        out: &mut [u8; MAX_FRAME],
+    ) -> Verdict {
+        let frame = match self.ethernet(slot, pkttype, frame) {
+            Ok(frame) => frame,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let packet = match arp::Packet::new_checked(frame.payload()) {
+            Ok(packet) => packet,
+            Err(_) => return Verdict::Drop(DropReason::Truncated),
+        };
+        let request = match arp::Repr::parse(&packet) {
+            Ok(repr) => repr,
+            Err(Error::Unsupported) => return Verdict::Drop(DropReason::ArpOperation),
+            Err(_) => return Verdict::Drop(DropReason::ArpFormat),
+        };
+        if !request.source_hardware_addr.is_unicast() {
+            return Verdict::Drop(DropReason::BadSender);
+        }
+        // RFC 5227 §2.4: an announcement (or any reply) claiming a VIP we
+        // own, from another MAC, is a conflict. Count it; never fight back
+        // in a loop (the periodic refresh re-asserts ownership).
+        if request.operation == arp::Operation::Reply || request.is_gratuitous() {
+            let claimed = request.source_protocol_addr;
+            if self.owner_slot_v4(claimed).is_some() {
+                return Verdict::Drop(DropReason::Conflict);
+            }
+            return Verdict::Drop(if request.operation == arp::Operation::Reply {
+                DropReason::NotRequest
+            } else {
+                DropReason::NotOwned
+            });
+        }
+        let target = request.target_protocol_addr;
+        if !self.owned_v4.contains(&(slot, target)) {
+            return Verdict::Drop(match self.owner_slot_v4(target) {
+                Some(_) => DropReason::OtherInterface,
+                None => DropReason::NotOwned,
+            });
+        }
+        let mac = self.interfaces[slot].mac;
+        let reply = arp::Repr {
+            operation: arp::Operation::Reply,
+            source_hardware_addr: mac,
+            source_protocol_addr: target,
+            target_hardware_addr: request.source_hardware_addr,
+            target_protocol_addr: request.source_protocol_addr,
+        };
+        Verdict::Reply(emit_arp(out, request.source_hardware_addr, &reply))
+    }
+
+    fn ndp_verdict(
+        &mut self,
+        slot: usize,
+        pkttype: u8,
+        frame: &[u8],
+        out: &mut [u8; MAX_FRAME],
+    ) -> Verdict {
+        let frame = match self.ethernet(slot, pkttype, frame) {
+            Ok(frame) => frame,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let packet = match ipv6::Packet::new_checked(frame.payload()) {
+            Ok(packet) => packet,
+            Err(Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
+            Err(_) => return Verdict::Drop(DropReason::Ipv6Format),
+        };
+        if packet.next_header() != ipv6::NEXT_HEADER_ICMPV6 {
+            return Verdict::Drop(DropReason::NotRequest);
+        }
+        // RFC 4861 §7.1.1: the hop limit proves the NS was not forwarded.
+        if packet.hop_limit() != 255 {
+            return Verdict::Drop(DropReason::HopLimit);
+        }
+        let (source, destination) = (packet.source(), packet.destination());
+        let message = match icmpv6::Packet::new_checked(packet.payload()) {
+            Ok(message) => message,
+            Err(_) => return Verdict::Drop(DropReason::Truncated),
+        };
+        let (target, source_lladdr) = match icmpv6::Repr::parse(&source, &destination, &message) {
+            Ok(icmpv6::Repr::NeighborSolicit {
+                target,
+                source_lladdr,
+            }) => (target, source_lladdr),
+            Ok(icmpv6::Repr::NeighborAdvert { .. }) | Err(Error::Unsupported) => {
+                return Verdict::Drop(DropReason::NotRequest)
+            }
+            Err(Error::Checksum) => return Verdict::Drop(DropReason::Checksum),
+            Err(Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
+            Err(Error::Malformed) => return Verdict::Drop(DropReason::NdpFormat),
+        };
+        let dad = source.is_unspecified();
+        // RFC 4861 §7.1.1: from ::, only to the solicited-node group and
+        // without a Source Link-Layer Address option.
+        if dad && (destination != ipv6::solicited_node(&target) || source_lladdr.is_some()) {
+            return Verdict::Drop(DropReason::NdpFormat);
+        }
+        if source_lladdr.is_some_and(|mac| !mac.is_unicast()) || !frame.source().is_unicast() {
+            return Verdict::Drop(DropReason::BadSender);
+        }
+        if !self.owned_v6.contains(&(slot, target)) {
+            return Verdict::Drop(match self.owner_slot_v6(target) {
+                Some(_) => DropReason::OtherInterface,
+                None => DropReason::NotOwned,
+            });
+        }
+        let mac = self.interfaces[slot].mac;
+        // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
+        // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
+        let (ip_destination, mac_destination, solicited) = if dad {
+            (
+                ipv6::ALL_NODES,
+                EthernetAddress::ipv6_multicast(&ipv6::ALL_NODES.octets()),
+                false,
+            )
+        } else {
+            (
+                source,
+                source_lladdr.unwrap_or_else(|| frame.source()),
+                true,
+            )
+        };
+        let advert = icmpv6::Repr::NeighborAdvert {
+            flags: icmpv6::AdvertFlags {
+                router: false,
+                solicited,
+                override_: true,
+            },
+            target,
+            target_lladdr: Some(mac),
+        };
+        Verdict::Reply(emit_na(
+            out,
+            mac,
+            mac_destination,
+            target,
+            ip_destination,
+            &advert,
+        ))
+    }
+}
+
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now)
+}
+
+/// Writes an ARP frame to `destination`, padded to the Ethernet minimum.
+fn emit_arp(out: &mut [u8; MAX_FRAME], destination: EthernetAddress, repr: &arp::Repr) -> usize {
+    let header = ethernet::Repr {
+        source: repr.source_hardware_addr,
+        destination,
+        ethertype: ethernet::EtherType::Arp,
+    };
+    let end = header.buffer_len() + repr.buffer_len();
+    let len = end.max(MIN_FRAME);
+    out[..len].fill(0);
+    let mut frame = ethernet::Frame::new_unchecked(&mut out[..len]);
+    header.emit(&mut frame);
+    repr.emit(&mut arp::Packet::new_unchecked(
+        &mut frame.payload_mut()[..repr.buffer_len()],
+    ));
+    len
+}
+
+/// Writes an IPv6 frame carrying the NA `repr`.
+fn emit_na(
+    out: &mut [u8; MAX_FRAME],
+    source_mac: EthernetAddress,
+    destination_mac: EthernetAddress,
+    source: Ipv6Addr,
+    destination: Ipv6Addr,
+    repr: &icmpv6::Repr,
+) -> usize {
+    let header = ethernet::Repr {
+        source: source_mac,
+        destination: destination_mac,
+        ethertype: ethernet::EtherType::Ipv6,
+    };
+    let icmp_len = repr.buffer_len();
+    let ip = ipv6::Repr {
+        source,
+        destination,
+        next_header: ipv6::NEXT_HEADER_ICMPV6,
+        // NS/NA are a few dozen bytes: always fits.
+        payload_len: icmp_len as u16,
+        hop_limit: 255,
+    };
+    let len = header.buffer_len() + ip.buffer_len() + icmp_len;
+    let mut frame = ethernet::Frame::new_unchecked(&mut out[..len]);
+    header.emit(&mut frame);
+    let mut packet = ipv6::Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet);
+    repr.emit(
+        &source,
+        &destination,
+        &mut icmpv6::Packet::new_unchecked(packet.payload_mut()),
+    );
+    len
+}
+
+/// A gratuitous ARP for `ip` in request or reply form (RFC 5227 §3,
+/// RFC 5944 §4.6): sender and target address both `ip`, broadcast.
+pub fn gratuitous_arp(
+    out: &mut [u8; MAX_FRAME],
+    mac: EthernetAddress,
+    ip: Ipv4Addr,
+    operation: arp::Operation,
+) -> usize {
+    let repr = arp::Repr {
+        operation,
+        source_hardware_addr: mac,
+        source_protocol_addr: ip,
+        target_hardware_addr: match operation {
+            arp::Operation::Reply => mac,
+            _ => EthernetAddress::default(),
+        },
+        target_protocol_addr: ip,
+    };
+    emit_arp(out, EthernetAddress::BROADCAST, &repr)
+}
+
+/// An unsolicited NA for `ip` to all nodes, O=1 (RFC 4861 §7.2.6).
+pub fn unsolicited_na(out: &mut [u8; MAX_FRAME], mac: EthernetAddress, ip: Ipv6Addr) -> usize {
+    let advert = icmpv6::Repr::NeighborAdvert {
+        flags: icmpv6::AdvertFlags {
+            router: false,
+            solicited: false,
+            override_: true,
+        },
+        target: ip,
+        target_lladdr: Some(mac),
+    };
+    let group = EthernetAddress::ipv6_multicast(&ipv6::ALL_NODES.octets());
+    emit_na(out, mac, group, ip, ipv6::ALL_NODES, &advert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::captures::{ARP_REPLY, ARP_REQUEST, DAD_NS, NA, NS};
+
+    const NODE: EthernetAddress = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x00, 0x01]);
+    const SIDE: EthernetAddress = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x01, 0x01]);
+    const HOST: u8 = 0;
+    const BROADCAST: u8 = 1;
+    const MULTICAST: u8 = 2;
+
+    fn vip(text: &str, slot: usize) -> OwnedVip {
+        OwnedVip {
+            ip: text.parse().unwrap(),
+            slot,
+        }
+    }
+
+    /// Node 1 of the lab: eth0 (slot 0) and eth1 (slot 1), owning
+    /// 192.0.2.11 and 2001:db8::11 on eth0 (the addresses the captures ask for).
+    fn responder(now: Instant) -> Responder {
+        let interfaces = vec![
+            Interface {
+                name: "eth0".into(),
+                mac: NODE,
+            },
+            Interface {
+                name: "eth1".into(),
+                mac: SIDE,
+            },
+        ];
+        let mut responder = Responder::new(interfaces, Announce::default());
+        responder.set_owned(now, &[vip("192.0.2.11", 0), vip("2001:db8::11", 0)]);
+        responder
+    }
+
+    fn arp(responder: &mut Responder, slot: usize, frame: &[u8]) -> (Verdict, [u8; MAX_FRAME]) {
+        let mut out = [0xa5u8; MAX_FRAME];
+        (responder.process_arp(slot, BROADCAST, frame, &mut out), out)
+    }
+
+    fn ndp(responder: &mut Responder, slot: usize, frame: &[u8]) -> (Verdict, [u8; MAX_FRAME]) {
+        let mut out = [0xa5u8; MAX_FRAME];
+        (responder.process_ndp(slot, MULTICAST, frame, &mut out), out)
+    }
+
+    /// Recomputes the ICMPv6 checksum of an NS frame after an edit.
+    fn refill(frame: &mut [u8]) {
+        let packet = ipv6::Packet::new_checked(&frame[14..]).unwrap();
+        let (source, destination) = (packet.source(), packet.destination());
+        icmpv6::Packet::new_unchecked(&mut frame[54..]).fill_checksum(&source, &destination);
+    }
+
+    #[test]
+    fn answers_arp_like_the_kernel() {
+        let mut r = responder(Instant::now());
+        let (verdict, out) = arp(&mut r, 0, &ARP_REQUEST);
+        assert_eq!(verdict, Verdict::Reply(60));
+        assert_eq!(out[..42], ARP_REPLY[..]);
+        assert!(out[42..60].iter().all(|b| *b == 0), "padding is zeroed");
+        assert_eq!(r.counters.arp_received, 1);
+        assert_eq!(r.counters.arp_replies_sent, 1);
+    }
+
+    #[test]
+    fn answers_arp_probe() {
+        let mut r = responder(Instant::now());
+        let mut probe = ARP_REQUEST;
+        probe[28..32].copy_from_slice(&[0, 0, 0, 0]);
+        let (verdict, out) = arp(&mut r, 0, &probe);
+        assert_eq!(verdict, Verdict::Reply(60));
+        let reply = arp::Repr::parse(&arp::Packet::new_checked(&out[14..60]).unwrap()).unwrap();
+        assert_eq!(reply.target_protocol_addr, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(&out[..6], &ARP_REQUEST[6..12], "unicast to the prober");
+    }
+
+    #[test]
+    fn arp_drops() {
+        let now = Instant::now();
+        let mut r = responder(now);
+        let mut check = |slot: usize, frame: &[u8], reason: DropReason| {
+            let (verdict, _) = arp(&mut r, slot, frame);
+            assert_eq!(verdict, Verdict::Drop(reason), "{reason:?}");
+        };
+
+        let mut other = ARP_REQUEST;
+        other[41] = 12;
+        check(0, &other, DropReason::NotOwned);
+        check(1, &ARP_REQUEST, DropReason::OtherInterface);
+        // Node 2's reply for its own address.
+        let mut reply = ARP_REPLY;
+        reply[11] = 2;
+        reply[27] = 2;
+        reply[31] = 12;
+        check(0, &reply, DropReason::NotRequest);
+        // The same reply claiming our VIP: a conflict.
+        reply[31] = 11;
+        check(0, &reply, DropReason::Conflict);
+        check(0, &ARP_REQUEST[..1], DropReason::Truncated);
+        check(0, &ARP_REQUEST[..30], DropReason::Truncated);
+
+        let mut hlen8 = [0u8; 60];
+        hlen8[..42].copy_from_slice(&ARP_REQUEST);
+        hlen8[18] = 8;
+        check(0, &hlen8, DropReason::ArpFormat);
+        let mut plen16 = [0u8; 60];
+        plen16[..42].copy_from_slice(&ARP_REQUEST);
+        plen16[19] = 16;
+        check(0, &plen16, DropReason::Truncated);
+        let mut plen16_full = [0u8; 80];
+        plen16_full[..42].copy_from_slice(&ARP_REQUEST);
+        plen16_full[19] = 16;
+        check(0, &plen16_full, DropReason::ArpFormat);
+
+        let mut own = ARP_REQUEST;
+        own[6..12].copy_from_slice(NODE.as_bytes());
+        check(0, &own, DropReason::OwnFrame);
+
+        let mut multicast_sender = ARP_REQUEST;
+        multicast_sender[22] = 0x01;
+        check(0, &multicast_sender, DropReason::BadSender);
+
+        let mut tagged = [0u8; 46];
+        tagged[..12].copy_from_slice(&ARP_REQUEST[..12]);
+        tagged[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        tagged[16..].copy_from_slice(&ARP_REQUEST[12..]);
+        check(0, &tagged, DropReason::VlanTagged);
+
+        // A gratuitous ARP from another MAC for a VIP we own: a conflict.
+        let mut foreign = [0u8; MAX_FRAME];
+        let len = gratuitous_arp(
+            &mut foreign,
+            EthernetAddress([2, 0, 0, 0, 0, 9]),
+            "192.0.2.11".parse().unwrap(),
+            arp::Operation::Request,
+        );
+        check(0, &foreign[..len], DropReason::Conflict);
+
+        let mut out = [0u8; MAX_FRAME];
+        assert_eq!(
+            r.process_arp(0, PACKET_OUTGOING, &ARP_REQUEST, &mut out),
+            Verdict::Drop(DropReason::NotForUs)
+        );
+        assert_eq!(r.counters.dropped(DropReason::Truncated), 3);
+        assert_eq!(r.counters.arp_replies_sent, 0);
+        // Still answering afterwards.
+        assert_eq!(arp(&mut r, 0, &ARP_REQUEST).0, Verdict::Reply(60));
+    }
+
+    #[test]
+    fn answers_ns_like_the_kernel() {
+        let mut r = responder(Instant::now());
+        let (verdict, out) = ndp(&mut r, 0, &NS);
+        assert_eq!(verdict, Verdict::Reply(86));
+        assert_eq!(out[..86], NA[..]);
+        assert_eq!(r.counters.na_sent, 1);
+
+        // Unicast NUD (to the VIP itself, eth dst our MAC, no SLLA option).
+        let mut nud = [0u8; 78];
+        nud.copy_from_slice(&NS[..78]);
+        nud[..6].copy_from_slice(NODE.as_bytes());
+        nud[19] = 24;
+        nud[38..54].copy_from_slice(&"2001:db8::11".parse::<Ipv6Addr>().unwrap().octets());
+        refill(&mut nud);
+        let mut out = [0u8; MAX_FRAME];
+        assert_eq!(r.process_ndp(0, HOST, &nud, &mut out), Verdict::Reply(86));
+        assert_eq!(&out[..6], &NS[6..12], "answered to the frame's source");
+    }
+
+    #[test]
+    fn answers_dad_to_all_nodes() {
+        let mut r = responder(Instant::now());
+        r.set_owned(Instant::now(), &[vip("fe80::b07b:53ff:fe86:7ba9", 0)]);
+        let (verdict, out) = ndp(&mut r, 0, &DAD_NS);
+        assert_eq!(verdict, Verdict::Reply(86));
+        assert_eq!(&out[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+        let packet = ipv6::Packet::new_checked(&out[14..86]).unwrap();
+        assert_eq!(packet.destination(), ipv6::ALL_NODES);
+        let message = icmpv6::Packet::new_checked(packet.payload()).unwrap();
+        let flags = message.advert_flags();
+        assert!(!flags.solicited && flags.override_ && !flags.router);
+    }
+
+    #[test]
+    fn ndp_drops() {
+        let mut r = responder(Instant::now());
+        let mut check = |slot: usize, frame: &[u8], reason: DropReason| {
+            let (verdict, _) = ndp(&mut r, slot, frame);
+            assert_eq!(verdict, Verdict::Drop(reason), "{reason:?}");
+        };
+        let mut hop = NS;
+        hop[21] = 64;
+        check(0, &hop, DropReason::HopLimit);
+        let mut sum = NS;
+        sum[56] ^= 0xff;
+        check(0, &sum, DropReason::Checksum);
+        let mut zero_option = NS;
+        zero_option[79] = 0;
+        refill(&mut zero_option);
+        check(0, &zero_option, DropReason::NdpFormat);
+        let mut code = NS;
+        code[55] = 3;
+        refill(&mut code);
+        check(0, &code, DropReason::NdpFormat);
+        check(0, &NS[..60], DropReason::Truncated);
+        check(0, &NS[..1], DropReason::Truncated);
+        check(1, &NS, DropReason::OtherInterface);
+        let mut advert = NA;
+        advert[11] = 2;
+        check(0, &advert, DropReason::NotRequest);
+        let mut version = NS;
+        version[14] = 0x45;
+        check(0, &version, DropReason::Ipv6Format);
+        // DAD with a Source Link-Layer Address option is invalid.
+        let mut dad_slla = NS;
+        dad_slla[22..38].fill(0);
+        refill(&mut dad_slla);
+        check(0, &dad_slla, DropReason::NdpFormat);
+        // Someone else's DAD (not a VIP).
+        check(0, &DAD_NS, DropReason::NotOwned);
+        assert_eq!(ndp(&mut r, 0, &NS).0, Verdict::Reply(86));
+    }
+
+    #[test]
+    fn burst_then_refresh_then_release() {
+        let t0 = Instant::now();
+        let mut r = responder(t0);
+        assert_eq!(r.poll_at(), Some(t0));
+        let mut sent: Vec<(usize, Vec<u8>)> = Vec::new();
+        let interval = Duration::from_millis(1100);
+        let mut now = t0;
+        for round in 0..5 {
+            assert_eq!(r.poll_at(), Some(now), "round {round}");
+            r.announce_due(now, |slot, frame| {
+                sent.push((slot, frame.to_vec()));
+                true
+            });
+            now += interval;
+        }
+        // Two ARP forms and one NA per round.
+        assert_eq!(sent.len(), 15);
+        assert_eq!(r.counters.gratuitous_arp_sent, 10);
+        assert_eq!(r.counters.unsolicited_na_sent, 5);
+        let last_round = t0 + interval * 4;
+        assert_eq!(r.poll_at(), Some(last_round + Duration::from_secs(60)));
+
+        let forms: Vec<_> = sent[..3]
+            .iter()
+            .filter_map(|(_, frame)| arp::Packet::new_checked(&frame[14..]).ok())
+            .filter_map(|p| arp::Repr::parse(&p).ok())
+            .map(|repr| {
+                (
+                    repr.operation,
+                    repr.is_gratuitous(),
+                    repr.source_hardware_addr,
+                )
+            })
+            .collect();
+        assert!(forms.contains(&(arp::Operation::Request, true, NODE)));
+        assert!(forms.contains(&(arp::Operation::Reply, true, NODE)));
+        let na = sent[..3]
+            .iter()
+            .find(|(_, f)| f[12..14] == [0x86, 0xdd])
+            .unwrap();
+        assert_eq!(&na.1[..6], &[0x33, 0x33, 0, 0, 0, 1]);
+
+        // Nothing due early; unchanged ownership keeps its schedule.
+        r.announce_due(now, |_, _| panic!("nothing is due"));
+        r.set_owned(now, &[vip("192.0.2.11", 0), vip("2001:db8::11", 0)]);
+        assert_eq!(r.poll_at(), Some(last_round + Duration::from_secs(60)));
+
+        // Release: neither answered nor announced.
+        assert_eq!(r.set_owned(now, &[]), (0, 2));
+        assert_eq!(r.poll_at(), None);
+        assert_eq!(
+            arp(&mut r, 0, &ARP_REQUEST).0,
+            Verdict::Drop(DropReason::NotOwned)
+        );
+
+        // Re-acquire: a new burst at once; a link coming back restarts it.
+        assert_eq!(r.set_owned(now, &[vip("192.0.2.11", 0)]), (1, 0));
+        assert_eq!(r.poll_at(), Some(now));
+        r.announce_due(now, |_, _| true);
+        r.reannounce(now + interval, 0);
+        assert_eq!(r.poll_at(), Some(now + interval));
+    }
+
+    #[test]
+    fn no_refresh_when_off() {
+        let t0 = Instant::now();
+        let announce = Announce {
+            count: 1,
+            interval_ms: 1100,
+            refresh_s: 0,
+        };
+        let mut r = Responder::new(
+            vec![Interface {
+                name: "eth0".into(),
+                mac: NODE,
+            }],
+            announce,
+        );
+        r.set_owned(t0, &[vip("192.0.2.11", 0)]);
+        r.announce_due(t0, |_, _| false);
+        assert_eq!(r.counters.send_errors, 2);
+        assert_eq!(r.poll_at(), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! The responder's thread (filled in below).
