@@ -1,7 +1,10 @@
 //! l2vip keeps virtual IPs alive on an Ethernet segment.
 #![deny(unsafe_code)]
 
+pub mod channel;
 pub mod config;
+pub mod daemon;
+pub mod ownership;
 pub mod responder;
 #[allow(unsafe_code)]
 pub mod sys;

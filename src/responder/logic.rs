@@ -84,6 +84,11 @@ impl Responder {
         &self.interfaces
     }
 
+    /// Replaces the interface list; existing slots must keep their place.
+    pub fn replace_interfaces(&mut self, interfaces: Vec<Interface>) {
+        self.interfaces = interfaces;
+    }
+
     /// Replaces the set of owned VIPs. Newly acquired ones start a burst
     /// at once; released ones are neither answered nor announced from now
     /// on; unchanged ones keep their schedule. Returns (acquired, released).

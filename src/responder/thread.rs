@@ -1,1 +1,322 @@
-//! The responder's thread (filled in below).
+//! The responder thread: one ARP and one NDP packet socket per interface,
+//! a mio loop, and the pure `Responder` deciding what to send.
+
+use std::collections::{BTreeSet, HashSet};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use log::{debug, error, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::counters::{DropReason, LogLimit};
+use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
+use crate::channel::{mailbox, Mailbox};
+use crate::config::Announce;
+use crate::ownership::Ownership;
+use crate::sys::bpf;
+use crate::sys::iface;
+use crate::sys::packet::{PacketSocket, ETH_P_ARP, ETH_P_IPV6};
+use crate::wire::ipv6::solicited_node;
+use crate::wire::EthernetAddress;
+
+/// Messages to the responder.
+#[derive(Debug)]
+pub enum Command {
+    /// Answer for exactly these VIPs from now on.
+    Own(Arc<Ownership>),
+    /// Write the counters to the log.
+    LogCounters,
+    /// Stop the thread.
+    Shutdown,
+}
+
+const WAKER: Token = Token(0);
+/// Frames read from one socket before the loop looks at other sources;
+/// a flood on one interface cannot starve commands or announcements.
+const FRAMES_PER_WAKE: usize = 64;
+/// A received frame larger than this was cut; ARP and NS are far smaller.
+const RECEIVE_BUFFER: usize = bpf::SNAP_LEN as usize;
+/// One log line per drop reason per period.
+const LOG_PERIOD: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Arp,
+    Ndp,
+}
+
+/// An interface's sockets and the solicited-node MACs joined on it.
+#[derive(Debug)]
+struct Port {
+    name: String,
+    arp: PacketSocket,
+    ndp: PacketSocket,
+    joined: HashSet<[u8; 6]>,
+}
+
+fn token(slot: usize, kind: Kind) -> Token {
+    Token(1 + slot * 2 + usize::from(kind == Kind::Ndp))
+}
+
+fn from_token(token: Token) -> Option<(usize, Kind)> {
+    let raw = token.0.checked_sub(1)?;
+    Some((raw / 2, if raw % 2 == 0 { Kind::Arp } else { Kind::Ndp }))
+}
+
+/// The responder thread's state, built (sockets opened) before it runs.
+pub struct ResponderThread {
+    poll: Poll,
+    commands: Receiver<Command>,
+    ports: Vec<Port>,
+    responder: Responder,
+    limit: LogLimit,
+    buffer: Box<[u8; RECEIVE_BUFFER]>,
+}
+
+impl ResponderThread {
+    /// Opens sockets on `interfaces` and returns the thread state and the
+    /// mailbox that drives it.
+    pub fn new(
+        interfaces: &[String],
+        announce: Announce,
+    ) -> io::Result<(ResponderThread, Mailbox<Command>)> {
+        let poll = Poll::new()?;
+        let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
+        let mut thread = ResponderThread {
+            poll,
+            commands,
+            ports: Vec::new(),
+            responder: Responder::new(Vec::new(), announce),
+            limit: LogLimit::new(LOG_PERIOD),
+            buffer: Box::new([0u8; RECEIVE_BUFFER]),
+        };
+        for name in interfaces {
+            thread.open_port(name)?;
+        }
+        Ok((thread, mailbox))
+    }
+
+    fn slot_of(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|port| port.name == name)
+    }
+
+    fn open_port(&mut self, name: &str) -> io::Result<usize> {
+        if let Some(slot) = self.slot_of(name) {
+            return Ok(slot);
+        }
+        let context =
+            |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{name}: {what}: {e}"));
+        let info = iface::lookup(name).map_err(|e| context("interface", e))?;
+        let arp = PacketSocket::open(info.index, ETH_P_ARP, &bpf::ARP)
+            .map_err(|e| context("ARP packet socket", e))?;
+        let ndp = PacketSocket::open(info.index, ETH_P_IPV6, &bpf::NEIGHBOR_SOLICIT)
+            .map_err(|e| context("NDP packet socket", e))?;
+        let slot = self.ports.len();
+        let registry = self.poll.registry();
+        registry.register(
+            &mut SourceFd(&arp.as_raw_fd()),
+            token(slot, Kind::Arp),
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&ndp.as_raw_fd()),
+            token(slot, Kind::Ndp),
+            Interest::READABLE,
+        )?;
+        let mac = EthernetAddress(info.mac);
+        info!(
+            "{name}: answering on ifindex {} with MAC {mac}{}",
+            info.index,
+            if info.running { "" } else { " (no carrier)" }
+        );
+        self.ports.push(Port {
+            name: name.to_string(),
+            arp,
+            ndp,
+            joined: HashSet::new(),
+        });
+        let mut interfaces = self.responder.interfaces().to_vec();
+        interfaces.push(Interface {
+            name: name.to_string(),
+            mac,
+        });
+        self.responder.replace_interfaces(interfaces);
+        Ok(slot)
+    }
+
+    /// Runs until `Shutdown` arrives or the loop fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        // Sockets that may still hold frames after their per-wake cap.
+        let mut busy: BTreeSet<(usize, Kind)> = BTreeSet::new();
+        loop {
+            let timeout = if busy.is_empty() {
+                self.responder
+                    .poll_at()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                if event.token() != WAKER {
+                    if let Some(source) = from_token(event.token()) {
+                        busy.insert(source);
+                    }
+                }
+            }
+            // Commands first: a release must take effect before the next answer.
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Own(ownership) => self.own(&ownership),
+                    Command::LogCounters => info!("counters: {}", self.responder.counters),
+                    Command::Shutdown => {
+                        info!("responder stopping; counters: {}", self.responder.counters);
+                        return Ok(());
+                    }
+                }
+            }
+            let sources: Vec<(usize, Kind)> = busy.iter().copied().collect();
+            for source in sources {
+                if self.drain(source.0, source.1) {
+                    busy.remove(&source);
+                }
+            }
+            self.announce(Instant::now());
+        }
+    }
+
+    fn own(&mut self, ownership: &Ownership) {
+        let mut vips = Vec::with_capacity(ownership.vips.len());
+        for vip in &ownership.vips {
+            let slot = match self.open_port(&vip.interface) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    error!(
+                        "{}: cannot answer for {} ({}): {e}",
+                        vip.interface, vip.ip, vip.name
+                    );
+                    continue;
+                }
+            };
+            if let IpAddr::V6(ip) = vip.ip {
+                self.join(slot, solicited_node(&ip).octets());
+            }
+            vips.push(OwnedVip { ip: vip.ip, slot });
+        }
+        let (acquired, released) = self.responder.set_owned(Instant::now(), &vips);
+        if acquired + released > 0 {
+            info!(
+                "answering for {} VIPs ({acquired} acquired, {released} released)",
+                vips.len()
+            );
+        }
+    }
+
+    /// Joins the solicited-node group's MAC so the NIC delivers its NS.
+    fn join(&mut self, slot: usize, group: [u8; 16]) {
+        let mac = EthernetAddress::ipv6_multicast(&group).0;
+        let port = &mut self.ports[slot];
+        if port.joined.contains(&mac) {
+            return;
+        }
+        match port.ndp.add_membership(mac) {
+            Ok(()) => {
+                debug!("{}: joined {}", port.name, EthernetAddress(mac));
+                port.joined.insert(mac);
+            }
+            Err(e) => warn!("{}: cannot join {}: {e}", port.name, EthernetAddress(mac)),
+        }
+    }
+
+    /// Reads up to the per-wake cap; true when the socket is empty.
+    fn drain(&mut self, slot: usize, kind: Kind) -> bool {
+        let mut out = [0u8; MAX_FRAME];
+        for _ in 0..FRAMES_PER_WAKE {
+            let port = &self.ports[slot];
+            let socket = match kind {
+                Kind::Arp => &port.arp,
+                Kind::Ndp => &port.ndp,
+            };
+            let received = match socket.recv(&mut self.buffer[..]) {
+                Ok(Some(received)) => received,
+                Ok(None) => return true,
+                Err(e) => {
+                    warn!("{}: receive failed: {e}", port.name);
+                    return true;
+                }
+            };
+            let len = received.len.min(RECEIVE_BUFFER);
+            let frame = &self.buffer[..len];
+            let verdict = if received.len > RECEIVE_BUFFER {
+                self.responder.counters.drop(DropReason::Truncated);
+                Verdict::Drop(DropReason::Truncated)
+            } else {
+                match kind {
+                    Kind::Arp => {
+                        self.responder
+                            .process_arp(slot, received.pkttype, frame, &mut out)
+                    }
+                    Kind::Ndp => {
+                        self.responder
+                            .process_ndp(slot, received.pkttype, frame, &mut out)
+                    }
+                }
+            };
+            match verdict {
+                Verdict::Reply(reply_len) => {
+                    if let Err(e) = socket.send(&out[..reply_len]) {
+                        self.responder.counters.send_errors += 1;
+                        warn!("{}: sending an answer failed: {e}", port.name);
+                    }
+                }
+                Verdict::Drop(reason) if reason.is_notable() => {
+                    if let Some(suppressed) = self.limit.allow(reason, Instant::now()) {
+                        let source = frame.get(6..12).map(EthernetAddress::from_bytes);
+                        let from = source.map(|mac| format!(" from {mac}")).unwrap_or_default();
+                        let more = if suppressed > 0 {
+                            format!(" ({suppressed} more since the last report)")
+                        } else {
+                            String::new()
+                        };
+                        warn!(
+                            "{}: dropped a {len}-byte frame{from}: {}{more}",
+                            port.name,
+                            reason.name()
+                        );
+                    }
+                }
+                Verdict::Drop(_) => {}
+            }
+        }
+        false
+    }
+
+    fn announce(&mut self, now: Instant) {
+        let ports = &self.ports;
+        self.responder.announce_due(now, |slot, frame| {
+            let port = &ports[slot];
+            let socket = if frame.get(12..14) == Some(&[0x08, 0x06]) {
+                &port.arp
+            } else {
+                &port.ndp
+            };
+            match socket.send(frame) {
+                Ok(()) => true,
+                Err(e) => {
+                    debug!("{}: sending an announcement failed: {e}", port.name);
+                    false
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,219 @@
+//! The supervisor: loads the configuration, starts the threads in order,
+//! turns signals into messages and stops everything cleanly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::os::fd::AsRawFd;
+
+use crate::channel::{mailbox, Mailbox};
+use crate::config::{self, Config};
+use crate::ownership::Ownership;
+use crate::responder::thread::{Command, ResponderThread};
+use crate::sys::iface;
+use crate::sys::signal::{Signal, SignalFd};
+
+/// Exit status: the configuration is unusable.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status: the daemon could not start or a thread failed.
+pub const EXIT_FAILURE: u8 = 1;
+
+const SIGNALS: Token = Token(0);
+const THREADS: Token = Token(1);
+/// How long a thread may take to stop before the daemon exits anyway.
+const STOP_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The hostname, which names the node when the config does not.
+pub fn hostname() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = text.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Reads and validates the configuration at `path`, including that its
+/// interfaces exist here. The error is one line naming file, line and key.
+pub fn load_config(path: &Path) -> Result<Config, String> {
+    let host = hostname();
+    let config = config::load(path, host.as_deref())?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    config::check_interfaces(&text, &config, |name| iface::index(name).is_some())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// A thread's end, reported to the supervisor.
+#[derive(Debug)]
+struct ThreadEnd {
+    name: &'static str,
+    result: Result<(), String>,
+}
+
+/// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
+/// process exit status.
+pub fn run(path: &Path) -> u8 {
+    // Block the signals before any thread exists, so all inherit the mask.
+    let signals = match SignalFd::new() {
+        Ok(signals) => signals,
+        Err(e) => {
+            error!("cannot set up signal handling: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let config = match load_config(path) {
+        Ok(config) => config,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match Supervisor::start(&config, signals) {
+        Ok(supervisor) => supervisor.run(),
+        Err(e) => {
+            error!("cannot start: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+struct Supervisor {
+    poll: Poll,
+    signals: SignalFd,
+    ends: crossbeam_channel::Receiver<ThreadEnd>,
+    responder: Mailbox<Command>,
+    handles: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Supervisor {
+    fn start(config: &Config, signals: SignalFd) -> Result<Supervisor, String> {
+        let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&signals.as_raw_fd()),
+                SIGNALS,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("poll: {e}"))?;
+        let (end_mailbox, ends) =
+            mailbox::<ThreadEnd>(poll.registry(), THREADS).map_err(|e| format!("poll: {e}"))?;
+
+        let mut interfaces: Vec<String> = config
+            .services
+            .iter()
+            .map(|s| s.interface.clone())
+            .collect();
+        interfaces.sort();
+        interfaces.dedup();
+        let (responder, responder_mailbox) =
+            ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
+        let handle = spawn("responder", end_mailbox, move || responder.run())
+            .map_err(|e| format!("cannot start the responder thread: {e}"))?;
+        let handles = vec![("responder", handle)];
+
+        info!(
+            "node {} started: {} services on {} interfaces, no peers: a one-node cluster owns every VIP",
+            config.node,
+            config.services.len(),
+            interfaces.len()
+        );
+        // Until peers exist, this node is its own leader.
+        let ownership = Arc::new(Ownership::all(config));
+        if responder_mailbox.send(Command::Own(ownership)).is_err() {
+            return Err("the responder stopped at start".into());
+        }
+        Ok(Supervisor {
+            poll,
+            signals,
+            ends,
+            responder: responder_mailbox,
+            handles,
+        })
+    }
+
+    fn run(mut self) -> u8 {
+        let mut events = Events::with_capacity(8);
+        let status = loop {
+            if let Err(e) = self.poll.poll(&mut events, None) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!("poll: {e}");
+                break EXIT_FAILURE;
+            }
+            if let Ok(end) = self.ends.try_recv() {
+                match end.result {
+                    Ok(()) => error!("the {} thread stopped unexpectedly", end.name),
+                    Err(e) => error!("the {} thread failed: {e}", end.name),
+                }
+                break EXIT_FAILURE;
+            }
+            match self.next_signal() {
+                Some(Signal::Terminate | Signal::Interrupt) => break 0,
+                Some(Signal::Hangup) => {
+                    warn!("SIGHUP: this version cannot reload; the running configuration stays in force")
+                }
+                Some(Signal::User1) => {
+                    let _ = self.responder.send(Command::LogCounters);
+                }
+                None => {}
+            }
+        };
+        self.stop();
+        status
+    }
+
+    fn next_signal(&self) -> Option<Signal> {
+        match self.signals.read() {
+            Ok(Some(signal)) => {
+                info!("{} received", signal.name());
+                Some(signal)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!("reading signals: {e}");
+                None
+            }
+        }
+    }
+
+    /// Asks every thread to stop and waits a bounded time for each.
+    fn stop(self) {
+        let _ = self.responder.send(Command::Shutdown);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for (name, handle) in self.handles {
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                warn!("the {name} thread did not stop in time");
+            }
+        }
+        info!("stopped");
+    }
+}
+
+/// Starts a named thread whose end (return, error or panic) is reported.
+fn spawn(
+    name: &'static str,
+    ends: Mailbox<ThreadEnd>,
+    body: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            let result = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("panicked".to_string()),
+            };
+            let _ = ends.send(ThreadEnd { name, result });
+        })
+}

@@ -1,0 +1,41 @@
+//! Which VIPs this node answers for: the snapshot the election publishes
+//! and the responder follows.
+
+use std::net::IpAddr;
+
+use crate::config::Config;
+
+/// One VIP this node owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vip {
+    /// Service name.
+    pub name: String,
+    /// The address.
+    pub ip: IpAddr,
+    /// The interface it is answered on.
+    pub interface: String,
+}
+
+/// Every VIP this node owns at one moment. Immutable; shared as `Arc`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ownership {
+    /// The owned VIPs.
+    pub vips: Vec<Vip>,
+}
+
+impl Ownership {
+    /// A one-node cluster is its own leader: it owns every configured VIP.
+    pub fn all(config: &Config) -> Ownership {
+        Ownership {
+            vips: config
+                .services
+                .iter()
+                .map(|service| Vip {
+                    name: service.name.clone(),
+                    ip: service.ip,
+                    interface: service.interface.clone(),
+                })
+                .collect(),
+        }
+    }
+}
