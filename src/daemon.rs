@@ -152,15 +152,21 @@ impl Supervisor {
                 }
                 break EXIT_FAILURE;
             }
-            match self.next_signal() {
-                Some(Signal::Terminate | Signal::Interrupt) => break 0,
-                Some(Signal::Hangup) => {
-                    warn!("SIGHUP: this version cannot reload; the running configuration stays in force")
+            // The signalfd is edge-triggered: read every pending signal.
+            let mut stop = false;
+            while let Some(signal) = self.next_signal() {
+                match signal {
+                    Signal::Terminate | Signal::Interrupt => stop = true,
+                    Signal::Hangup => {
+                        warn!("SIGHUP: this version cannot reload; the running configuration stays in force")
+                    }
+                    Signal::User1 => {
+                        let _ = self.responder.send(Command::LogCounters);
+                    }
                 }
-                Some(Signal::User1) => {
-                    let _ = self.responder.send(Command::LogCounters);
-                }
-                None => {}
+            }
+            if stop {
+                break 0;
             }
         };
         self.stop();

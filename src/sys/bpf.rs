@@ -15,7 +15,9 @@ const RET: u16 = 0x06;
 const W: u16 = 0x00;
 const B: u16 = 0x10;
 const ABS: u16 = 0x20;
+const LEN: u16 = 0x80;
 const JEQ: u16 = 0x10;
+const JGE: u16 = 0x30;
 const K: u16 = 0x00;
 
 /// Ancillary data loads (<linux/filter.h>): base offset and pkttype.
@@ -61,10 +63,14 @@ const ICMPV6_TYPE: u32 = 14 + 40;
 
 /// For a socket bound to ETH_P_IPV6: as `ARP`, and only ICMPv6 type 135
 /// directly after the fixed header (RFC 4861 NS carry no extension headers).
-pub const NEIGHBOR_SOLICIT: [Instruction; 9] = [
+/// Frames too short to hold the ICMPv6 type are passed up, to be counted
+/// as truncated rather than vanish in the kernel.
+pub const NEIGHBOR_SOLICIT: [Instruction; 11] = [
     stmt(LD | W | ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
-    jump(JMP | JEQ | K, PACKET_OUTGOING, 6, 0),
-    jump(JMP | JEQ | K, PACKET_OTHERHOST, 5, 0),
+    jump(JMP | JEQ | K, PACKET_OUTGOING, 8, 0),
+    jump(JMP | JEQ | K, PACKET_OTHERHOST, 7, 0),
+    stmt(LD | W | LEN, 0),
+    jump(JMP | JGE | K, ICMPV6_TYPE + 1, 0, 4),
     stmt(LD | B | ABS, IPV6_NEXT_HEADER),
     jump(JMP | JEQ | K, 58, 0, 3),
     stmt(LD | B | ABS, ICMPV6_TYPE),

@@ -72,6 +72,15 @@ impl SignalFd {
     /// inherit the mask) and opens a descriptor that reads them. Call it
     /// before starting any thread.
     pub fn new() -> io::Result<SignalFd> {
+        // A shell starts background jobs with SIGINT ignored, and an ignored
+        // signal never reaches a signalfd: restore the default first (it
+        // cannot fire, the signals are blocked right after).
+        for signal in Signal::ALL {
+            // SAFETY: SIG_DFL is a valid disposition for these signals.
+            if unsafe { libc::signal(signal.number(), libc::SIG_DFL) } == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
         let set = mask()?;
         // SAFETY: `set` is a live, initialised sigset_t; the old mask is not wanted.
         let error = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };

@@ -64,6 +64,11 @@ up() {
         net.ipv6.conf.default.disable_ipv6=1 >/dev/null
     ip -n "$name-br" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
     ip -n "$name-br" link set br0 up
+    # A switch forwards frames as they are: where br_netfilter is loaded it
+    # would validate (and drop) malformed IP frames meant for the nodes.
+    ip netns exec "$name-br" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+        net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 \
+        >/dev/null 2>&1 || true
 
     ip netns add "$name-c"
     host_setup "$name-c"

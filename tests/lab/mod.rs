@@ -1,0 +1,358 @@
+//! The lab from Rust: builds `tests/lab/lab.sh` labs, runs commands and
+//! daemons in them, captures traffic, and tears everything down on drop,
+//! also when a test panics.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+
+fn lab_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab")
+}
+
+/// True when this process may build labs. When it may not, says so loudly;
+/// with `L2VIP_REQUIRE_LAB=1` it fails the test instead of skipping it.
+pub fn available(test: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        return true;
+    }
+    let message = format!(
+        "LAB TEST SKIPPED: {test} needs root (network namespaces); run the tests as root, e.g. `sudo -E cargo test`"
+    );
+    if std::env::var("L2VIP_REQUIRE_LAB").as_deref() == Ok("1") {
+        panic!("{message} (L2VIP_REQUIRE_LAB=1)");
+    }
+    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+    false
+}
+
+/// A lab of `nodes` nodes and one client, deleted on drop.
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    /// Builds a lab; `side_link` adds the client eth1 <-> node 1 eth1 link.
+    pub fn up(nodes: usize, side_link: bool) -> Lab {
+        let name = format!(
+            "l{}x{}",
+            std::process::id() % 100_000,
+            NEXT_LAB.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(format!("l2vip-{name}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("lab directory");
+        let lab = Lab { name, dir };
+        let mut command = Command::new(lab_dir().join("lab.sh"));
+        command.args(["up", &lab.name, &nodes.to_string()]);
+        if side_link {
+            command.arg("--side-link");
+        }
+        let out = command.output().expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    /// The namespace of `host`: "c" (client) or "n1", "n2", ...
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.name)
+    }
+
+    /// Runs a command in `host`'s namespace and returns its output.
+    pub fn run(&self, host: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Runs a command in `host`'s namespace and returns stdout + stderr.
+    pub fn text(&self, host: &str, args: &[&str]) -> String {
+        let out = self.run(host, args);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    /// Sends raw frames from the client's `interface`.
+    pub fn inject(&self, interface: &str, frames: &[Vec<u8>]) {
+        let script = lab_dir().join("inject.py");
+        let mut args = vec![
+            "python3".to_string(),
+            script.display().to_string(),
+            interface.to_string(),
+        ];
+        args.extend(
+            frames
+                .iter()
+                .map(|frame| frame.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("c", &refs);
+        assert!(
+            out.status.success(),
+            "inject.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The client's neighbour entry for `ip` ("" if none).
+    pub fn neighbour(&self, ip: &str) -> String {
+        self.text("c", &["ip", "neigh", "show", ip, "dev", "eth0"])
+            .trim()
+            .to_string()
+    }
+
+    /// Polls `probe` every 50 ms until it returns true or `limit` passes.
+    pub fn wait_until(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if probe() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Writes `config` and starts `l2vip daemon -c` in node `node`.
+    pub fn daemon(&self, node: usize, config: &str) -> Daemon {
+        let host = format!("n{node}");
+        let config_path = self.dir.join(format!("{host}.json"));
+        fs::write(&config_path, config).expect("write config");
+        let log = self.dir.join(format!("{host}.log"));
+        let log_file = fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(&host)])
+            .arg(env!("CARGO_BIN_EXE_l2vip"))
+            .args(["daemon", "-c"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start l2vip");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Starts tcpdump on `host`'s `interface` with `filter`; ready on return.
+    pub fn capture(&self, host: &str, interface: &str, filter: &str) -> Capture {
+        let index = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
+        let output = self
+            .dir
+            .join(format!("capture-{host}-{interface}-{index}.txt"));
+        let errors = self
+            .dir
+            .join(format!("capture-{host}-{interface}-{index}.err"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args([
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                interface,
+                "-e",
+                "-n",
+                "-vv",
+                "-l",
+                "-tt",
+            ])
+            .arg(filter)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&output).expect("capture file"))
+            .stderr(fs::File::create(&errors).expect("capture file"))
+            .spawn()
+            .expect("start tcpdump");
+        let ready = Lab::wait_until(Duration::from_secs(5), || {
+            fs::read_to_string(&errors).is_ok_and(|text| text.contains("listening on"))
+        });
+        assert!(
+            ready,
+            "tcpdump did not start: {}",
+            fs::read_to_string(&errors).unwrap_or_default()
+        );
+        Capture {
+            child: Some(child),
+            output,
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = Command::new(lab_dir().join("lab.sh"))
+            .args(["down", &self.name])
+            .output();
+        if let Ok(out) = out {
+            if !out.status.success() {
+                eprintln!(
+                    "lab.sh down {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `signal` (a name such as "TERM") to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+}
+
+/// Waits up to `limit` for `child`; kills it (by PID) if it does not end.
+fn reap(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running l2vip daemon; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's PID (`ip netns exec` execs it, so it is the same).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        Lab::wait_until(limit, || self.log().contains(needle))
+    }
+
+    /// Sends a signal by name.
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
+    /// Asks the daemon to log its counters and returns them by name.
+    pub fn counters(&self) -> std::collections::HashMap<String, u64> {
+        let before = self.log().matches("counters:").count();
+        self.signal("USR1");
+        assert!(
+            Lab::wait_until(Duration::from_secs(3), || self
+                .log()
+                .matches("counters:")
+                .count()
+                > before),
+            "no counters logged: {}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("counters:"))
+            .last()
+            .unwrap_or_default();
+        line.split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
+            .collect()
+    }
+
+    /// Stops the daemon with `signal` and returns its status and how long
+    /// it took; None if it had to be killed after `limit`.
+    pub fn stop_with(
+        &mut self,
+        signal_name: &str,
+        limit: Duration,
+    ) -> Option<(ExitStatus, Duration)> {
+        let mut child = self.child.take()?;
+        let start = Instant::now();
+        signal(child.id(), signal_name);
+        reap(&mut child, limit).map(|status| (status, start.elapsed()))
+    }
+
+    /// Waits for a daemon expected to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        reap(&mut child, limit)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            reap(&mut child, Duration::from_secs(2));
+        }
+    }
+}
+
+/// A running tcpdump; `stop` returns what it decoded.
+pub struct Capture {
+    child: Option<Child>,
+    output: PathBuf,
+}
+
+impl Capture {
+    /// Stops tcpdump and returns its text output.
+    pub fn stop(mut self) -> String {
+        // Frames still in flight (veth, bridge) reach tcpdump well within this.
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "INT");
+            reap(&mut child, Duration::from_secs(3));
+        }
+        let file = fs::File::open(&self.output).expect("capture output");
+        BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "INT");
+            reap(&mut child, Duration::from_secs(3));
+        }
+    }
+}
