@@ -286,8 +286,7 @@ impl Daemon {
         let log = self.log();
         let line = log
             .lines()
-            .filter(|l| l.contains("counters:"))
-            .last()
+            .rfind(|l| l.contains("counters:"))
             .unwrap_or_default();
         line.split_whitespace()
             .filter_map(|pair| pair.split_once('='))
