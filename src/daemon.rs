@@ -42,8 +42,15 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
     let config = config::load(path, host.as_deref())?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    config::check_interfaces(&text, &config, |name| iface::index(name).is_some())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    config::check_interfaces(&text, &config, |name| {
+        if iface::index(name).is_none() {
+            return Err(format!("no interface named {name:?} on this system"));
+        }
+        iface::lookup(name)
+            .map(|_| ())
+            .map_err(|e| format!("{name:?}: {e}"))
+    })
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(config)
 }
 

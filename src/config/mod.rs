@@ -278,27 +278,23 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
     })
 }
 
-/// Checks that every service's interface exists, given a way to ask.
+/// Checks every service's interface with `usable`, which says why an
+/// interface cannot carry VIPs (missing, not Ethernet), or `Ok`.
 pub fn check_interfaces(
     text: &str,
     config: &Config,
-    exists: impl Fn(&str) -> bool,
+    usable: impl Fn(&str) -> Result<(), String>,
 ) -> Result<(), ConfigError> {
     for (index, service) in config.services.iter().enumerate() {
-        if !exists(&service.interface) {
+        if let Err(why) = usable(&service.interface) {
+            let path = [
+                Step::Key("services"),
+                Step::Index(index),
+                Step::Key("interface"),
+            ];
             return Err(ConfigError {
-                line: line_of(
-                    text,
-                    &[
-                        Step::Key("services"),
-                        Step::Index(index),
-                        Step::Key("interface"),
-                    ],
-                ),
-                message: format!(
-                    "services[{index}].interface: no interface named {:?} on this system",
-                    service.interface
-                ),
+                line: line_of(text, &path),
+                message: format!("services[{index}].interface: {why}"),
             });
         }
     }
@@ -510,8 +506,11 @@ mod tests {
     fn missing_interface() {
         let text = "{\"node\": \"a\", \"services\": [\n{\"name\": \"a\", \"ip\": \"192.0.2.1\",\n \"interface\": \"eth9\"}]}";
         let config = parse(text, None).unwrap();
-        assert!(check_interfaces(text, &config, |name| name == "eth9").is_ok());
-        let error = check_interfaces(text, &config, |_| false).unwrap_err();
+        assert!(check_interfaces(text, &config, |_| Ok(())).is_ok());
+        let error = check_interfaces(text, &config, |name| {
+            Err(format!("no interface named {name:?} on this system"))
+        })
+        .unwrap_err();
         assert_eq!(
             error.to_string(),
             "line 3: services[0].interface: no interface named \"eth9\" on this system"

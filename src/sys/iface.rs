@@ -79,7 +79,10 @@ pub fn lookup(name: &str) -> io::Result<InterfaceInfo> {
     if hwaddr.sa_family != libc::ARPHRD_ETHER {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("{name} is not an Ethernet interface"),
+            format!(
+                "not an Ethernet interface (hardware type {})",
+                hwaddr.sa_family
+            ),
         ));
     }
     let mut mac = [0u8; 6];

@@ -1,0 +1,230 @@
+//! The binary's contract for configuration and usage errors: one clear
+//! line naming the problem (and its line), exit status 2, nothing started.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn l2vip(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_l2vip"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start l2vip");
+    // A rejected configuration must not leave anything running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("l2vip {args:?} is still running after 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn write_config(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("l2vip-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Both `daemon` and `check-config` reject `text` with status 2 and a
+/// message containing every one of `expect`.
+fn rejected(name: &str, text: &str, expect: &[&str]) {
+    let path = write_config(name, text);
+    let path = path.to_str().expect("utf-8 path");
+    for command in ["daemon", "check-config"] {
+        let out = l2vip(&[command, "-c", path]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command} {name}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(path), "names the file: {stderr}");
+        for needle in expect {
+            assert!(
+                stderr.contains(needle),
+                "{command} {name}: {needle:?} not in {stderr}"
+            );
+        }
+        assert!(
+            out.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn unknown_key() {
+    rejected(
+        "unknown.json",
+        "{\n  \"node\": \"n1\",\n  \"servcies\": []\n}\n",
+        &["line 3", "unknown field `servcies`"],
+    );
+}
+
+#[test]
+fn bad_address() {
+    rejected(
+        "address.json",
+        "{\"node\": \"n1\", \"services\": [\n  {\"name\": \"web\",\n   \"ip\": \"192.0.2.300\", \"interface\": \"eth0\"}\n]}\n",
+        &["line 3", "services[0].ip", "\"192.0.2.300\" is not an IPv4 or IPv6 address"],
+    );
+    rejected(
+        "multicast.json",
+        "{\"node\": \"n1\", \"services\": [{\"name\": \"web\", \"ip\": \"ff02::1\", \"interface\": \"eth0\"}]}",
+        &["line 1", "services[0].ip", "multicast"],
+    );
+}
+
+#[test]
+fn duplicate_service() {
+    rejected(
+        "duplicate.json",
+        concat!(
+            "{\"node\": \"n1\", \"services\": [\n",
+            "  {\"name\": \"web\", \"ip\": \"192.0.2.200\", \"interface\": \"eth0\"},\n",
+            "  {\"name\": \"web\", \"ip\": \"192.0.2.201\", \"interface\": \"eth0\"}\n",
+            "]}\n"
+        ),
+        &[
+            "line 3",
+            "services[1].name",
+            "\"web\" is already the name of services[0]",
+        ],
+    );
+    rejected(
+        "same-ip.json",
+        concat!(
+            "{\"node\": \"n1\", \"services\": [\n",
+            "  {\"name\": \"a\", \"ip\": \"192.0.2.200\", \"interface\": \"eth0\"},\n",
+            "  {\"name\": \"b\", \"ip\": \"192.0.2.200\", \"interface\": \"eth0\"}\n",
+            "]}\n"
+        ),
+        &[
+            "line 3",
+            "services[1].ip",
+            "already the address of services[0]",
+        ],
+    );
+}
+
+#[test]
+fn missing_interface() {
+    rejected(
+        "interface.json",
+        concat!(
+            "{\"node\": \"n1\", \"services\": [\n",
+            "  {\"name\": \"web\", \"ip\": \"192.0.2.200\",\n",
+            "   \"interface\": \"l2vipnone0\"}\n",
+            "]}\n"
+        ),
+        &[
+            "line 3",
+            "services[0].interface",
+            "no interface named \"l2vipnone0\"",
+        ],
+    );
+}
+
+#[test]
+fn not_ethernet_interface() {
+    rejected(
+        "loopback.json",
+        "{\"node\": \"n1\", \"services\": [{\"name\": \"web\", \"ip\": \"192.0.2.200\", \"interface\": \"lo\"}]}",
+        &["services[0].interface", "\"lo\": not an Ethernet interface"],
+    );
+}
+
+#[test]
+fn broken_json_and_unreadable_files() {
+    rejected(
+        "syntax.json",
+        "{\n  \"node\": \"n1\",\n  \"services\": [,]\n}\n",
+        &["line 3"],
+    );
+    rejected("empty.json", "", &["must be one JSON object"]);
+    let missing = "/nonexistent/l2vip.json";
+    for command in ["daemon", "check-config"] {
+        let out = l2vip(&[command, "-c", missing]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(missing) && stderr.contains("cannot open"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_and_version() {
+    for args in [
+        &["frobnicate"][..],
+        &["daemon", "-c"],
+        &["daemon", "--bogus"],
+        &[],
+    ] {
+        let out = l2vip(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("usage: l2vip"),
+            "{args:?}"
+        );
+    }
+    let out = l2vip(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("l2vip {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_prints_the_normalized_config() {
+    if !lab::available("check_config_prints_the_normalized_config") {
+        return;
+    }
+    let lab = lab::Lab::up(1, false);
+    let path = lab.dir.join("ok.json");
+    std::fs::write(
+        &path,
+        r#"{"services": [{"name": "web6", "ip": "2001:DB8:0::200", "interface": "eth0"}]}"#,
+    )
+    .expect("write");
+    let out = lab.run(
+        "n1",
+        &[
+            env!("CARGO_BIN_EXE_l2vip"),
+            "check-config",
+            "-c",
+            path.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(
+        printed["node"],
+        hostname.trim(),
+        "node defaults to the hostname"
+    );
+    assert_eq!(printed["announce"]["count"], 5);
+    assert_eq!(printed["announce"]["interval_ms"], 1100);
+    assert_eq!(printed["announce"]["refresh_s"], 60);
+    assert_eq!(
+        printed["services"][0]["ip"], "2001:db8::200",
+        "normalized address"
+    );
+}
