@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod config;
 pub mod daemon;
+pub mod election;
 pub mod ownership;
 pub mod responder;
 #[allow(unsafe_code)]

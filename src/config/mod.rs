@@ -8,7 +8,7 @@ mod locate;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,16 +26,85 @@ pub const MAX_SERVICES: usize = 1024;
 pub const MAX_INTERFACE_NAME: usize = 15;
 /// Names of nodes and services: 1 to 64 of `[A-Za-z0-9._-]`.
 pub const MAX_NAME: usize = 64;
+/// The most unicast peers a node sends heartbeats to (a cluster is ~16).
+pub const MAX_PEERS: usize = 64;
+/// The default heartbeat UDP port.
+pub const DEFAULT_PORT: u16 = 7947;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
     /// This node's name, unique in the cluster.
     pub node: String,
+    /// Heartbeats of other clusters are ignored.
+    pub cluster: String,
+    /// 1..=255, higher wins.
+    pub priority: u8,
+    /// How VIPs are spread over the nodes.
+    pub mode: Mode,
+    /// Whether a better-ranked node takes VIPs back from their holder.
+    pub preempt: bool,
+    /// The heartbeat protocol.
+    pub heartbeat: Heartbeat,
     /// Gratuitous ARP / unsolicited NA settings.
     pub announce: Announce,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
+}
+
+/// How owners are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One leader, ranked by (priority, name), owns every VIP.
+    Single,
+    /// Each VIP goes to the top of a priority-weighted rendezvous hash.
+    Spread,
+}
+
+/// The heartbeat protocol between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    /// UDP port, the same on every node.
+    pub port: u16,
+    /// Local address to bind, if not the wildcard.
+    pub bind: Option<IpAddr>,
+    /// Time between heartbeats.
+    pub interval_ms: u64,
+    /// A peer is alive while its last heartbeat is younger than this.
+    pub lease_ms: u64,
+    /// Unicast peers.
+    pub peers: Vec<SocketAddr>,
+    /// A multicast group to send to and listen on.
+    pub multicast: Option<Multicast>,
+    /// File holding the HMAC-SHA256 key (mode 0600).
+    pub key_file: Option<String>,
+}
+
+impl Heartbeat {
+    /// Time between heartbeats.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// How long a heartbeat keeps its sender alive.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// True when this node has nobody to talk to: a one-node cluster.
+    pub fn is_alone(&self) -> bool {
+        self.peers.is_empty() && self.multicast.is_none()
+    }
+}
+
+/// A multicast group for heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Multicast {
+    /// The group address.
+    pub group: IpAddr,
+    /// The interface to send and join on.
+    pub interface: String,
 }
 
 /// How a new owner makes the segment learn where a VIP lives.
@@ -80,6 +149,9 @@ pub struct Service {
     pub ip: IpAddr,
     /// The interface it lives on.
     pub interface: String,
+    /// The nodes that may own it; empty: every node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// A configuration that cannot be used, with the place that says so.
@@ -106,6 +178,12 @@ impl std::error::Error for ConfigError {}
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node: Option<String>,
+    cluster: Option<String>,
+    priority: Option<u64>,
+    mode: Option<Mode>,
+    preempt: Option<bool>,
+    #[serde(default)]
+    heartbeat: RawHeartbeat,
     #[serde(default)]
     announce: RawAnnounce,
     #[serde(default)]
@@ -120,12 +198,34 @@ struct RawAnnounce {
     refresh_s: Option<u64>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    port: Option<u16>,
+    bind: Option<String>,
+    interval_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    #[serde(default)]
+    peers: Vec<String>,
+    multicast: Option<RawMulticast>,
+    key_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMulticast {
+    group: String,
+    interface: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
     name: String,
     ip: String,
     interface: String,
+    #[serde(default)]
+    nodes: Vec<String>,
 }
 
 /// Reads a configuration file; the error names the file.
@@ -196,6 +296,20 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         }
     };
 
+    let cluster = raw.cluster.clone().unwrap_or_else(|| "l2vip".to_string());
+    check_name(&cluster).map_err(|why| fail(&[Step::Key("cluster")], format!("cluster: {why}")))?;
+    let priority = raw.priority.unwrap_or(100);
+    let priority = u8::try_from(priority)
+        .ok()
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| {
+            fail(
+                &[Step::Key("priority")],
+                format!("priority: {priority} is outside 1..255"),
+            )
+        })?;
+    let heartbeat = parse_heartbeat(&raw.heartbeat, &fail)?;
+
     let defaults = Announce::default();
     let announce = Announce {
         count: raw.announce.count.unwrap_or(defaults.count),
@@ -264,18 +378,163 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         }
         check_interface_name(&service.interface)
             .map_err(|why| fail(&at("interface"), format!("{label}.interface: {why}")))?;
+        for (i, node) in service.nodes.iter().enumerate() {
+            check_name(node).map_err(|why| {
+                let path = [
+                    Step::Key("services"),
+                    Step::Index(index),
+                    Step::Key("nodes"),
+                    Step::Index(i),
+                ];
+                fail(&path, format!("{label}.nodes[{i}]: {why}"))
+            })?;
+        }
         services.push(Service {
             name: service.name.clone(),
             ip,
             interface: service.interface.clone(),
+            nodes: service.nodes.clone(),
         });
     }
 
     Ok(Config {
         node,
+        cluster,
+        priority,
+        mode: raw.mode.unwrap_or(Mode::Single),
+        preempt: raw.preempt.unwrap_or(false),
+        heartbeat,
         announce,
         services,
     })
+}
+
+type Fail<'a> = dyn Fn(&[Step<'_>], String) -> ConfigError + 'a;
+
+fn parse_heartbeat(raw: &RawHeartbeat, fail: &Fail<'_>) -> Result<Heartbeat, ConfigError> {
+    let key = |name| [Step::Key("heartbeat"), Step::Key(name)];
+    let port = raw.port.unwrap_or(DEFAULT_PORT);
+    if port == 0 {
+        return Err(fail(&key("port"), "heartbeat.port: 0 is not a port".into()));
+    }
+    let bind = match &raw.bind {
+        None => None,
+        Some(text) => Some(text.parse::<IpAddr>().map_err(|_| {
+            fail(
+                &key("bind"),
+                format!("heartbeat.bind: {text:?} is not an IPv4 or IPv6 address"),
+            )
+        })?),
+    };
+    let interval_ms = raw.interval_ms.unwrap_or(1000);
+    if !(10..=60_000).contains(&interval_ms) {
+        return Err(fail(
+            &key("interval_ms"),
+            format!("heartbeat.interval_ms: {interval_ms} is outside 10..60000"),
+        ));
+    }
+    let lease_ms = raw.lease_ms.unwrap_or(10 * interval_ms.max(1000));
+    if lease_ms < 3 * interval_ms || lease_ms > 600_000 {
+        return Err(fail(
+            &key("lease_ms"),
+            format!(
+                "heartbeat.lease_ms: {lease_ms} must be at least 3 x interval_ms ({}) and at most 600000",
+                3 * interval_ms
+            ),
+        ));
+    }
+    if raw.peers.len() > MAX_PEERS {
+        return Err(fail(
+            &key("peers"),
+            format!(
+                "heartbeat.peers: {} peers, at most {MAX_PEERS}",
+                raw.peers.len()
+            ),
+        ));
+    }
+    let mut peers = Vec::with_capacity(raw.peers.len());
+    for (i, text) in raw.peers.iter().enumerate() {
+        let path = [Step::Key("heartbeat"), Step::Key("peers"), Step::Index(i)];
+        let peer = parse_peer(text, port)
+            .map_err(|why| fail(&path, format!("heartbeat.peers[{i}]: {why}")))?;
+        if peers.contains(&peer) {
+            return Err(fail(
+                &path,
+                format!("heartbeat.peers[{i}]: {peer} is listed twice"),
+            ));
+        }
+        peers.push(peer);
+    }
+    let multicast = match &raw.multicast {
+        None => None,
+        Some(multicast) => {
+            let path = |name| {
+                [
+                    Step::Key("heartbeat"),
+                    Step::Key("multicast"),
+                    Step::Key(name),
+                ]
+            };
+            let group = multicast
+                .group
+                .parse::<IpAddr>()
+                .ok()
+                .filter(IpAddr::is_multicast)
+                .ok_or_else(|| {
+                    fail(
+                        &path("group"),
+                        format!(
+                            "heartbeat.multicast.group: {:?} is not a multicast address",
+                            multicast.group
+                        ),
+                    )
+                })?;
+            check_interface_name(&multicast.interface).map_err(|why| {
+                fail(
+                    &path("interface"),
+                    format!("heartbeat.multicast.interface: {why}"),
+                )
+            })?;
+            Some(Multicast {
+                group,
+                interface: multicast.interface.clone(),
+            })
+        }
+    };
+    if let Some(path) = &raw.key_file {
+        if path.is_empty() {
+            return Err(fail(
+                &key("key_file"),
+                "heartbeat.key_file: empty path".into(),
+            ));
+        }
+    }
+    Ok(Heartbeat {
+        port,
+        bind,
+        interval_ms,
+        lease_ms,
+        peers,
+        multicast,
+        key_file: raw.key_file.clone(),
+    })
+}
+
+/// A peer: "192.0.2.2", "192.0.2.2:7947", "2001:db8::2" or "[2001:db8::2]:7947".
+fn parse_peer(text: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let address = if let Ok(ip) = text.parse::<IpAddr>() {
+        SocketAddr::new(ip, default_port)
+    } else {
+        text.parse::<SocketAddr>()
+            .map_err(|_| format!("{text:?} is not an address or address:port"))?
+    };
+    let ip = address.ip();
+    if ip.is_unspecified() || ip.is_multicast() || address.port() == 0 {
+        return Err(format!(
+            "{text:?} is not a unicast peer (use heartbeat.multicast for groups)"
+        ));
+    }
+    Ok(address)
 }
 
 /// Checks every service's interface with `usable`, which says why an

@@ -8,6 +8,7 @@ pub mod arp;
 #[cfg(test)]
 pub(crate) mod captures;
 pub mod ethernet;
+pub mod heartbeat;
 pub mod icmpv6;
 pub mod ipv6;
 

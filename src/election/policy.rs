@@ -1,0 +1,655 @@
+//! The election as a pure state machine: heartbeats and `now` in; claims,
+//! heartbeats to send and ownership changes out. No I/O, no clock.
+//!
+//! Per service, the candidates are the alive nodes eligible for it; they
+//! are ranked the same way on every node (`rank`). A node claims a service
+//! only when no alive node claims it and it is the best candidate; a holder
+//! keeps it while it stays a candidate (sticky), unless `preempt` and a
+//! better candidate is ready, in which case it releases first so the other
+//! claims without a double claim. Two claimants (a healed partition) settle
+//! on the better ranked one.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::config::Mode;
+use crate::wire::heartbeat::{
+    self, bit, bitmap_len, name_hash, set_bit, Repr, Witness, WITNESS_LEN,
+};
+
+/// Settings of the local node that the election needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// This node's name.
+    pub node: String,
+    /// The cluster name; heartbeats of other clusters are dropped.
+    pub cluster: String,
+    /// 1..=255, higher wins.
+    pub priority: u8,
+    /// Single leader or spread.
+    pub mode: Mode,
+    /// Whether a better candidate takes services back.
+    pub preempt: bool,
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// A peer is alive while heard within this.
+    pub lease: Duration,
+    /// No peers configured: a one-node cluster, no start-up hold.
+    pub alone: bool,
+}
+
+/// One service of the cluster, in canonical (name) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Service name.
+    pub name: String,
+    /// The address, part of the digest.
+    pub ip: String,
+    /// Nodes allowed to own it; empty: all.
+    pub nodes: Vec<String>,
+}
+
+/// Why a heartbeat was not acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// From another cluster.
+    Cluster,
+    /// Our own heartbeat (multicast loopback).
+    Own,
+    /// Another process uses our node name.
+    DuplicateNode,
+    /// Sequence not newer within its incarnation, or a retired incarnation.
+    Replay,
+    /// Digest matches but the service count does not.
+    Inconsistent,
+}
+
+impl Reject {
+    /// The stable name used in logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Cluster => "other_cluster",
+            Reject::Own => "own",
+            Reject::DuplicateNode => "duplicate_node",
+            Reject::Replay => "replay",
+            Reject::Inconsistent => "inconsistent",
+        }
+    }
+}
+
+/// An ownership change of one service, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Index into the canonical service list.
+    pub service: usize,
+    /// Acquired (true) or released (false).
+    pub acquired: bool,
+    /// Why, for people.
+    pub reason: &'static str,
+}
+
+/// What one node sees of one service.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    /// Some alive peer claims it.
+    any_claimant: bool,
+    /// A better ranked alive peer claims it.
+    better_claimant: bool,
+    /// A better ranked peer could own it now.
+    better_candidate: bool,
+    /// A better ranked peer that booted with us is still listening.
+    better_booting: bool,
+}
+
+/// Heartbeats repeated a quarter interval apart after a state change, so
+/// one lost datagram does not delay a hand-over by a whole interval.
+const BURST: u8 = 3;
+
+/// Old incarnations remembered per peer, so their heartbeats never count again.
+const RETIRED: usize = 8;
+
+#[derive(Debug, Clone)]
+struct Peer {
+    incarnation: u64,
+    sequence: u64,
+    priority: u8,
+    /// Last valid heartbeat received directly.
+    heard: Instant,
+    /// Last sign of life, direct or through a witness.
+    seen: Instant,
+    claims: Vec<u8>,
+    eligible: Vec<u8>,
+    digest_ok: bool,
+    draining: bool,
+    leaving: bool,
+    joining: bool,
+    retired: Vec<u64>,
+}
+
+/// The election state of one node.
+#[derive(Debug)]
+pub struct Policy {
+    settings: Settings,
+    services: Vec<ServiceSpec>,
+    digest: u64,
+    incarnation: u64,
+    sequence: u64,
+    hold_until: Instant,
+    /// End of the joining phase (start + lease): while joining, a node that
+    /// others witness but we have not heard may hold services, so we wait.
+    joining_until: Instant,
+    /// A witnessed node we have not heard ourselves may hold services.
+    unknown_until: Option<Instant>,
+    eligible: Vec<bool>,
+    draining: bool,
+    leaving: bool,
+    claims: Vec<bool>,
+    contested: Vec<bool>,
+    /// Quick repeats left after a state change.
+    burst_left: u8,
+    was_joining: bool,
+    peers: BTreeMap<String, Peer>,
+    next_send: Instant,
+    send_now: bool,
+    changes: Vec<Change>,
+    reannounce: Vec<usize>,
+}
+
+/// Mixes 64 bits well (splitmix64's finaliser).
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fnv64(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for byte in part.iter().chain(&[0xff]) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The digest of a canonical service list: names and addresses.
+pub fn digest(services: &[ServiceSpec]) -> u64 {
+    let mut hash = 0u64;
+    for service in services {
+        hash = mix(hash ^ fnv64(&[service.name.as_bytes(), service.ip.as_bytes()]));
+    }
+    hash
+}
+
+/// How `node` (with `priority`) ranks for `service`: higher wins.
+/// Integer only, so every architecture agrees.
+pub fn rank<'n>(
+    mode: Mode,
+    node: &'n str,
+    priority: u8,
+    service: &str,
+) -> (u128, std::cmp::Reverse<&'n str>) {
+    let score = match mode {
+        Mode::Single => u128::from(priority),
+        // Rendezvous hashing weighted by priority: each (node, service)
+        // draws a number; the highest weighted draw wins.
+        Mode::Spread => {
+            u128::from(mix(fnv64(&[node.as_bytes(), service.as_bytes()]))) * u128::from(priority)
+        }
+    };
+    (score, std::cmp::Reverse(node))
+}
+
+impl Policy {
+    /// A new election state; `incarnation` must be random per process start.
+    pub fn new(
+        settings: Settings,
+        services: Vec<ServiceSpec>,
+        incarnation: u64,
+        now: Instant,
+    ) -> Policy {
+        let count = services.len();
+        let eligible = services
+            .iter()
+            .map(|s| s.nodes.is_empty() || s.nodes.contains(&settings.node))
+            .collect();
+        // Listen before claiming: long enough to hear every live peer.
+        let hold = if settings.alone {
+            Duration::ZERO
+        } else {
+            (settings.interval * 3)
+                .max(settings.lease / 2)
+                .min(settings.lease)
+        };
+        Policy {
+            digest: digest(&services),
+            hold_until: now + hold,
+            joining_until: now + settings.lease,
+            unknown_until: None,
+            eligible,
+            draining: false,
+            leaving: false,
+            claims: vec![false; count],
+            contested: vec![false; count],
+            was_joining: true,
+            burst_left: 0,
+            peers: BTreeMap::new(),
+            next_send: now,
+            send_now: true,
+            changes: Vec::new(),
+            reannounce: Vec::new(),
+            incarnation,
+            sequence: 0,
+            services,
+            settings,
+        }
+    }
+
+    /// The canonical service list.
+    pub fn services(&self) -> &[ServiceSpec] {
+        &self.services
+    }
+
+    /// The digest of our service list.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Services this node owns now, by index.
+    pub fn owned(&self) -> impl Iterator<Item = usize> + '_ {
+        self.claims
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c)
+            .map(|(i, _)| i)
+    }
+
+    /// Whether this node owns service `index`.
+    pub fn owns(&self, index: usize) -> bool {
+        self.claims.get(index).copied().unwrap_or(false)
+    }
+
+    /// Ownership changes since the last call.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Services whose contested ownership we kept: announce them again.
+    pub fn take_reannounce(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.reannounce)
+    }
+
+    /// Names of peers whose service list differs from ours.
+    pub fn digest_mismatches(&self) -> impl Iterator<Item = &str> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.digest_ok)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// Alive peers with the age of their last sign of life.
+    pub fn alive_peers(&self, now: Instant) -> impl Iterator<Item = (&str, Duration)> {
+        self.peers
+            .iter()
+            .filter(move |(_, p)| self.alive(p, now))
+            .map(move |(n, p)| (n.as_str(), now.saturating_duration_since(p.seen)))
+    }
+
+    fn alive(&self, peer: &Peer, now: Instant) -> bool {
+        !peer.leaving && now < peer.seen + self.settings.lease
+    }
+
+    /// Still listening after start: claims nothing, is nobody's candidate.
+    fn joining(&self, now: Instant) -> bool {
+        now < self.hold_until || self.unknown_until.is_some_and(|u| now < u)
+    }
+
+    fn me_candidate(&self, index: usize) -> bool {
+        !self.leaving && !self.draining && self.eligible[index]
+    }
+
+    /// The next instant after `now` something is due: a heartbeat, a
+    /// peer's expiry, the end of the start-up hold or of an unknown node's
+    /// witnessed lease.
+    pub fn poll_at(&self, now: Instant) -> Instant {
+        let lease = self.settings.lease;
+        let expiries = self
+            .peers
+            .values()
+            .filter(|p| !p.leaving)
+            .map(|p| p.seen + lease);
+        expiries
+            .chain([self.hold_until])
+            .chain(self.unknown_until)
+            .filter(|at| *at > now)
+            .fold(self.next_send, Instant::min)
+    }
+
+    /// Takes in a parsed, authenticated heartbeat.
+    pub fn on_heartbeat(&mut self, now: Instant, beat: &Repr<'_>) -> Result<(), Reject> {
+        if beat.cluster != self.settings.cluster {
+            return Err(Reject::Cluster);
+        }
+        if beat.node == self.settings.node {
+            return Err(if beat.incarnation == self.incarnation {
+                Reject::Own
+            } else {
+                Reject::DuplicateNode
+            });
+        }
+        let digest_ok = beat.digest == self.digest;
+        if digest_ok && usize::from(beat.service_count) != self.services.len() {
+            return Err(Reject::Inconsistent);
+        }
+        let bitmap = bitmap_len(beat.service_count);
+        match self.peers.get_mut(beat.node) {
+            Some(peer) if peer.incarnation == beat.incarnation => {
+                if beat.sequence <= peer.sequence {
+                    return Err(Reject::Replay);
+                }
+            }
+            Some(peer) => {
+                if peer.retired.contains(&beat.incarnation) {
+                    return Err(Reject::Replay);
+                }
+                // The peer restarted: its old incarnation never counts again.
+                if peer.retired.len() == RETIRED {
+                    peer.retired.remove(0);
+                }
+                let old = peer.incarnation;
+                peer.retired.push(old);
+                peer.incarnation = beat.incarnation;
+                peer.sequence = 0;
+            }
+            None => {
+                self.peers.insert(
+                    beat.node.to_string(),
+                    Peer {
+                        incarnation: beat.incarnation,
+                        sequence: 0,
+                        priority: beat.priority,
+                        heard: now,
+                        seen: now,
+                        claims: vec![0; bitmap],
+                        eligible: vec![0; bitmap],
+                        digest_ok,
+                        draining: false,
+                        leaving: false,
+                        joining: true,
+                        retired: Vec::new(),
+                    },
+                );
+            }
+        }
+        let own_hash = name_hash(&self.settings.node);
+        let sender = beat.node.to_string();
+        if let Some(peer) = self.peers.get_mut(&sender) {
+            peer.sequence = beat.sequence;
+            peer.priority = beat.priority;
+            peer.heard = now;
+            peer.seen = peer.seen.max(now);
+            peer.claims = beat.claims.to_vec();
+            peer.eligible = beat.eligible.to_vec();
+            peer.digest_ok = digest_ok;
+            peer.draining = beat.draining;
+            peer.leaving = beat.leaving;
+            peer.joining = beat.joining;
+        }
+        for witness in beat.witnesses() {
+            self.on_witness(now, &sender, own_hash, witness);
+        }
+        self.evaluate(now);
+        Ok(())
+    }
+
+    fn on_witness(&mut self, now: Instant, sender: &str, own_hash: u32, witness: Witness) {
+        if witness.node == own_hash {
+            return;
+        }
+        let age = Duration::from_millis(u64::from(witness.age_ms));
+        if age >= self.settings.lease {
+            return;
+        }
+        let at = now.checked_sub(age).unwrap_or(now);
+        let known = self
+            .peers
+            .iter_mut()
+            .find(|(name, _)| name.as_str() != sender && name_hash(name) == witness.node);
+        match known {
+            Some((_, peer)) if !peer.leaving && peer.incarnation as u32 == witness.incarnation => {
+                peer.seen = peer.seen.max(at);
+            }
+            Some(_) => {}
+            None if now < self.joining_until => {
+                let until = (at + self.settings.lease).min(self.joining_until);
+                self.unknown_until = Some(self.unknown_until.map_or(until, |u| u.max(until)));
+            }
+            None => {}
+        }
+    }
+
+    /// Advances time: expiries, the end of the hold, heartbeats due.
+    pub fn on_tick(&mut self, now: Instant) {
+        if now >= self.next_send {
+            self.changed();
+        }
+        if self.unknown_until.is_some_and(|u| now >= u) {
+            self.unknown_until = None;
+        }
+        self.evaluate(now);
+    }
+
+    /// Stops claiming anything (drain) or claims again (undrain).
+    pub fn set_draining(&mut self, now: Instant, draining: bool) {
+        if self.draining != draining {
+            self.draining = draining;
+            self.changed();
+            self.evaluate(now);
+        }
+    }
+
+    /// Marks whether this node may own service `index` (link, health).
+    pub fn set_eligible(&mut self, now: Instant, index: usize, eligible: bool) {
+        if self.eligible.get(index).is_some_and(|e| *e != eligible) {
+            self.eligible[index] = eligible;
+            self.changed();
+            self.evaluate(now);
+        }
+    }
+
+    /// Releases everything for good: the next heartbeat says "leaving".
+    pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
+        self.changed();
+        self.evaluate(now);
+    }
+
+    /// What this node sees of service `index` now.
+    fn view(&self, index: usize, now: Instant) -> View {
+        let service = &self.services[index].name;
+        let mode = self.settings.mode;
+        let me = rank(mode, &self.settings.node, self.settings.priority, service);
+        // Nodes that booted with us are still finishing their own listening:
+        // wait for a better one rather than claim and hand back. A node that
+        // restarts into an established cluster gets no such wait.
+        let booting = now
+            < self
+                .joining_until
+                .min(self.hold_until + self.settings.interval * 2);
+        let mut view = View {
+            any_claimant: false,
+            better_claimant: false,
+            better_candidate: false,
+            better_booting: false,
+        };
+        for (name, peer) in &self.peers {
+            if !self.alive(peer, now) || !peer.digest_ok {
+                continue;
+            }
+            let better = rank(mode, name, peer.priority, service) > me;
+            if bit(&peer.claims, index) {
+                view.any_claimant = true;
+                view.better_claimant |= better;
+            }
+            if better && !peer.draining && bit(&peer.eligible, index) {
+                if peer.joining {
+                    view.better_booting |= booting;
+                } else {
+                    view.better_candidate = true;
+                }
+            }
+        }
+        view
+    }
+
+    fn evaluate(&mut self, now: Instant) {
+        let joining = self.joining(now);
+        if self.was_joining && !joining {
+            // Tell the others at once that we are a candidate now.
+            self.was_joining = false;
+            self.changed();
+        }
+        let opaque = self
+            .peers
+            .values()
+            .any(|p| !p.digest_ok && self.alive(p, now));
+        for index in 0..self.services.len() {
+            let view = self.view(index, now);
+            if self.claims[index] {
+                let release = if !self.me_candidate(index) {
+                    Some(if self.leaving {
+                        "leaving"
+                    } else if self.draining {
+                        "draining"
+                    } else {
+                        "not eligible"
+                    })
+                } else if view.better_claimant {
+                    Some("a better ranked node claims it too")
+                } else if self.settings.preempt && view.better_candidate {
+                    // The better node is past its listening: it claims as
+                    // soon as it hears we let go.
+                    Some("preempted by a better ranked node")
+                } else {
+                    None
+                };
+                if let Some(reason) = release {
+                    self.claims[index] = false;
+                    self.contested[index] = false;
+                    self.changed();
+                    self.changes.push(Change {
+                        service: index,
+                        acquired: false,
+                        reason,
+                    });
+                } else if view.any_claimant {
+                    if !self.contested[index] {
+                        // We keep it against a worse claimant: re-announce
+                        // so clients that followed the other one come back.
+                        self.contested[index] = true;
+                        self.reannounce.push(index);
+                        self.changed();
+                    }
+                } else {
+                    self.contested[index] = false;
+                }
+            } else if !joining
+                && !opaque
+                && !view.any_claimant
+                && !view.better_candidate
+                && !view.better_booting
+                && self.me_candidate(index)
+            {
+                self.claims[index] = true;
+                self.changed();
+                self.changes.push(Change {
+                    service: index,
+                    acquired: true,
+                    reason: "best candidate and nobody claims it",
+                });
+            }
+        }
+    }
+
+    /// Something others must learn changed: send now, then repeat quickly.
+    fn changed(&mut self) {
+        self.send_now = true;
+        self.burst_left = BURST;
+    }
+
+    /// Whether a heartbeat should go out now.
+    pub fn wants_send(&self, now: Instant) -> bool {
+        self.send_now || now >= self.next_send
+    }
+
+    /// Builds the next heartbeat into `scratch` (claims, eligibility and
+    /// witnesses) and returns it; schedules the one after.
+    pub fn heartbeat<'s>(&'s mut self, now: Instant, scratch: &'s mut Scratch) -> Repr<'s> {
+        self.sequence += 1;
+        self.send_now = false;
+        self.next_send = if self.burst_left > 0 {
+            self.burst_left -= 1;
+            now + self.settings.interval / 4
+        } else {
+            now + self.settings.interval
+        };
+        let count = self.services.len().min(heartbeat::MAX_SERVICES);
+        let bitmap = bitmap_len(count as u16);
+        scratch.claims.clear();
+        scratch.claims.resize(bitmap, 0);
+        scratch.eligible.clear();
+        scratch.eligible.resize(bitmap, 0);
+        for index in 0..count {
+            set_bit(&mut scratch.claims, index, self.claims[index]);
+            set_bit(&mut scratch.eligible, index, self.me_candidate(index));
+        }
+        scratch.witnesses.clear();
+        let lease = self.settings.lease;
+        for (name, peer) in self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.leaving && now < p.heard + lease)
+        {
+            if scratch.witnesses.len() / WITNESS_LEN >= heartbeat::MAX_WITNESSES {
+                break;
+            }
+            let age = now
+                .saturating_duration_since(peer.heard)
+                .as_millis()
+                .min(u128::from(u16::MAX)) as u16;
+            let mut entry = [0u8; WITNESS_LEN];
+            heartbeat::emit_witness(
+                &mut entry,
+                Witness {
+                    node: name_hash(name),
+                    incarnation: peer.incarnation as u32,
+                    age_ms: age,
+                },
+            );
+            scratch.witnesses.extend_from_slice(&entry);
+        }
+        Repr {
+            draining: self.draining,
+            leaving: self.leaving,
+            joining: self.joining(now),
+            priority: self.settings.priority,
+            incarnation: self.incarnation,
+            sequence: self.sequence,
+            digest: self.digest,
+            service_count: count as u16,
+            cluster: &self.settings.cluster,
+            node: &self.settings.node,
+            claims: &scratch.claims,
+            eligible: &scratch.eligible,
+            witnesses: &scratch.witnesses,
+        }
+    }
+}
+
+/// Reusable buffers for building heartbeats without allocating each time.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    claims: Vec<u8>,
+    eligible: Vec<u8>,
+    witnesses: Vec<u8>,
+}

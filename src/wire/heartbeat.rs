@@ -1,0 +1,360 @@
+//! The l2vip heartbeat: one UDP datagram a node sends every interval.
+//!
+//! ```text
+//!  0      magic "L2VH"
+//!  4      version (1)
+//!  5      flags: 0x01 draining, 0x02 leaving, 0x04 authenticated,
+//!         0x08 joining (still listening after start: not a candidate yet)
+//!  6      priority (1..=255)
+//!  7      reserved, 0
+//!  8      incarnation (u64, random per process start)
+//! 16      sequence (u64, +1 per heartbeat within an incarnation)
+//! 24      digest of the cluster's service list (u64)
+//! 32      service count N (u16, at most 1024)
+//! 34      cluster name length C (1..=64)
+//! 35      node name length L (1..=64)
+//! 36      cluster name, node name
+//!  .      claims bitmap, ceil(N/8) bytes: bit i = the sender owns service i
+//!  .      eligible bitmap, ceil(N/8) bytes: bit i = the sender may own it
+//!  .      witness count W (u8, at most 32), then W times:
+//!         node-name hash (u32), incarnation low 32 bits (u32), age in ms (u16)
+//!  .      HMAC-SHA256 over everything before it, 32 bytes, when flagged
+//! ```
+//!
+//! Service i is the i-th service of the cluster's configuration sorted by
+//! name; the digest tells whether two nodes agree on that list. Integers
+//! are big-endian. With 1024 services, 64-byte names and 32 witnesses a
+//! heartbeat is 645 bytes: always one Ethernet frame.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{Error, Result};
+
+/// "L2VH".
+pub const MAGIC: [u8; 4] = *b"L2VH";
+/// The version this code speaks.
+pub const VERSION: u8 = 1;
+/// The most services a heartbeat describes.
+pub const MAX_SERVICES: usize = 1024;
+/// The longest cluster or node name.
+pub const MAX_NAME: usize = 64;
+/// The most witness entries.
+pub const MAX_WITNESSES: usize = 32;
+/// Bytes of the HMAC-SHA256 trailer.
+pub const MAC_LEN: usize = 32;
+/// Bytes of one witness entry.
+pub const WITNESS_LEN: usize = 10;
+/// The largest heartbeat (see the layout above).
+pub const MAX_LEN: usize =
+    field::NAMES + 2 * MAX_NAME + 2 * MAX_SERVICES / 8 + 1 + MAX_WITNESSES * WITNESS_LEN + MAC_LEN;
+
+const FLAG_DRAINING: u8 = 0x01;
+const FLAG_LEAVING: u8 = 0x02;
+const FLAG_AUTHENTICATED: u8 = 0x04;
+const FLAG_JOINING: u8 = 0x08;
+
+mod field {
+    use core::ops::Range;
+
+    pub const MAGIC: Range<usize> = 0..4;
+    pub const VERSION: usize = 4;
+    pub const FLAGS: usize = 5;
+    pub const PRIORITY: usize = 6;
+    pub const RESERVED: usize = 7;
+    pub const INCARNATION: Range<usize> = 8..16;
+    pub const SEQUENCE: Range<usize> = 16..24;
+    pub const DIGEST: Range<usize> = 24..32;
+    pub const SERVICE_COUNT: Range<usize> = 32..34;
+    pub const CLUSTER_LEN: usize = 34;
+    pub const NODE_LEN: usize = 35;
+    pub const NAMES: usize = 36;
+}
+
+/// "I heard this node recently": lets peers keep a node alive whose own
+/// heartbeats they missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Witness {
+    /// `name_hash` of the node's name.
+    pub node: u32,
+    /// Low 32 bits of the incarnation heard.
+    pub incarnation: u32,
+    /// How long ago, in ms (saturating).
+    pub age_ms: u16,
+}
+
+/// A parsed (or to-be-emitted) heartbeat, borrowing its variable parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr<'a> {
+    /// The sender is draining: it wants to own nothing.
+    pub draining: bool,
+    /// The sender is shutting down: treat it as gone now.
+    pub leaving: bool,
+    /// The sender started recently and is still listening: not a candidate.
+    pub joining: bool,
+    /// 1..=255, higher wins.
+    pub priority: u8,
+    /// Random per process start.
+    pub incarnation: u64,
+    /// Increases with every heartbeat of an incarnation.
+    pub sequence: u64,
+    /// Digest of the sender's service list.
+    pub digest: u64,
+    /// Number of services the bitmaps cover.
+    pub service_count: u16,
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// Sender's node name.
+    pub node: &'a str,
+    /// Claims bitmap, `bitmap_len(service_count)` bytes.
+    pub claims: &'a [u8],
+    /// Eligibility bitmap, same length.
+    pub eligible: &'a [u8],
+    /// Witness entries, `WITNESS_LEN` bytes each.
+    pub witnesses: &'a [u8],
+}
+
+/// Bytes of a bitmap over `count` services.
+pub const fn bitmap_len(count: u16) -> usize {
+    (count as usize).div_ceil(8)
+}
+
+/// Whether bit `index` is set in `bitmap`.
+pub fn bit(bitmap: &[u8], index: usize) -> bool {
+    bitmap
+        .get(index / 8)
+        .is_some_and(|byte| byte & (0x80 >> (index % 8)) != 0)
+}
+
+/// Sets bit `index` of `bitmap` to `value` (ignored when out of range).
+pub fn set_bit(bitmap: &mut [u8], index: usize, value: bool) {
+    if let Some(byte) = bitmap.get_mut(index / 8) {
+        let mask = 0x80 >> (index % 8);
+        if value {
+            *byte |= mask;
+        } else {
+            *byte &= !mask;
+        }
+    }
+}
+
+/// FNV-1a of a node name, for witness entries.
+pub fn name_hash(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn valid_name(bytes: &[u8]) -> Option<&str> {
+    let name = core::str::from_utf8(bytes).ok()?;
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then_some(name)
+}
+
+fn u64_at(buffer: &[u8], range: core::ops::Range<usize>) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&buffer[range]);
+    u64::from_be_bytes(bytes)
+}
+
+impl<'a> Repr<'a> {
+    /// Parses a heartbeat, checking every length and that the trailer is
+    /// exactly a MAC when flagged. It does not check the MAC: see `verify`.
+    pub fn parse(buffer: &'a [u8]) -> Result<Repr<'a>> {
+        if buffer.len() < field::NAMES {
+            return Err(Error::Truncated);
+        }
+        if buffer[field::MAGIC] != MAGIC {
+            return Err(Error::Malformed);
+        }
+        if buffer[field::VERSION] != VERSION {
+            return Err(Error::Unsupported);
+        }
+        let flags = buffer[field::FLAGS];
+        if flags & !(FLAG_DRAINING | FLAG_LEAVING | FLAG_AUTHENTICATED | FLAG_JOINING) != 0
+            || buffer[field::RESERVED] != 0
+        {
+            return Err(Error::Malformed);
+        }
+        let priority = buffer[field::PRIORITY];
+        let service_count = u16::from_be_bytes([
+            buffer[field::SERVICE_COUNT.start],
+            buffer[field::SERVICE_COUNT.start + 1],
+        ]);
+        if priority == 0 || usize::from(service_count) > MAX_SERVICES {
+            return Err(Error::Malformed);
+        }
+        let cluster_len = usize::from(buffer[field::CLUSTER_LEN]);
+        let node_len = usize::from(buffer[field::NODE_LEN]);
+        let bitmap = bitmap_len(service_count);
+        let mut at = field::NAMES;
+        let mut take = |len: usize| -> Result<&'a [u8]> {
+            let part = buffer.get(at..at + len).ok_or(Error::Truncated)?;
+            at += len;
+            Ok(part)
+        };
+        let cluster = valid_name(take(cluster_len)?).ok_or(Error::Malformed)?;
+        let node = valid_name(take(node_len)?).ok_or(Error::Malformed)?;
+        let claims = take(bitmap)?;
+        let eligible = take(bitmap)?;
+        let witness_count = usize::from(take(1)?[0]);
+        if witness_count > MAX_WITNESSES {
+            return Err(Error::Malformed);
+        }
+        let witnesses = take(witness_count * WITNESS_LEN)?;
+        let trailer = buffer.len() - at;
+        let authenticated = flags & FLAG_AUTHENTICATED != 0;
+        match (authenticated, trailer) {
+            (true, MAC_LEN) | (false, 0) => {}
+            (true, n) if n < MAC_LEN => return Err(Error::Truncated),
+            _ => return Err(Error::Malformed),
+        }
+        // Bits past the last service must be clear: one encoding per message.
+        let spare = bitmap * 8 - usize::from(service_count);
+        if spare > 0 {
+            let mask = (1u8 << spare) - 1;
+            if claims.last().is_some_and(|b| b & mask != 0)
+                || eligible.last().is_some_and(|b| b & mask != 0)
+            {
+                return Err(Error::Malformed);
+            }
+        }
+        Ok(Repr {
+            draining: flags & FLAG_DRAINING != 0,
+            leaving: flags & FLAG_LEAVING != 0,
+            joining: flags & FLAG_JOINING != 0,
+            priority,
+            incarnation: u64_at(buffer, field::INCARNATION),
+            sequence: u64_at(buffer, field::SEQUENCE),
+            digest: u64_at(buffer, field::DIGEST),
+            service_count,
+            cluster,
+            node,
+            claims,
+            eligible,
+            witnesses,
+        })
+    }
+
+    /// The witness entries.
+    pub fn witnesses(&self) -> impl Iterator<Item = Witness> + 'a {
+        self.witnesses
+            .chunks_exact(WITNESS_LEN)
+            .map(|entry| Witness {
+                node: u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]),
+                incarnation: u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]),
+                age_ms: u16::from_be_bytes([entry[8], entry[9]]),
+            })
+    }
+
+    /// Bytes the heartbeat takes, with a MAC when `authenticated`.
+    pub fn buffer_len(&self, authenticated: bool) -> usize {
+        field::NAMES
+            + self.cluster.len()
+            + self.node.len()
+            + 2 * bitmap_len(self.service_count)
+            + 1
+            + self.witnesses.len()
+            + if authenticated { MAC_LEN } else { 0 }
+    }
+
+    /// Writes the heartbeat into `buffer` and returns its length; with a
+    /// key, appends the HMAC. Fails if a part is out of range or `buffer`
+    /// is too short.
+    pub fn emit(&self, buffer: &mut [u8], key: Option<&[u8]>) -> Result<usize> {
+        let bitmap = bitmap_len(self.service_count);
+        let witness_count = self.witnesses.len() / WITNESS_LEN;
+        if self.cluster.is_empty()
+            || self.cluster.len() > MAX_NAME
+            || self.node.is_empty()
+            || self.node.len() > MAX_NAME
+            || usize::from(self.service_count) > MAX_SERVICES
+            || self.claims.len() != bitmap
+            || self.eligible.len() != bitmap
+            || witness_count > MAX_WITNESSES
+            || self.witnesses.len() % WITNESS_LEN != 0
+            || self.priority == 0
+        {
+            return Err(Error::Malformed);
+        }
+        let len = self.buffer_len(key.is_some());
+        let buffer = buffer.get_mut(..len).ok_or(Error::Truncated)?;
+        buffer[field::MAGIC].copy_from_slice(&MAGIC);
+        buffer[field::VERSION] = VERSION;
+        let flag = |set: bool, bit: u8| if set { bit } else { 0 };
+        buffer[field::FLAGS] = flag(self.draining, FLAG_DRAINING)
+            | flag(self.leaving, FLAG_LEAVING)
+            | flag(self.joining, FLAG_JOINING)
+            | flag(key.is_some(), FLAG_AUTHENTICATED);
+        buffer[field::PRIORITY] = self.priority;
+        buffer[field::RESERVED] = 0;
+        buffer[field::INCARNATION].copy_from_slice(&self.incarnation.to_be_bytes());
+        buffer[field::SEQUENCE].copy_from_slice(&self.sequence.to_be_bytes());
+        buffer[field::DIGEST].copy_from_slice(&self.digest.to_be_bytes());
+        buffer[field::SERVICE_COUNT].copy_from_slice(&self.service_count.to_be_bytes());
+        // Lengths checked above: both fit in a byte.
+        buffer[field::CLUSTER_LEN] = self.cluster.len() as u8;
+        buffer[field::NODE_LEN] = self.node.len() as u8;
+        let mut at = field::NAMES;
+        for part in [
+            self.cluster.as_bytes(),
+            self.node.as_bytes(),
+            self.claims,
+            self.eligible,
+        ] {
+            buffer[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        buffer[at] = witness_count as u8;
+        at += 1;
+        buffer[at..at + self.witnesses.len()].copy_from_slice(self.witnesses);
+        at += self.witnesses.len();
+        if let Some(key) = key {
+            let tag = mac(key, &buffer[..at]);
+            buffer[at..at + MAC_LEN].copy_from_slice(&tag);
+        }
+        Ok(len)
+    }
+}
+
+/// Writes one witness entry into `out` (`WITNESS_LEN` bytes).
+pub fn emit_witness(out: &mut [u8], witness: Witness) {
+    out[0..4].copy_from_slice(&witness.node.to_be_bytes());
+    out[4..8].copy_from_slice(&witness.incarnation.to_be_bytes());
+    out[8..10].copy_from_slice(&witness.age_ms.to_be_bytes());
+}
+
+fn mac(key: &[u8], data: &[u8]) -> [u8; MAC_LEN] {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut hmac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    hmac.update(data);
+    hmac.finalize().into_bytes().into()
+}
+
+/// Whether an authenticated heartbeat's MAC is right for `key` (in
+/// constant time). `false` for one that is not authenticated.
+pub fn verify(buffer: &[u8], key: &[u8]) -> bool {
+    let authenticated = buffer
+        .get(field::FLAGS)
+        .is_some_and(|f| f & FLAG_AUTHENTICATED != 0);
+    if !authenticated || buffer.len() < field::NAMES + MAC_LEN {
+        return false;
+    }
+    let (data, tag) = buffer.split_at(buffer.len() - MAC_LEN);
+    let Ok(mut hmac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return false;
+    };
+    hmac.update(data);
+    hmac.verify_slice(tag).is_ok()
+}
+
+/// Whether a heartbeat says it carries a MAC.
+pub fn is_authenticated(buffer: &[u8]) -> bool {
+    buffer
+        .get(field::FLAGS)
+        .is_some_and(|f| f & FLAG_AUTHENTICATED != 0)
+}
