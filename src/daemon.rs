@@ -2,7 +2,6 @@
 //! turns signals into messages and stops everything cleanly.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use std::os::fd::AsRawFd;
 
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{self, Config};
-use crate::ownership::Ownership;
+use crate::election::thread::{Command as ElectionCommand, ElectionThread};
 use crate::responder::thread::{Command, ResponderThread};
 use crate::sys::iface;
 use crate::sys::signal::{Signal, SignalFd};
@@ -51,7 +50,54 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
             .map_err(|e| format!("{name:?}: {e}"))
     })
     .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(multicast) = &config.heartbeat.multicast {
+        if iface::index(&multicast.interface).is_none() {
+            return Err(format!(
+                "{}: heartbeat.multicast.interface: no interface named {:?} on this system",
+                path.display(),
+                multicast.interface
+            ));
+        }
+    }
     Ok(config)
+}
+
+/// Shortest key accepted for HMAC-SHA256 heartbeats.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// Reads the heartbeat key: the file must be readable by its owner only
+/// (mode 0600 or stricter) and hold at least `MIN_KEY_LEN` bytes; trailing
+/// white space (a newline from `echo`) is not part of the key.
+pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = &config.heartbeat.key_file else {
+        return Ok(None);
+    };
+    let fail = |why: String| format!("heartbeat.key_file: {path}: {why}");
+    let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if !metadata.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "mode {mode:04o} lets others read the key; chmod 600 {path}"
+        )));
+    }
+    if metadata.len() > 4096 {
+        return Err(fail("larger than 4096 bytes".into()));
+    }
+    let mut key = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        key.pop();
+    }
+    if key.len() < MIN_KEY_LEN {
+        return Err(fail(format!(
+            "{} bytes; a key needs at least {MIN_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(Some(key))
 }
 
 /// A thread's end, reported to the supervisor.
@@ -79,7 +125,14 @@ pub fn run(path: &Path) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    match Supervisor::start(&config, signals) {
+    let key = match load_key(&config) {
+        Ok(key) => key,
+        Err(e) => {
+            error!("{}: {e}", path.display());
+            return EXIT_CONFIG;
+        }
+    };
+    match Supervisor::start(&config, key, signals) {
         Ok(supervisor) => supervisor.run(),
         Err(e) => {
             error!("cannot start: {e}");
@@ -93,11 +146,16 @@ struct Supervisor {
     signals: SignalFd,
     ends: crossbeam_channel::Receiver<ThreadEnd>,
     responder: Mailbox<Command>,
+    election: Mailbox<ElectionCommand>,
     handles: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Supervisor {
-    fn start(config: &Config, signals: SignalFd) -> Result<Supervisor, String> {
+    fn start(
+        config: &Config,
+        key: Option<Vec<u8>>,
+        signals: SignalFd,
+    ) -> Result<Supervisor, String> {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         poll.registry()
             .register(
@@ -118,26 +176,32 @@ impl Supervisor {
         interfaces.dedup();
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
-        let handle = spawn("responder", end_mailbox, move || responder.run())
+        let (election, election_mailbox) =
+            ElectionThread::new(config, key, responder_mailbox.clone())
+                .map_err(|e| e.to_string())?;
+        let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
-        let handles = vec![("responder", handle)];
-
+        let election_handle = spawn("election", end_mailbox, move || election.run())
+            .map_err(|e| format!("cannot start the election thread: {e}"))?;
+        // Stopping goes in this order: the election releases and says goodbye,
+        // then the responder stops answering.
+        let handles = vec![
+            ("election", election_handle),
+            ("responder", responder_handle),
+        ];
         info!(
-            "node {} started: {} services on {} interfaces, no peers: a one-node cluster owns every VIP",
+            "node {} (priority {}) started: {} services on {} interfaces",
             config.node,
+            config.priority,
             config.services.len(),
             interfaces.len()
         );
-        // Until peers exist, this node is its own leader.
-        let ownership = Arc::new(Ownership::all(config));
-        if responder_mailbox.send(Command::Own(ownership)).is_err() {
-            return Err("the responder stopped at start".into());
-        }
         Ok(Supervisor {
             poll,
             signals,
             ends,
             responder: responder_mailbox,
+            election: election_mailbox,
             handles,
         })
     }
@@ -168,6 +232,7 @@ impl Supervisor {
                         warn!("SIGHUP: this version cannot reload; the running configuration stays in force")
                     }
                     Signal::User1 => {
+                        let _ = self.election.send(ElectionCommand::LogCounters);
                         let _ = self.responder.send(Command::LogCounters);
                     }
                 }
@@ -194,13 +259,16 @@ impl Supervisor {
         }
     }
 
-    /// Asks every thread to stop and waits a bounded time for each.
+    /// Asks every thread to stop, in order, and waits a bounded time.
     fn stop(self) {
-        let _ = self.responder.send(Command::Shutdown);
+        let _ = self.election.send(ElectionCommand::Leave);
         let deadline = Instant::now() + STOP_TIMEOUT;
         for (name, handle) in self.handles {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            if name == "election" {
+                let _ = self.responder.send(Command::Shutdown);
             }
             if handle.is_finished() {
                 let _ = handle.join();

@@ -3,8 +3,6 @@
 
 use std::net::IpAddr;
 
-use crate::config::Config;
-
 /// One VIP this node owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vip {
@@ -21,21 +19,4 @@ pub struct Vip {
 pub struct Ownership {
     /// The owned VIPs.
     pub vips: Vec<Vip>,
-}
-
-impl Ownership {
-    /// A one-node cluster is its own leader: it owns every configured VIP.
-    pub fn all(config: &Config) -> Ownership {
-        Ownership {
-            vips: config
-                .services
-                .iter()
-                .map(|service| Vip {
-                    name: service.name.clone(),
-                    ip: service.ip,
-                    interface: service.interface.clone(),
-                })
-                .collect(),
-        }
-    }
 }

@@ -4,3 +4,4 @@
 pub mod policy;
 #[cfg(test)]
 mod simulation;
+pub mod thread;

@@ -134,6 +134,18 @@ impl Responder {
         }
     }
 
+    /// Sends a new burst for the owned VIPs among `ips`.
+    pub fn reannounce_ips(&mut self, now: Instant, ips: &[IpAddr]) {
+        for entry in self
+            .announcing
+            .iter_mut()
+            .filter(|a| ips.contains(&a.vip.ip))
+        {
+            entry.rounds_left = self.announce.count;
+            entry.next_at = Some(now);
+        }
+    }
+
     /// When `announce_due` has work next.
     pub fn poll_at(&self) -> Option<Instant> {
         self.announcing.iter().filter_map(|a| a.next_at).min()

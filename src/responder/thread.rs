@@ -29,6 +29,8 @@ use crate::wire::EthernetAddress;
 pub enum Command {
     /// Answer for exactly these VIPs from now on.
     Own(Arc<Ownership>),
+    /// Announce these VIPs again (a conflicting claim was settled in our favour).
+    Reannounce(Vec<IpAddr>),
     /// Write the counters to the log.
     LogCounters,
     /// Stop the thread.
@@ -178,6 +180,7 @@ impl ResponderThread {
             while let Ok(command) = self.commands.try_recv() {
                 match command {
                     Command::Own(ownership) => self.own(&ownership),
+                    Command::Reannounce(ips) => self.responder.reannounce_ips(Instant::now(), &ips),
                     Command::LogCounters => info!("counters: {}", self.responder.counters),
                     Command::Shutdown => {
                         info!("responder stopping; counters: {}", self.responder.counters);

@@ -6,6 +6,7 @@ pub mod bpf;
 pub mod iface;
 pub mod packet;
 pub mod signal;
+pub mod udp;
 
 /// Calls a libc function and turns -1 into `io::Error::last_os_error()`.
 macro_rules! syscall {

@@ -270,25 +270,22 @@ impl Daemon {
         signal(self.pid(), name);
     }
 
-    /// Asks the daemon to log its counters and returns them by name.
+    /// Asks the daemon to log its counters (SIGUSR1: one line from the
+    /// election, one from the responder) and returns them by name.
     pub fn counters(&self) -> std::collections::HashMap<String, u64> {
-        let before = self.log().matches("counters:").count();
+        let count = |log: &str| log.lines().filter(|l| l.contains("counters:")).count();
+        let before = count(&self.log());
         self.signal("USR1");
         assert!(
-            Lab::wait_until(Duration::from_secs(3), || self
-                .log()
-                .matches("counters:")
-                .count()
-                > before),
+            Lab::wait_until(Duration::from_secs(3), || count(&self.log()) >= before + 2),
             "no counters logged: {}",
             self.log()
         );
-        let log = self.log();
-        let line = log
+        self.log()
             .lines()
-            .rfind(|l| l.contains("counters:"))
-            .unwrap_or_default();
-        line.split_whitespace()
+            .filter(|l| l.contains("counters:"))
+            .skip(before)
+            .flat_map(|line| line.split_whitespace())
             .filter_map(|pair| pair.split_once('='))
             .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
             .collect()

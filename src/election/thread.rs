@@ -1,0 +1,529 @@
+//! The election thread: the UDP heartbeat socket, the `Policy`, and the
+//! ownership snapshots it publishes to the responder.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use log::{debug, info, warn};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::policy::{Policy, Reject, Scratch, ServiceSpec, Settings};
+use crate::channel::{mailbox, Mailbox};
+use crate::config::Config;
+use crate::ownership::{Ownership, Vip};
+use crate::responder::thread::Command as ResponderCommand;
+use crate::sys::{iface, udp};
+use crate::wire::heartbeat::{self, Repr};
+use crate::wire::Error as WireError;
+
+/// Messages to the election.
+#[derive(Debug)]
+pub enum Command {
+    /// Release everything, tell the peers we are leaving, and stop.
+    Leave,
+    /// Write the counters and peers to the log.
+    LogCounters,
+}
+
+const WAKER: Token = Token(0);
+const SOCKET: Token = Token(1);
+/// Datagrams read before the loop looks at timers and commands again.
+const DATAGRAMS_PER_WAKE: usize = 64;
+/// Copies of the final "leaving" heartbeat, so one lost datagram does not
+/// make the peers wait out the lease.
+const LEAVING_COPIES: usize = 3;
+
+/// Why a received datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drop {
+    Wire(WireError),
+    Oversized,
+    Unauthenticated,
+    BadMac,
+    UnexpectedMac,
+    Policy(Reject),
+}
+
+impl Drop {
+    fn name(self) -> &'static str {
+        match self {
+            Drop::Wire(WireError::Truncated) => "truncated",
+            Drop::Wire(WireError::Unsupported) => "version",
+            Drop::Wire(WireError::Malformed) | Drop::Wire(WireError::Checksum) => "malformed",
+            Drop::Oversized => "oversized",
+            Drop::Unauthenticated => "unauthenticated",
+            Drop::BadMac => "bad_mac",
+            Drop::UnexpectedMac => "unexpected_mac",
+            Drop::Policy(reject) => reject.name(),
+        }
+    }
+
+    const NAMES: [&'static str; 12] = [
+        "truncated",
+        "version",
+        "malformed",
+        "oversized",
+        "unauthenticated",
+        "bad_mac",
+        "unexpected_mac",
+        "other_cluster",
+        "own",
+        "duplicate_node",
+        "replay",
+        "inconsistent",
+    ];
+}
+
+/// The election's counters (plain u64s owned by its thread).
+#[derive(Debug, Default)]
+struct Counters {
+    sent: u64,
+    received: u64,
+    send_errors: u64,
+    ownership_changes: u64,
+    rejected: [u64; Drop::NAMES.len()],
+}
+
+impl Counters {
+    fn reject(&mut self, drop: Drop) {
+        if let Some(index) = Drop::NAMES.iter().position(|n| *n == drop.name()) {
+            self.rejected[index] += 1;
+        }
+    }
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "heartbeats_sent={} heartbeats_received={} heartbeat_send_errors={} ownership_changes={}",
+            self.sent, self.received, self.send_errors, self.ownership_changes
+        )?;
+        for (name, count) in Drop::NAMES.iter().zip(self.rejected) {
+            write!(f, " heartbeat_rejected.{name}={count}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A random incarnation: a fresh one each process start.
+fn random_incarnation() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    let from_kernel =
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if from_kernel.is_ok() {
+        return u64::from_ne_bytes(bytes);
+    }
+    // No /dev/urandom: mix the clock and the PID; still differs per start.
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    clock ^ (u64::from(std::process::id()) << 32)
+}
+
+/// The services in canonical (name) order, as the election and the
+/// responder need them.
+pub fn canonical(config: &Config) -> (Vec<ServiceSpec>, Vec<Vip>) {
+    let mut services: Vec<_> = config.services.iter().collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+    let specs = services
+        .iter()
+        .map(|s| ServiceSpec {
+            name: s.name.clone(),
+            ip: s.ip.to_string(),
+            nodes: s.nodes.clone(),
+        })
+        .collect();
+    let vips = services
+        .iter()
+        .map(|s| Vip {
+            name: s.name.clone(),
+            ip: s.ip,
+            interface: s.interface.clone(),
+        })
+        .collect();
+    (specs, vips)
+}
+
+/// The election thread's state, built before it runs.
+pub struct ElectionThread {
+    poll: Poll,
+    commands: Receiver<Command>,
+    socket: Option<UdpSocket>,
+    destinations: Vec<SocketAddr>,
+    policy: Policy,
+    vips: Vec<Vip>,
+    key: Option<Vec<u8>>,
+    responder: Mailbox<ResponderCommand>,
+    counters: Counters,
+    mismatched: BTreeSet<String>,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ElectionThread {
+    /// Opens the heartbeat socket (unless the node is alone) and returns the
+    /// thread state and its mailbox.
+    pub fn new(
+        config: &Config,
+        key: Option<Vec<u8>>,
+        responder: Mailbox<ResponderCommand>,
+    ) -> io::Result<(ElectionThread, Mailbox<Command>)> {
+        let poll = Poll::new()?;
+        let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
+        let heartbeat = &config.heartbeat;
+        let (mut socket, destinations) = if heartbeat.is_alone() {
+            (None, Vec::new())
+        } else {
+            let (socket, destinations) = open_socket(config)?;
+            (Some(UdpSocket::from_std(socket)), destinations)
+        };
+        if let Some(socket) = socket.as_mut() {
+            poll.registry()
+                .register(socket, SOCKET, Interest::READABLE)?;
+        }
+        let (specs, vips) = canonical(config);
+        let settings = Settings {
+            node: config.node.clone(),
+            cluster: config.cluster.clone(),
+            priority: config.priority,
+            mode: config.mode,
+            preempt: config.preempt,
+            interval: heartbeat.interval(),
+            lease: heartbeat.lease(),
+            alone: heartbeat.is_alone(),
+        };
+        let incarnation = random_incarnation();
+        let policy = Policy::new(settings, specs, incarnation, Instant::now());
+        if heartbeat.is_alone() {
+            info!("no peers configured: a one-node cluster owns every VIP it may");
+        } else {
+            info!(
+                "heartbeats every {} ms to {} destinations, lease {} ms, {} mode{}; incarnation {incarnation:016x}",
+                heartbeat.interval_ms,
+                destinations.len(),
+                heartbeat.lease_ms,
+                match config.mode {
+                    crate::config::Mode::Single => "single",
+                    crate::config::Mode::Spread => "spread",
+                },
+                if key.is_some() { ", authenticated" } else { "" }
+            );
+        }
+        Ok((
+            ElectionThread {
+                poll,
+                commands,
+                socket,
+                destinations,
+                policy,
+                vips,
+                key,
+                responder,
+                counters: Counters::default(),
+                mismatched: BTreeSet::new(),
+                last_log: None,
+                suppressed: 0,
+            },
+            mailbox,
+        ))
+    }
+
+    /// Runs until `Leave`.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(16);
+        let mut scratch = Scratch::default();
+        let mut buffer = vec![0u8; heartbeat::MAX_LEN + 1];
+        let mut out = vec![0u8; heartbeat::MAX_LEN];
+        // The socket may hold more than one wake-up's share (edge-triggered).
+        let mut pending = false;
+        loop {
+            let now = Instant::now();
+            self.policy.on_tick(now);
+            self.publish(now);
+            if self.policy.wants_send(now) {
+                self.send(now, &mut scratch, &mut out, 1);
+            }
+            let timeout = if pending {
+                Duration::ZERO
+            } else {
+                self.policy
+                    .poll_at(now)
+                    .saturating_duration_since(Instant::now())
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Leave => {
+                        let now = Instant::now();
+                        self.policy.leave(now);
+                        self.publish(now);
+                        self.send(now, &mut scratch, &mut out, LEAVING_COPIES);
+                        info!("election stopping; {}", self.counters);
+                        return Ok(());
+                    }
+                    Command::LogCounters => self.log_state(),
+                }
+            }
+            if pending || events.iter().any(|e| e.token() == SOCKET) {
+                pending = !self.receive(&mut buffer);
+            }
+        }
+    }
+
+    fn log_state(&self) {
+        let now = Instant::now();
+        let peers: Vec<String> = self
+            .policy
+            .alive_peers(now)
+            .map(|(name, age)| format!("{name} ({} ms ago)", age.as_millis()))
+            .collect();
+        let owned: Vec<&str> = self
+            .policy
+            .owned()
+            .map(|i| self.vips[i].name.as_str())
+            .collect();
+        info!(
+            "election: owns [{}]; alive peers [{}]; counters: {}",
+            owned.join(", "),
+            peers.join(", "),
+            self.counters
+        );
+    }
+
+    /// Reads up to the per-wake cap; true when the socket is empty.
+    fn receive(&mut self, buffer: &mut [u8]) -> bool {
+        let Some(socket) = self.socket.take() else {
+            return true;
+        };
+        let drained = self.receive_from(&socket, buffer);
+        self.socket = Some(socket);
+        let now = Instant::now();
+        self.publish(now);
+        drained
+    }
+
+    fn receive_from(&mut self, socket: &UdpSocket, buffer: &mut [u8]) -> bool {
+        for _ in 0..DATAGRAMS_PER_WAKE {
+            let (len, from) = match socket.recv_from(buffer) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("heartbeat receive failed: {e}");
+                    return true;
+                }
+            };
+            let verdict = if len >= buffer.len() {
+                Err(Drop::Oversized)
+            } else {
+                self.accept(&buffer[..len])
+            };
+            match verdict {
+                Ok(()) => self.counters.received += 1,
+                Err(drop) => {
+                    self.counters.reject(drop);
+                    if !matches!(drop, Drop::Policy(Reject::Own)) {
+                        self.log_drop(from, drop);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn accept(&mut self, datagram: &[u8]) -> Result<(), Drop> {
+        let beat = Repr::parse(datagram).map_err(Drop::Wire)?;
+        match &self.key {
+            Some(key) if !heartbeat::is_authenticated(datagram) => {
+                return Err(Drop::Unauthenticated)
+            }
+            Some(key) if !heartbeat::verify(datagram, key) => return Err(Drop::BadMac),
+            None if heartbeat::is_authenticated(datagram) => return Err(Drop::UnexpectedMac),
+            _ => {}
+        }
+        let now = Instant::now();
+        self.policy.on_heartbeat(now, &beat).map_err(Drop::Policy)?;
+        let mismatched: BTreeSet<String> = self
+            .policy
+            .digest_mismatches()
+            .map(str::to_string)
+            .collect();
+        for peer in mismatched.difference(&self.mismatched) {
+            warn!(
+                "{peer}: its service list differs from ours (digest); no new claims while it is alive: \
+                 give every node the same services"
+            );
+        }
+        self.mismatched = mismatched;
+        Ok(())
+    }
+
+    fn log_drop(&mut self, from: SocketAddr, drop: Drop) {
+        let now = Instant::now();
+        match self.last_log {
+            Some(last) if now.saturating_duration_since(last) < Duration::from_secs(10) => {
+                self.suppressed += 1
+            }
+            _ => {
+                let more = std::mem::take(&mut self.suppressed);
+                let more = if more > 0 {
+                    format!(" ({more} more drops since the last report)")
+                } else {
+                    String::new()
+                };
+                warn!("dropped a heartbeat from {from}: {}{more}", drop.name());
+                self.last_log = Some(now);
+            }
+        }
+    }
+
+    fn send(&mut self, now: Instant, scratch: &mut Scratch, out: &mut [u8], copies: usize) {
+        let key = self.key.as_deref();
+        let beat = self.policy.heartbeat(now, scratch);
+        let len = match beat.emit(out, key) {
+            Ok(len) => len,
+            Err(e) => {
+                warn!("cannot build a heartbeat: {e}");
+                return;
+            }
+        };
+        let Some(socket) = self.socket.as_ref() else {
+            return;
+        };
+        for _ in 0..copies {
+            for destination in &self.destinations {
+                match socket.send_to(&out[..len], *destination) {
+                    Ok(_) => self.counters.sent += 1,
+                    Err(e) => {
+                        self.counters.send_errors += 1;
+                        debug!("heartbeat to {destination} failed: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes ownership changes to the responder and logs them.
+    fn publish(&mut self, _now: Instant) {
+        let changes = self.policy.take_changes();
+        let reannounce = self.policy.take_reannounce();
+        if !changes.is_empty() {
+            for change in &changes {
+                let vip = &self.vips[change.service];
+                let verb = if change.acquired {
+                    "acquired"
+                } else {
+                    "released"
+                };
+                info!(
+                    "{verb} {} ({} on {}): {}",
+                    vip.name, vip.ip, vip.interface, change.reason
+                );
+            }
+            self.counters.ownership_changes += changes.len() as u64;
+            let ownership = Ownership {
+                vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
+            };
+            if self
+                .responder
+                .send(ResponderCommand::Own(Arc::new(ownership)))
+                .is_err()
+            {
+                warn!("the responder is gone; ownership not applied");
+            }
+        }
+        if !reannounce.is_empty() {
+            let ips: Vec<IpAddr> = reannounce.iter().map(|i| self.vips[*i].ip).collect();
+            for i in &reannounce {
+                info!(
+                    "{}: another node claimed it too; keeping it and announcing again",
+                    self.vips[*i].name
+                );
+            }
+            let _ = self.responder.send(ResponderCommand::Reannounce(ips));
+        }
+    }
+}
+
+/// Opens the heartbeat socket: bound to the port, joined to the group if
+/// any. Returns it with the destinations of every heartbeat.
+fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<SocketAddr>)> {
+    let heartbeat = &config.heartbeat;
+    let context = |what: &str, e: io::Error| {
+        io::Error::new(e.kind(), format!("heartbeat socket: {what}: {e}"))
+    };
+    let v6 = match (&heartbeat.multicast, heartbeat.bind) {
+        (_, Some(bind)) => bind.is_ipv6(),
+        (Some(multicast), None) => multicast.group.is_ipv6(),
+        (None, None) => heartbeat.peers.iter().any(|p| p.is_ipv6()),
+    };
+    let bind = heartbeat.bind.unwrap_or(if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    });
+    let socket = StdUdpSocket::bind(SocketAddr::new(bind, heartbeat.port))
+        .map_err(|e| context("bind", e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| context("non-blocking", e))?;
+    let mut destinations = Vec::new();
+    for peer in &heartbeat.peers {
+        destinations.push(match (v6, peer) {
+            (true, SocketAddr::V4(v4)) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+            (false, SocketAddr::V6(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("heartbeat peer {peer}: IPv6 peer on an IPv4 socket; set heartbeat.bind to an IPv6 address"),
+                ))
+            }
+            _ => *peer,
+        });
+    }
+    if let Some(multicast) = &heartbeat.multicast {
+        let ifindex = iface::index(&multicast.interface).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface named {:?}", multicast.interface),
+            )
+        })?;
+        match multicast.group {
+            IpAddr::V4(group) => {
+                udp::join_v4(&socket, group, ifindex).map_err(|e| context("join group", e))?;
+                udp::multicast_interface_v4(&socket, ifindex)
+                    .map_err(|e| context("multicast interface", e))?;
+                socket
+                    .set_multicast_ttl_v4(1)
+                    .map_err(|e| context("multicast TTL", e))?;
+                socket
+                    .set_multicast_loop_v4(false)
+                    .map_err(|e| context("multicast loop", e))?;
+            }
+            IpAddr::V6(group) => {
+                socket
+                    .join_multicast_v6(&group, ifindex)
+                    .map_err(|e| context("join group", e))?;
+                udp::multicast_interface_v6(&socket, ifindex)
+                    .map_err(|e| context("multicast interface", e))?;
+                udp::multicast_hops_v6(&socket, 1).map_err(|e| context("multicast hops", e))?;
+                socket
+                    .set_multicast_loop_v6(false)
+                    .map_err(|e| context("multicast loop", e))?;
+            }
+        }
+        destinations.push(SocketAddr::new(multicast.group, heartbeat.port));
+    }
+    Ok((socket, destinations))
+}
