@@ -34,8 +34,8 @@ const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
 /// Datagrams read before the loop looks at timers and commands again.
 const DATAGRAMS_PER_WAKE: usize = 64;
-/// Copies of the final "leaving" heartbeat, so one lost datagram does not
-/// make the peers wait out the lease.
+/// "Leaving" heartbeats sent on the way out (each its own sequence number),
+/// so one lost datagram does not make the peers wait out the lease.
 const LEAVING_COPIES: usize = 3;
 
 /// Why a received datagram was dropped.
@@ -249,7 +249,7 @@ impl ElectionThread {
             self.policy.on_tick(now);
             self.publish(now);
             if self.policy.wants_send(now) {
-                self.send(now, &mut scratch, &mut out, 1);
+                self.send(now, &mut scratch, &mut out);
             }
             let timeout = if pending {
                 Duration::ZERO
@@ -269,7 +269,9 @@ impl ElectionThread {
                         let now = Instant::now();
                         self.policy.leave(now);
                         self.publish(now);
-                        self.send(now, &mut scratch, &mut out, LEAVING_COPIES);
+                        for _ in 0..LEAVING_COPIES {
+                            self.send(now, &mut scratch, &mut out);
+                        }
                         info!("election stopping; {}", self.counters);
                         return Ok(());
                     }
@@ -389,7 +391,7 @@ impl ElectionThread {
         }
     }
 
-    fn send(&mut self, now: Instant, scratch: &mut Scratch, out: &mut [u8], copies: usize) {
+    fn send(&mut self, now: Instant, scratch: &mut Scratch, out: &mut [u8]) {
         let key = self.key.as_deref();
         let beat = self.policy.heartbeat(now, scratch);
         let len = match beat.emit(out, key) {
@@ -402,14 +404,12 @@ impl ElectionThread {
         let Some(socket) = self.socket.as_ref() else {
             return;
         };
-        for _ in 0..copies {
-            for destination in &self.destinations {
-                match socket.send_to(&out[..len], *destination) {
-                    Ok(_) => self.counters.sent += 1,
-                    Err(e) => {
-                        self.counters.send_errors += 1;
-                        debug!("heartbeat to {destination} failed: {e}");
-                    }
+        for destination in &self.destinations {
+            match socket.send_to(&out[..len], *destination) {
+                Ok(_) => self.counters.sent += 1,
+                Err(e) => {
+                    self.counters.send_errors += 1;
+                    debug!("heartbeat to {destination} failed: {e}");
                 }
             }
         }

@@ -352,3 +352,40 @@ impl Drop for Capture {
         }
     }
 }
+
+/// The MACs that answered `arping` for `vip` from the client (2 probes).
+pub fn arp_answerers(lab: &Lab, vip: &str) -> std::collections::BTreeSet<String> {
+    let out = lab.text("c", &["arping", "-c", "2", "-w", "2", "-I", "eth0", vip]);
+    out.lines()
+        .filter(|l| l.contains(&format!("reply from {vip} [")))
+        .filter_map(|l| {
+            l.split('[')
+                .nth(1)?
+                .split(']')
+                .next()
+                .map(str::to_lowercase)
+        })
+        .collect()
+}
+
+/// The MACs that answered `ndisc6 -m` for `vip` from the client.
+pub fn nd_answerers(lab: &Lab, vip: &str) -> std::collections::BTreeSet<String> {
+    let out = lab.text("c", &["ndisc6", "-m", "-r", "2", "-w", "500", vip, "eth0"]);
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Target link-layer address: "))
+        .map(|mac| mac.trim().to_lowercase())
+        .collect()
+}
+
+/// The MAC in the client's neighbour entry for `ip`, if any.
+pub fn neighbour_mac(lab: &Lab, ip: &str) -> Option<String> {
+    let entry = lab.neighbour(ip);
+    let mut words = entry.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_string)
+}
+
+/// Node `i`'s MAC in the lab.
+pub fn node_mac(i: usize) -> String {
+    format!("02:4c:32:00:00:{i:02x}")
+}

@@ -1,0 +1,437 @@
+//! The election in the lab: real daemons on three nodes, the client's
+//! Linux stack watching who answers for the VIPs. Short timers (interval
+//! 100 ms, lease 500 ms) unless a test says otherwise; every bound follows
+//! from them: lease + one interval + slack.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lab::{arp_answerers, nd_answerers, neighbour_mac, node_mac, Daemon, Lab};
+
+const VIP4: &str = "192.0.2.200";
+const VIP6: &str = "2001:db8::200";
+const INTERVAL_MS: u64 = 100;
+const LEASE_MS: u64 = 500;
+/// Failover after a crash: the lease, then the new owner's first burst
+/// round reaches the client; a second of slack for a loaded machine.
+const FAILOVER_BOUND: Duration = Duration::from_millis(LEASE_MS + 1000);
+/// Start-up: the hold (max(3 x interval, lease / 2)) plus slack.
+const START_BOUND: Duration = Duration::from_secs(5);
+
+fn peers(node: usize, nodes: usize) -> String {
+    (1..=nodes)
+        .filter(|j| *j != node)
+        .map(|j| format!("\"192.0.2.{}\"", 10 + j))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A node's config: priority 200 - 50 x node (n1 ranks best), the two VIPs.
+fn config(node: usize, nodes: usize, extra: &str) -> String {
+    format!(
+        r#"{{
+  "node": "n{node}", "priority": {priority}{extra},
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "peers": [{peers}]}},
+  "services": [
+    {{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+    {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}
+  ]
+}}"#,
+        priority = 200 - 50 * node,
+        peers = peers(node, nodes),
+    )
+}
+
+fn start_cluster(lab: &Lab, extra: &str) -> Vec<Daemon> {
+    let daemons: Vec<Daemon> = (1..=3)
+        .map(|i| lab.daemon(i, &config(i, 3, extra)))
+        .collect();
+    assert!(
+        daemons[0].wait_for_log("acquired web6", START_BOUND),
+        "n1 did not take the VIPs:\n{}",
+        daemons[0].log()
+    );
+    daemons
+}
+
+fn only(mac: &str) -> BTreeSet<String> {
+    BTreeSet::from([mac.to_string()])
+}
+
+/// Waits until the client's cache holds `mac` for both VIPs.
+fn cache_moves_to(lab: &Lab, mac: &str, limit: Duration) -> bool {
+    Lab::wait_until(limit, || {
+        neighbour_mac(lab, VIP4).as_deref() == Some(mac)
+            && neighbour_mac(lab, VIP6).as_deref() == Some(mac)
+    })
+}
+
+/// Fills the client's cache for both VIPs with ordinary traffic.
+fn use_vips(lab: &Lab) {
+    for vip in [VIP4, VIP6] {
+        lab.run("c", &["ping", "-c", "1", "-W", "1", vip]);
+    }
+}
+
+#[test]
+fn three_nodes_elect_one_owner_and_fail_over_when_it_is_killed() {
+    if !lab::available("three_nodes_elect_one_owner_and_fail_over_when_it_is_killed") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let mut daemons = start_cluster(&lab, "");
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    use_vips(&lab);
+    assert_eq!(neighbour_mac(&lab, VIP4), Some(node_mac(1)));
+    assert_eq!(neighbour_mac(&lab, VIP6), Some(node_mac(1)));
+
+    let killed = Instant::now();
+    daemons[0]
+        .stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    // No flush: the gratuitous burst of the new owner moves the cache.
+    assert!(
+        cache_moves_to(&lab, &node_mac(2), FAILOVER_BOUND),
+        "client cache after {:?}: {:?} / {:?}\n{}",
+        killed.elapsed(),
+        neighbour_mac(&lab, VIP4),
+        neighbour_mac(&lab, VIP6),
+        daemons[1].log()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+    assert!(
+        !daemons[2].log().contains("acquired"),
+        "n3 stays out: {}",
+        daemons[2].log()
+    );
+}
+
+#[test]
+fn link_down_fails_over_and_the_heal_leaves_one_owner() {
+    if !lab::available("link_down_fails_over_and_the_heal_leaves_one_owner") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let daemons = start_cluster(&lab, "");
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    use_vips(&lab);
+    assert_eq!(neighbour_mac(&lab, VIP4), Some(node_mac(1)));
+
+    lab.run("n1", &["ip", "link", "set", "eth0", "down"]);
+    assert!(
+        cache_moves_to(&lab, &node_mac(2), FAILOVER_BOUND),
+        "{:?}\n{}",
+        neighbour_mac(&lab, VIP4),
+        daemons[1].log()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
+
+    // Back up: n1 and n2 both claim for a moment; the better ranked (n1)
+    // keeps the VIPs and announces them again, n2 lets go.
+    lab.run("n1", &["ip", "link", "set", "eth0", "up"]);
+    assert!(
+        cache_moves_to(&lab, &node_mac(1), FAILOVER_BOUND * 2),
+        "{:?}\n{}\n{}",
+        neighbour_mac(&lab, VIP4),
+        daemons[0].log(),
+        daemons[1].log()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+}
+
+/// Seconds since the epoch, as tcpdump -tt prints them.
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The time of the first gratuitous ARP request for VIP4 in a capture.
+fn first_gratuitous(decoded: &str) -> Option<f64> {
+    decoded
+        .lines()
+        .find(|l| l.contains(&format!("Request who-has {VIP4} tell {VIP4}")))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn sigterm_hands_over_in_under_200_ms() {
+    if !lab::available("sigterm_hands_over_in_under_200_ms") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let mut daemons = start_cluster(&lab, "");
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let capture = lab.capture("c", "eth0", &format!("arp and ether src {}", node_mac(2)));
+    let sent = epoch_now();
+    let (status, _) = daemons[0]
+        .stop_with("TERM", Duration::from_secs(2))
+        .expect("n1 stops");
+    assert!(status.success());
+    assert!(
+        daemons[1].wait_for_log("acquired web6", Duration::from_secs(2)),
+        "{}",
+        daemons[1].log()
+    );
+    let decoded = capture.stop();
+    let first =
+        first_gratuitous(&decoded).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
+    let took = first - sent;
+    assert!(
+        took < 0.2,
+        "planned move took {took:.3} s\n{}",
+        daemons[1].log()
+    );
+    assert!(
+        daemons[0]
+            .log()
+            .contains("released web (192.0.2.200 on eth0): leaving"),
+        "{}",
+        daemons[0].log()
+    );
+}
+
+#[test]
+fn a_restarted_owner_does_not_take_the_vips_back() {
+    if !lab::available("a_restarted_owner_does_not_take_the_vips_back") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let mut daemons = start_cluster(&lab, "");
+    daemons[0]
+        .stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    assert!(
+        daemons[1].wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        daemons[1].log()
+    );
+    let restarted = lab.daemon(1, &config(1, 3, ""));
+    assert!(restarted.wait_for_log("heartbeats every", START_BOUND));
+    // Its hold, then several leases: it stays a candidate, not the owner.
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 4));
+    assert!(
+        !restarted.log().contains("acquired"),
+        "sticky: {}",
+        restarted.log()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+}
+
+#[test]
+fn with_preempt_a_restarted_owner_takes_the_vips_back_in_one_hand_over() {
+    if !lab::available("with_preempt_a_restarted_owner_takes_the_vips_back_in_one_hand_over") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let preempt = r#", "preempt": true"#;
+    let mut daemons = start_cluster(&lab, preempt);
+    daemons[0]
+        .stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    assert!(
+        daemons[1].wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        daemons[1].log()
+    );
+    let restarted = lab.daemon(1, &config(1, 3, preempt));
+    assert!(
+        restarted.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        restarted.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 2));
+    let n2 = daemons[1].log();
+    assert_eq!(
+        n2.matches("released web (").count(),
+        1,
+        "one hand-over: {n2}"
+    );
+    assert!(
+        n2.contains("released web (192.0.2.200 on eth0): preempted"),
+        "{n2}"
+    );
+    assert_eq!(
+        restarted.log().matches("acquired web (").count(),
+        1,
+        "{}",
+        restarted.log()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+}
+
+/// Blackhole routes stop heartbeats between n1 and the others (ARP, being
+/// link-layer, still flows).
+fn partition(lab: &Lab, apply: bool) {
+    let verb = if apply { "add" } else { "del" };
+    for other in [2, 3] {
+        lab.run(
+            "n1",
+            &[
+                "ip",
+                "route",
+                verb,
+                "blackhole",
+                &format!("192.0.2.{}/32", 10 + other),
+            ],
+        );
+        lab.run(
+            &format!("n{other}"),
+            &["ip", "route", verb, "blackhole", "192.0.2.11/32"],
+        );
+    }
+}
+
+#[test]
+fn a_healed_partition_settles_on_one_owner() {
+    if !lab::available("a_healed_partition_settles_on_one_owner") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let daemons = start_cluster(&lab, "");
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    use_vips(&lab);
+    partition(&lab, true);
+    // Each side elects its own owner: the split brain the heal must end.
+    assert!(
+        daemons[1].wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        daemons[1].log()
+    );
+    let split = arp_answerers(&lab, VIP4);
+    assert_eq!(
+        split,
+        BTreeSet::from([node_mac(1), node_mac(2)]),
+        "both sides answer"
+    );
+    // n2's burst pulled the client over to its side.
+    assert!(
+        cache_moves_to(&lab, &node_mac(2), FAILOVER_BOUND),
+        "{:?}",
+        neighbour_mac(&lab, VIP4)
+    );
+
+    partition(&lab, false);
+    let settled = Lab::wait_until(FAILOVER_BOUND, || {
+        daemons[1].log().contains("released web6")
+    });
+    assert!(settled, "{}", daemons[1].log());
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    // n1 announced again, so the client ends on n1 without asking.
+    assert!(
+        cache_moves_to(&lab, &node_mac(1), FAILOVER_BOUND),
+        "{:?}",
+        neighbour_mac(&lab, VIP4)
+    );
+    assert!(
+        daemons[0].log().contains("keeping it and announcing again"),
+        "{}",
+        daemons[0].log()
+    );
+}
+
+/// Who owns what, from each node's log of acquisitions and releases.
+fn owners(daemons: &[Daemon], services: &[String]) -> BTreeMap<String, Vec<usize>> {
+    let mut map = BTreeMap::new();
+    for service in services {
+        let holders: Vec<usize> = daemons
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| {
+                let log = d.log();
+                log.matches(&format!("acquired {service} (")).count()
+                    > log.matches(&format!("released {service} (")).count()
+            })
+            .map(|(i, _)| i + 1)
+            .collect();
+        map.insert(service.clone(), holders);
+    }
+    map
+}
+
+#[test]
+fn spread_puts_vips_on_every_node_and_moves_only_the_dead_nodes_share() {
+    if !lab::available("spread_puts_vips_on_every_node_and_moves_only_the_dead_nodes_share") {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let names: Vec<String> = (0..8).map(|i| format!("vip{i}")).collect();
+    let services: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            format!(
+                r#"{{"name": "{name}", "ip": "192.0.2.{}", "interface": "eth0"}}"#,
+                200 + i
+            )
+        })
+        .collect();
+    let config = |node: usize| {
+        format!(
+            r#"{{"node": "n{node}", "mode": "spread",
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "peers": [{}]}},
+  "services": [{}]}}"#,
+            peers(node, 3),
+            services.join(", ")
+        )
+    };
+    let mut daemons: Vec<Daemon> = (1..=3).map(|i| lab.daemon(i, &config(i))).collect();
+    let all_owned = || owners(&daemons, &names).values().all(|h| h.len() == 1);
+    assert!(
+        Lab::wait_until(START_BOUND, all_owned),
+        "{:?}",
+        owners(&daemons, &names)
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let before = owners(&daemons, &names);
+    for node in 1..=3 {
+        assert!(
+            before.values().any(|h| h == &vec![node]),
+            "n{node} owns nothing: {before:?}"
+        );
+    }
+    // What the client sees agrees with the logs.
+    for (i, name) in names.iter().enumerate() {
+        let answerers = arp_answerers(&lab, &format!("192.0.2.{}", 200 + i));
+        assert_eq!(answerers, only(&node_mac(before[name][0])), "{name}");
+    }
+
+    daemons[0]
+        .stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    let survivors = &daemons[1..];
+    let moved = Lab::wait_until(FAILOVER_BOUND, || {
+        owners(survivors, &names).values().all(|h| h.len() == 1)
+    });
+    assert!(moved, "{:?}", owners(survivors, &names));
+    let after = owners(survivors, &names);
+    for name in &names {
+        if before[name] != vec![1] {
+            // Survivors' own VIPs stayed put: never released.
+            assert_eq!(
+                after[name].iter().map(|i| i + 1).collect::<Vec<_>>(),
+                before[name],
+                "{name} moved"
+            );
+            let holder = &survivors[before[name][0] - 2];
+            assert!(
+                !holder.log().contains(&format!("released {name} (")),
+                "{name}"
+            );
+        }
+    }
+}
