@@ -653,3 +653,241 @@ pub struct Scratch {
     eligible: Vec<u8>,
     witnesses: Vec<u8>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+    const LEASE: Duration = Duration::from_millis(500);
+
+    fn services() -> Vec<ServiceSpec> {
+        ["a", "b"]
+            .iter()
+            .map(|name| ServiceSpec {
+                name: name.to_string(),
+                ip: format!("192.0.2.{}", name.len()),
+                nodes: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn node(name: &str, priority: u8, alone: bool, now: Instant) -> Policy {
+        let settings = Settings {
+            node: name.into(),
+            cluster: "test".into(),
+            priority,
+            mode: Mode::Single,
+            preempt: false,
+            interval: INTERVAL,
+            lease: LEASE,
+            alone,
+        };
+        Policy::new(settings, services(), u64::from(priority) * 1000, now)
+    }
+
+    /// Delivers `from`'s next heartbeat to `to`.
+    fn deliver(from: &mut Policy, to: &mut Policy, now: Instant) -> Result<(), Reject> {
+        let mut scratch = Scratch::default();
+        let mut bytes = [0u8; heartbeat::MAX_LEN];
+        let len = from
+            .heartbeat(now, &mut scratch)
+            .emit(&mut bytes, None)
+            .unwrap();
+        to.on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
+    }
+
+    fn owned(policy: &Policy) -> Vec<usize> {
+        policy.owned().collect()
+    }
+
+    #[test]
+    fn a_lone_node_owns_everything_at_once() {
+        let t0 = Instant::now();
+        let mut alone = node("r1", 100, true, t0);
+        alone.on_tick(t0);
+        assert_eq!(owned(&alone), vec![0, 1]);
+        assert_eq!(alone.take_changes().len(), 2);
+    }
+
+    #[test]
+    fn listens_before_claiming_then_claims() {
+        let t0 = Instant::now();
+        let mut a = node("a", 100, false, t0);
+        a.on_tick(t0 + INTERVAL);
+        assert!(owned(&a).is_empty(), "still in its hold");
+        let hold = (INTERVAL * 3).max(LEASE / 2);
+        assert_eq!(a.poll_at(t0), t0, "first heartbeat at once");
+        a.on_tick(t0 + hold);
+        assert_eq!(owned(&a), vec![0, 1]);
+    }
+
+    #[test]
+    fn sticky_unless_a_better_claimant_and_handover_on_leave() {
+        let t0 = Instant::now();
+        let mut b = node("b", 50, false, t0);
+        let t1 = t0 + LEASE;
+        b.on_tick(t1);
+        assert_eq!(owned(&b), vec![0, 1]);
+        // A better node joins the established cluster: it does not claim.
+        let mut a = node("a", 200, false, t1);
+        let mut now = t1;
+        for _ in 0..20 {
+            now += INTERVAL;
+            deliver(&mut b, &mut a, now).unwrap();
+            deliver(&mut a, &mut b, now).unwrap();
+            a.on_tick(now);
+            b.on_tick(now);
+        }
+        assert!(owned(&a).is_empty(), "sticky");
+        assert_eq!(owned(&b), vec![0, 1]);
+        // b leaves: a takes over on the leaving heartbeat, not after the lease.
+        b.leave(now);
+        assert!(owned(&b).is_empty());
+        deliver(&mut b, &mut a, now).unwrap();
+        assert_eq!(owned(&a), vec![0, 1]);
+    }
+
+    #[test]
+    fn preempt_releases_to_a_ready_better_node() {
+        let t0 = Instant::now();
+        let mut b = node("b", 50, false, t0);
+        b.settings.preempt = true;
+        b.on_tick(t0 + LEASE);
+        let mut a = node("a", 200, false, t0 + LEASE);
+        let mut now = t0 + LEASE;
+        for _ in 0..20 {
+            now += INTERVAL;
+            deliver(&mut a, &mut b, now).unwrap();
+            deliver(&mut b, &mut a, now).unwrap();
+            a.on_tick(now);
+            b.on_tick(now);
+        }
+        assert_eq!(owned(&a), vec![0, 1]);
+        assert!(owned(&b).is_empty());
+        let released: Vec<_> = b
+            .take_changes()
+            .into_iter()
+            .filter(|c| !c.acquired)
+            .collect();
+        assert_eq!(released.len(), 2, "{released:?}");
+        assert!(released.iter().all(|c| c.reason.contains("preempted")));
+    }
+
+    #[test]
+    fn a_dead_peer_expires_after_the_lease() {
+        let t0 = Instant::now();
+        let mut a = node("a", 200, false, t0);
+        let mut b = node("b", 50, false, t0);
+        let mut now = t0;
+        while now < t0 + LEASE * 2 {
+            now += INTERVAL;
+            deliver(&mut a, &mut b, now).unwrap();
+            deliver(&mut b, &mut a, now).unwrap();
+            a.on_tick(now);
+            b.on_tick(now);
+        }
+        assert_eq!(owned(&a), vec![0, 1]);
+        let last = now;
+        // a goes silent: b waits exactly the lease.
+        assert_eq!(b.poll_at(last).min(last + LEASE), b.poll_at(last));
+        b.on_tick(last + LEASE - Duration::from_millis(1));
+        assert!(owned(&b).is_empty());
+        b.on_tick(last + LEASE);
+        assert_eq!(owned(&b), vec![0, 1]);
+    }
+
+    #[test]
+    fn rejects_replays_other_clusters_and_name_clashes() {
+        let t0 = Instant::now();
+        let mut a = node("a", 200, false, t0);
+        let mut b = node("b", 50, false, t0);
+        let mut scratch = Scratch::default();
+        let mut bytes = [0u8; heartbeat::MAX_LEN];
+        let len = a
+            .heartbeat(t0, &mut scratch)
+            .emit(&mut bytes, None)
+            .unwrap();
+        let first = bytes[..len].to_vec();
+        assert_eq!(b.on_heartbeat(t0, &Repr::parse(&first).unwrap()), Ok(()));
+        assert_eq!(
+            b.on_heartbeat(t0, &Repr::parse(&first).unwrap()),
+            Err(Reject::Replay)
+        );
+
+        // a restarts: the new incarnation counts, the old one never again.
+        let mut a2 = node("a", 200, false, t0);
+        a2.incarnation = 77;
+        deliver(&mut a2, &mut b, t0).unwrap();
+        let mut later = Repr::parse(&first).unwrap();
+        later.sequence = 1000;
+        assert_eq!(b.on_heartbeat(t0, &later), Err(Reject::Replay));
+
+        let mut other = Repr::parse(&first).unwrap();
+        other.cluster = "elsewhere";
+        assert_eq!(b.on_heartbeat(t0, &other), Err(Reject::Cluster));
+        let mut clash = Repr::parse(&first).unwrap();
+        clash.node = "b";
+        assert_eq!(b.on_heartbeat(t0, &clash), Err(Reject::DuplicateNode));
+        clash.incarnation = b.incarnation;
+        assert_eq!(b.on_heartbeat(t0, &clash), Err(Reject::Own));
+        let mut wrong_count = Repr::parse(&first).unwrap();
+        wrong_count.sequence = 2000;
+        wrong_count.incarnation = 77;
+        wrong_count.service_count = 9;
+        assert_eq!(b.on_heartbeat(t0, &wrong_count), Err(Reject::Inconsistent));
+    }
+
+    #[test]
+    fn a_peer_with_another_service_list_blocks_new_claims() {
+        let t0 = Instant::now();
+        let mut b = node("b", 50, false, t0);
+        let mut odd = node("z", 10, false, t0);
+        odd.services[0].ip = "192.0.2.99".into();
+        odd.digest = digest(&odd.services);
+        let mut now = t0;
+        while now < t0 + LEASE * 2 {
+            now += INTERVAL;
+            deliver(&mut odd, &mut b, now).unwrap();
+            b.on_tick(now);
+        }
+        assert!(
+            owned(&b).is_empty(),
+            "no claims while the odd peer is alive"
+        );
+        assert_eq!(b.digest_mismatches().collect::<Vec<_>>(), vec!["z"]);
+        b.on_tick(now + LEASE);
+        assert_eq!(owned(&b), vec![0, 1], "it expired: claims resume");
+    }
+
+    #[test]
+    fn spread_ranks_differ_per_service_and_priority_weighs() {
+        let names = ["n1", "n2", "n3"];
+        let winners: BTreeMap<String, &str> = (0..32)
+            .map(|i| {
+                let service = format!("vip{i}");
+                let best = names
+                    .iter()
+                    .max_by_key(|n| rank(Mode::Spread, n, 100, &service))
+                    .unwrap();
+                (service, *best)
+            })
+            .collect();
+        for name in names {
+            assert!(
+                winners.values().any(|w| *w == name),
+                "{name} wins nothing: {winners:?}"
+            );
+        }
+        let heavy = (0..32)
+            .filter(|i| {
+                let service = format!("vip{i}");
+                rank(Mode::Spread, "n1", 255, &service) > rank(Mode::Spread, "n2", 1, &service)
+            })
+            .count();
+        assert!(
+            heavy >= 30,
+            "priority 255 beats priority 1 almost always: {heavy}"
+        );
+    }
+}

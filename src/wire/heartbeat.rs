@@ -358,3 +358,146 @@ pub fn is_authenticated(buffer: &[u8]) -> bool {
         .get(field::FLAGS)
         .is_some_and(|f| f & FLAG_AUTHENTICATED != 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node n1's heartbeat, captured in the lab with `tests/lab/mcast.py
+    /// listen` on the multicast group: cluster "lab", priority 150, owning
+    /// both of two services, one witness (n2, 2 ms ago), signed with KEY.
+    const CAPTURED: &str = "4c32564801049600499c12b35444e1dc000000000000002dd24d00af5fa9f9a5\
+                            000203026c61626e31c0c0010735e0b9135117cc0002096d13f805b1e0076a25\
+                            ed0fb7261a9362265dc34d8170188df08cc396c47dea";
+    const KEY: &[u8] = b"lab-key-0123456789abcdef";
+
+    fn captured() -> Vec<u8> {
+        (0..CAPTURED.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&CAPTURED[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn deconstruct_captured() {
+        let bytes = captured();
+        let beat = Repr::parse(&bytes).unwrap();
+        assert_eq!(beat.cluster, "lab");
+        assert_eq!(beat.node, "n1");
+        assert_eq!(beat.priority, 150);
+        assert_eq!(beat.incarnation, 0x499c_12b3_5444_e1dc);
+        assert_eq!(beat.sequence, 0x2d);
+        assert_eq!(beat.service_count, 2);
+        assert!(bit(beat.claims, 0) && bit(beat.claims, 1) && !bit(beat.claims, 2));
+        assert!(!beat.draining && !beat.leaving && !beat.joining);
+        let witnesses: Vec<Witness> = beat.witnesses().collect();
+        assert_eq!(
+            witnesses,
+            vec![Witness {
+                node: name_hash("n2"),
+                incarnation: 0x1351_17cc,
+                age_ms: 2
+            }]
+        );
+        assert!(is_authenticated(&bytes));
+        assert!(verify(&bytes, KEY));
+        assert!(!verify(&bytes, b"another-key-0123456789"));
+    }
+
+    #[test]
+    fn construct_matches_capture() {
+        let bytes = captured();
+        let beat = Repr::parse(&bytes).unwrap();
+        let mut out = [0xa5u8; MAX_LEN];
+        let len = beat.emit(&mut out, Some(KEY)).unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(out[..len], bytes[..]);
+    }
+
+    #[test]
+    fn unauthenticated_round_trip_and_size() {
+        let claims = [0xffu8; MAX_SERVICES / 8];
+        let witnesses = [0x11u8; MAX_WITNESSES * WITNESS_LEN];
+        let name = "n".repeat(MAX_NAME);
+        let beat = Repr {
+            draining: true,
+            leaving: false,
+            joining: true,
+            priority: 255,
+            incarnation: 1,
+            sequence: 2,
+            digest: 3,
+            service_count: MAX_SERVICES as u16,
+            cluster: &name,
+            node: &name,
+            claims: &claims,
+            eligible: &claims,
+            witnesses: &witnesses,
+        };
+        let mut out = [0u8; MAX_LEN];
+        let len = beat.emit(&mut out, Some(KEY)).unwrap();
+        assert_eq!(len, MAX_LEN);
+        assert!(MAX_LEN <= 1400, "one heartbeat fits one frame: {MAX_LEN}");
+        assert_eq!(Repr::parse(&out[..len]).unwrap(), beat);
+        let len = beat.emit(&mut out, None).unwrap();
+        assert_eq!(Repr::parse(&out[..len]).unwrap(), beat);
+        assert!(!verify(&out[..len], KEY));
+        assert_eq!(beat.emit(&mut out[..len - 1], None), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn rejects() {
+        let bytes = captured();
+        for len in 0..bytes.len() {
+            let error = Repr::parse(&bytes[..len]).unwrap_err();
+            assert!(
+                matches!(error, Error::Truncated | Error::Malformed),
+                "length {len}: {error:?}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Repr::parse(&longer), Err(Error::Malformed));
+        let edit = |at: usize, value: u8| {
+            let mut copy = bytes.clone();
+            copy[at] = value;
+            Repr::parse(&copy).map(|_| ())
+        };
+        assert_eq!(edit(0, b'X'), Err(Error::Malformed), "magic");
+        assert_eq!(edit(4, 2), Err(Error::Unsupported), "version");
+        assert_eq!(edit(5, 0x44), Err(Error::Malformed), "unknown flag");
+        assert_eq!(edit(6, 0), Err(Error::Malformed), "priority 0");
+        assert_eq!(edit(7, 1), Err(Error::Malformed), "reserved");
+        assert_eq!(edit(32, 0x04), Err(Error::Malformed), "over 1024 services");
+        assert_eq!(edit(34, 0), Err(Error::Malformed), "empty cluster name");
+        assert_eq!(edit(36, b' '), Err(Error::Malformed), "bad name byte");
+        assert_eq!(
+            edit(41, 0xc1),
+            Err(Error::Malformed),
+            "bit past the last service"
+        );
+        assert_eq!(edit(43, 33), Err(Error::Malformed), "too many witnesses");
+        // Unauthenticated but with 32 trailing bytes.
+        assert_eq!(edit(5, 0x00), Err(Error::Malformed));
+        // Any change breaks the MAC.
+        let mut tampered = bytes.clone();
+        tampered[6] = 255;
+        assert!(Repr::parse(&tampered).is_ok());
+        assert!(!verify(&tampered, KEY));
+        assert!(!verify(&bytes[..10], KEY));
+    }
+
+    #[test]
+    fn bitmaps() {
+        let mut map = [0u8; 2];
+        set_bit(&mut map, 0, true);
+        set_bit(&mut map, 9, true);
+        set_bit(&mut map, 99, true);
+        assert_eq!(map, [0x80, 0x40]);
+        assert!(bit(&map, 9) && !bit(&map, 8) && !bit(&map, 99));
+        set_bit(&mut map, 9, false);
+        assert_eq!(map, [0x80, 0]);
+        assert_eq!(bitmap_len(0), 0);
+        assert_eq!(bitmap_len(9), 2);
+    }
+}
