@@ -435,3 +435,145 @@ fn spread_puts_vips_on_every_node_and_moves_only_the_dead_nodes_share() {
         }
     }
 }
+
+const GROUP: &str = "239.255.76.47";
+
+#[test]
+fn wrong_keys_and_replayed_heartbeats_never_move_a_vip() {
+    if !lab::available("wrong_keys_and_replayed_heartbeats_never_move_a_vip") {
+        return;
+    }
+    use l2vip::wire::heartbeat::{self, Repr};
+    let lab = Lab::up(2, false);
+    let key = lab.write("key", "lab-secret-0123456789abcdef\n", 0o600);
+    // Preempt on: a heartbeat from n1 that got through would make n2 hand
+    // the VIPs to a dead node.
+    let config = |node: usize| {
+        format!(
+            r#"{{"node": "n{node}", "priority": {}, "preempt": true,
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "key_file": "{}",
+                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+            200 - 50 * node,
+            key.display()
+        )
+    };
+    let mut n1 = lab.daemon(1, &config(1));
+    let n2 = lab.daemon(2, &config(2));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    let captured: Vec<Vec<u8>> = lab
+        .listen_heartbeats(GROUP, 0.5)
+        .into_iter()
+        .filter(|(source, _)| source == "192.0.2.11")
+        .map(|(_, datagram)| datagram)
+        .collect();
+    assert!(
+        captured.len() >= 3,
+        "captured {} heartbeats of n1",
+        captured.len()
+    );
+
+    n1.stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    assert!(
+        n2.wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        n2.log()
+    );
+    let before = n2.counters();
+
+    // 1. A replay of n1's own, correctly signed heartbeats.
+    lab.send_heartbeats(GROUP, &captured);
+    // 2. n1's last heartbeat, made newer, signed with another key.
+    let last = captured.last().expect("a heartbeat");
+    let mut forged = Vec::new();
+    for (i, key) in [Some(&b"not-the-cluster-key-000"[..]), None]
+        .iter()
+        .enumerate()
+    {
+        for n in 0..5u64 {
+            let mut beat = Repr::parse(last).expect("captured heartbeat parses");
+            beat.sequence += 1000 + 10 * i as u64 + n;
+            let mut out = vec![0u8; heartbeat::MAX_LEN];
+            let len = beat.emit(&mut out, *key).expect("emit");
+            out.truncate(len);
+            forged.push(out);
+        }
+    }
+    lab.send_heartbeats(GROUP, &forged);
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+
+    let after = n2.counters();
+    let grew = |key: &str| after[key] - before[key];
+    assert!(
+        grew("heartbeat_rejected.replay") >= captured.len() as u64 - 1,
+        "{after:?}"
+    );
+    assert_eq!(grew("heartbeat_rejected.bad_mac"), 5, "{after:?}");
+    assert_eq!(grew("heartbeat_rejected.unauthenticated"), 5, "{after:?}");
+    assert!(!n2.log().contains("released web"), "{}", n2.log());
+    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+}
+
+#[test]
+fn default_timers_fail_over_after_the_ten_second_lease() {
+    if !lab::available("default_timers_fail_over_after_the_ten_second_lease") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    // Default interval (1 s) and lease (10 s): no heartbeat timers set.
+    let config = |node: usize| {
+        format!(
+            r#"{{"node": "n{node}", "priority": {}, "heartbeat": {{"peers": [{}]}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}}]}}"#,
+            200 - 50 * node,
+            peers(node, 2)
+        )
+    };
+    let mut n1 = lab.daemon(1, &config(1));
+    let n2 = lab.daemon(2, &config(2));
+    // The start-up hold with default timers is 5 s.
+    assert!(
+        n1.wait_for_log("acquired web", Duration::from_secs(8)),
+        "{}",
+        n1.log()
+    );
+    let burst = lab.capture("c", "eth0", &format!("arp and ether src {}", node_mac(2)));
+    let beats = lab.capture("n2", "eth0", "udp port 7947 and src host 192.0.2.11");
+    assert!(
+        Lab::wait_until(Duration::from_secs(3), || beats.text().lines().count() > 0),
+        "no heartbeat from n1 seen on n2"
+    );
+    let killed = epoch_now();
+    n1.stop_with("KILL", Duration::from_secs(2))
+        .expect("n1 dies");
+    assert!(
+        n2.wait_for_log("acquired web", Duration::from_secs(14)),
+        "{}",
+        n2.log()
+    );
+    let decoded = burst.stop();
+    let last_beat: f64 = beats
+        .stop()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .fold(0.0, f64::max);
+    let first =
+        first_gratuitous(&decoded).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
+    // The lease runs from the last heartbeat n2 received, which the kill
+    // follows by less than one interval.
+    let from_kill = first - killed;
+    let from_last_beat = first - last_beat;
+    assert!(from_kill <= 12.0, "failover {from_kill:.3} s after SIGKILL");
+    assert!(
+        (10.0..11.0).contains(&from_last_beat),
+        "failover {from_last_beat:.3} s after n1's last heartbeat ({from_kill:.3} s after SIGKILL)"
+    );
+    eprintln!("default timers: failover {from_kill:.3} s after SIGKILL, {from_last_beat:.3} s after the last heartbeat");
+}

@@ -136,6 +136,69 @@ impl Lab {
         }
     }
 
+    /// Writes a file into the lab's directory (for keys and configs).
+    pub fn write(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        fs::write(&path, contents).expect("write lab file");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod lab file");
+        path
+    }
+
+    /// Listens on the heartbeat multicast group from the client for
+    /// `seconds`; returns (source address, datagram) pairs.
+    pub fn listen_heartbeats(&self, group: &str, seconds: f64) -> Vec<(String, Vec<u8>)> {
+        let script = lab_dir().join("mcast.py");
+        let script = script.display().to_string();
+        let seconds = seconds.to_string();
+        let out = self.text(
+            "c",
+            &[
+                "python3",
+                &script,
+                "listen",
+                group,
+                "7947",
+                "192.0.2.100",
+                &seconds,
+            ],
+        );
+        out.lines()
+            .filter_map(|line| {
+                let (source, hex) = line.split_once(' ')?;
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some((source.to_string(), bytes))
+            })
+            .collect()
+    }
+
+    /// Sends datagrams from the client to the heartbeat multicast group.
+    pub fn send_heartbeats(&self, group: &str, datagrams: &[Vec<u8>]) {
+        let script = lab_dir().join("mcast.py").display().to_string();
+        let mut args = vec![
+            "python3".to_string(),
+            script,
+            "send".into(),
+            group.into(),
+            "7947".into(),
+            "192.0.2.100".into(),
+        ];
+        args.extend(
+            datagrams
+                .iter()
+                .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("c", &refs);
+        assert!(
+            out.status.success(),
+            "mcast.py send: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Writes `config` and starts `l2vip daemon -c` in node `node`.
     pub fn daemon(&self, node: usize, config: &str) -> Daemon {
         let host = format!("n{node}");
@@ -327,6 +390,11 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// What tcpdump has printed so far, without stopping it.
+    pub fn text(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
     /// Stops tcpdump and returns its text output.
     pub fn stop(mut self) -> String {
         // Frames still in flight (veth, bridge) reach tcpdump well within this.
