@@ -152,7 +152,7 @@ pub struct Policy {
     next_send: Instant,
     send_now: bool,
     changes: Vec<Change>,
-    reannounce: Vec<usize>,
+    reannounce: Vec<(usize, &'static str)>,
 }
 
 /// Mixes 64 bits well (splitmix64's finaliser).
@@ -275,7 +275,7 @@ impl Policy {
     }
 
     /// Services whose contested ownership we kept: announce them again.
-    pub fn take_reannounce(&mut self) -> Vec<usize> {
+    pub fn take_reannounce(&mut self) -> Vec<(usize, &'static str)> {
         std::mem::take(&mut self.reannounce)
     }
 
@@ -342,11 +342,16 @@ impl Policy {
             return Err(Reject::Inconsistent);
         }
         let bitmap = bitmap_len(beat.service_count);
+        let lease = self.settings.lease;
+        let mut revived = false;
         match self.peers.get_mut(beat.node) {
             Some(peer) if peer.incarnation == beat.incarnation => {
                 if beat.sequence <= peer.sequence {
                     return Err(Reject::Replay);
                 }
+                // Heard again after its lease ran out, without a restart:
+                // a partition healed, and it may have claimed our VIPs.
+                revived = !peer.leaving && now >= peer.seen + lease;
             }
             Some(peer) => {
                 if peer.retired.contains(&beat.incarnation) {
@@ -399,6 +404,14 @@ impl Policy {
             self.on_witness(now, &sender, own_hash, witness);
         }
         self.evaluate(now);
+        if revived {
+            // Clients on the other side may have followed its announcements.
+            for index in 0..self.claims.len() {
+                if self.claims[index] && !self.reannounce.iter().any(|(i, _)| *i == index) {
+                    self.reannounce.push((index, "a partition healed"));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -547,7 +560,7 @@ impl Policy {
                         // We keep it against a worse claimant: re-announce
                         // so clients that followed the other one come back.
                         self.contested[index] = true;
-                        self.reannounce.push(index);
+                        self.reannounce.push((index, "another node claimed it too"));
                         self.changed();
                     }
                 } else {

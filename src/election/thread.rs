@@ -445,10 +445,10 @@ impl ElectionThread {
             }
         }
         if !reannounce.is_empty() {
-            let ips: Vec<IpAddr> = reannounce.iter().map(|i| self.vips[*i].ip).collect();
-            for i in &reannounce {
+            let ips: Vec<IpAddr> = reannounce.iter().map(|(i, _)| self.vips[*i].ip).collect();
+            for (i, why) in &reannounce {
                 info!(
-                    "{}: another node claimed it too; keeping it and announcing again",
+                    "{}: {why}; keeping it and announcing again",
                     self.vips[*i].name
                 );
             }
