@@ -57,7 +57,12 @@ fn init_logging(verbose: bool) {
 }
 
 fn check_config(options: &Options) -> u8 {
-    match daemon::load_config(&options.config) {
+    let loaded = daemon::load_config(&options.config).and_then(|config| {
+        daemon::load_key(&config)
+            .map(|_| config)
+            .map_err(|e| format!("{}: {e}", options.config.display()))
+    });
+    match loaded {
         Ok(config) => match serde_json::to_string_pretty(&config) {
             Ok(text) => {
                 println!("{text}");

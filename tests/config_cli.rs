@@ -228,3 +228,41 @@ fn check_config_prints_the_normalized_config() {
         "normalized address"
     );
 }
+
+#[test]
+fn heartbeat_key_file_must_be_private_and_long_enough() {
+    let dir = std::env::temp_dir().join(format!("l2vip-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let key = |name: &str, contents: &str, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path.display().to_string()
+    };
+    // No services: the interface check has nothing to look at, so the key
+    // is what is being judged.
+    let config = |key: &str| format!(r#"{{"node": "n1", "heartbeat": {{"key_file": "{key}"}}}}"#);
+    for (path, expect) in [
+        (
+            key("open", "0123456789abcdef0123", 0o644),
+            "mode 0644 lets others read the key; chmod 600",
+        ),
+        (
+            key("short", "short\n", 0o600),
+            "5 bytes; a key needs at least 16",
+        ),
+        (dir.join("missing").display().to_string(), "cannot read"),
+    ] {
+        let file = write_config("key.json", &config(&path));
+        for command in ["daemon", "check-config"] {
+            let out = l2vip(&[command, "-c", file.to_str().expect("utf-8")]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+            assert!(
+                stderr.contains("heartbeat.key_file") && stderr.contains(expect),
+                "{expect}: {stderr}"
+            );
+        }
+    }
+}

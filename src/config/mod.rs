@@ -762,6 +762,99 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings() {
+        let text = r#"{"node": "r1", "cluster": "lan", "priority": 150, "mode": "spread", "preempt": true,
+            "heartbeat": {"port": 7000, "interval_ms": 100, "lease_ms": 500,
+                          "peers": ["192.0.2.2", "192.0.2.3:7001", "2001:db8::2", "[2001:db8::3]:7002"],
+                          "multicast": {"group": "239.255.76.47", "interface": "eth0"},
+                          "key_file": "/etc/l2vip/key"},
+            "services": [{"name": "a", "ip": "192.0.2.200", "interface": "eth0", "nodes": ["r1", "r2"]}]}"#;
+        let config = parse(text, None).unwrap();
+        assert_eq!((config.cluster.as_str(), config.priority), ("lan", 150));
+        assert_eq!((config.mode, config.preempt), (Mode::Spread, true));
+        let heartbeat = &config.heartbeat;
+        assert_eq!(heartbeat.interval(), Duration::from_millis(100));
+        assert_eq!(heartbeat.lease(), Duration::from_millis(500));
+        let peers: Vec<String> = heartbeat.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            peers,
+            [
+                "192.0.2.2:7000",
+                "192.0.2.3:7001",
+                "[2001:db8::2]:7000",
+                "[2001:db8::3]:7002"
+            ]
+        );
+        assert!(!heartbeat.is_alone());
+        assert_eq!(config.services[0].nodes, ["r1", "r2"]);
+
+        let defaults = parse("{\"node\": \"r1\"}", None).unwrap();
+        assert_eq!(
+            (defaults.cluster.as_str(), defaults.priority),
+            ("l2vip", 100)
+        );
+        assert_eq!((defaults.mode, defaults.preempt), (Mode::Single, false));
+        assert_eq!(defaults.heartbeat.port, DEFAULT_PORT);
+        assert_eq!(defaults.heartbeat.interval(), Duration::from_secs(1));
+        assert_eq!(defaults.heartbeat.lease(), Duration::from_secs(10));
+        assert!(defaults.heartbeat.is_alone());
+        let slow = parse(
+            r#"{"node": "r1", "heartbeat": {"interval_ms": 5000}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(slow.heartbeat.lease(), Duration::from_secs(50));
+    }
+
+    #[test]
+    fn rejects_cluster_settings() {
+        for (text, expect) in [
+            (r#"{"priority": 0}"#, "priority: 0 is outside 1..255"),
+            (r#"{"priority": 256}"#, "priority: 256 is outside"),
+            (r#"{"mode": "random"}"#, "unknown variant `random`"),
+            (r#"{"cluster": "a b"}"#, "cluster: \"a b\" has ' '"),
+            (r#"{"heartbeat": {"port": 0}}"#, "heartbeat.port: 0"),
+            (
+                r#"{"heartbeat": {"interval_ms": 5}}"#,
+                "heartbeat.interval_ms: 5 is outside",
+            ),
+            (
+                r#"{"heartbeat": {"interval_ms": 100, "lease_ms": 200}}"#,
+                "at least 3 x interval_ms (300)",
+            ),
+            (
+                r#"{"heartbeat": {"peers": ["192.0.2.1", "192.0.2.1:7947"]}}"#,
+                "heartbeat.peers[1]: 192.0.2.1:7947 is listed twice",
+            ),
+            (
+                r#"{"heartbeat": {"peers": ["nohost"]}}"#,
+                "heartbeat.peers[0]: \"nohost\" is not an address",
+            ),
+            (
+                r#"{"heartbeat": {"peers": ["239.1.1.1"]}}"#,
+                "not a unicast peer",
+            ),
+            (
+                r#"{"heartbeat": {"multicast": {"group": "192.0.2.1", "interface": "eth0"}}}"#,
+                "not a multicast address",
+            ),
+            (r#"{"heartbeat": {"bind": "host"}}"#, "heartbeat.bind"),
+            (
+                r#"{"heartbeat": {"key_file": ""}}"#,
+                "heartbeat.key_file: empty path",
+            ),
+            (r#"{"heartbeat": {"lease": 5}}"#, "unknown field `lease`"),
+            (
+                r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "e", "nodes": ["a b"]}]}"#,
+                "services[0].nodes[0]",
+            ),
+        ] {
+            let message = error(text).to_string();
+            assert!(message.contains(expect), "{text}: {message}");
+        }
+    }
+
+    #[test]
     fn missing_interface() {
         let text = "{\"node\": \"a\", \"services\": [\n{\"name\": \"a\", \"ip\": \"192.0.2.1\",\n \"interface\": \"eth9\"}]}";
         let config = parse(text, None).unwrap();
