@@ -296,10 +296,12 @@ impl ElectionThread {
             .owned()
             .map(|i| self.vips[i].name.as_str())
             .collect();
+        let mismatched: Vec<&str> = self.mismatched.iter().map(String::as_str).collect();
         info!(
-            "election: owns [{}]; alive peers [{}]; counters: {}",
+            "election: owns [{}]; alive peers [{}]; other service lists [{}]; counters: {}",
             owned.join(", "),
             peers.join(", "),
+            mismatched.join(", "),
             self.counters
         );
     }
