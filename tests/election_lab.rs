@@ -103,6 +103,10 @@ fn three_nodes_elect_one_owner_and_fail_over_when_it_is_killed() {
         neighbour_mac(&lab, VIP6),
         daemons[1].log()
     );
+    eprintln!(
+        "SIGKILL failover (interval {INTERVAL_MS} ms, lease {LEASE_MS} ms): client cache on the new owner after {:.0} ms",
+        killed.elapsed().as_secs_f64() * 1000.0
+    );
     assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
     assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
     assert!(
@@ -188,6 +192,10 @@ fn sigterm_hands_over_in_under_200_ms() {
     let first =
         first_gratuitous(&decoded).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
     let took = first - sent;
+    eprintln!(
+        "SIGTERM hand-over: first gratuitous ARP from the new owner {:.1} ms after the signal",
+        took * 1000.0
+    );
     assert!(
         took < 0.2,
         "planned move took {took:.3} s\n{}",
