@@ -585,3 +585,42 @@ fn default_timers_fail_over_after_the_ten_second_lease() {
     );
     eprintln!("default timers: failover {from_kill:.3} s after SIGKILL, {from_last_beat:.3} s after the last heartbeat");
 }
+
+#[test]
+fn heartbeats_over_ipv6_elect_one_owner() {
+    if !lab::available("heartbeats_over_ipv6_elect_one_owner") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let config = |node: usize, peer: usize| {
+        format!(
+            r#"{{"node": "n{node}", "priority": {},
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "peers": ["[2001:db8::{}]:7947"]}},
+  "services": [{{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+            200 - 50 * node,
+            10 + peer
+        )
+    };
+    let mut n1 = lab.daemon(1, &config(1, 2));
+    let n2 = lab.daemon(2, &config(2, 1));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 2));
+    assert!(
+        !n2.log().contains("acquired"),
+        "n2 hears n1 over IPv6: {}",
+        n2.log()
+    );
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    n1.stop_with("TERM", Duration::from_secs(2))
+        .expect("n1 stops");
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_millis(500)),
+        "{}",
+        n2.log()
+    );
+    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+}
