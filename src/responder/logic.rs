@@ -59,8 +59,8 @@ pub enum Verdict {
 pub struct Responder {
     interfaces: Vec<Interface>,
     announce: Announce,
-    owned_v4: HashSet<(usize, Ipv4Addr)>,
-    owned_v6: HashSet<(usize, Ipv6Addr)>,
+    /// (slot, VIP) pairs answered for.
+    owned: HashSet<(usize, IpAddr)>,
     announcing: Vec<Announcing>,
     /// Everything counted so far.
     pub counters: Counters,
@@ -72,8 +72,7 @@ impl Responder {
         Responder {
             interfaces,
             announce,
-            owned_v4: HashSet::new(),
-            owned_v6: HashSet::new(),
+            owned: HashSet::new(),
             announcing: Vec::new(),
             counters: Counters::default(),
         }
@@ -114,14 +113,7 @@ impl Responder {
                 });
             }
         }
-        self.owned_v4.clear();
-        self.owned_v6.clear();
-        for vip in &wanted {
-            match vip.ip {
-                IpAddr::V4(ip) => self.owned_v4.insert((vip.slot, ip)),
-                IpAddr::V6(ip) => self.owned_v6.insert((vip.slot, ip)),
-            };
-        }
+        self.owned = wanted.iter().map(|vip| (vip.slot, vip.ip)).collect();
         (acquired, released)
     }
 
@@ -261,12 +253,19 @@ impl Responder {
         Ok(frame)
     }
 
-    fn owner_slot_v4(&self, ip: Ipv4Addr) -> Option<usize> {
-        (0..self.interfaces.len()).find(|slot| self.owned_v4.contains(&(*slot, ip)))
+    fn owns_anywhere(&self, ip: IpAddr) -> bool {
+        (0..self.interfaces.len()).any(|slot| self.owned.contains(&(slot, ip)))
     }
 
-    fn owner_slot_v6(&self, ip: Ipv6Addr) -> Option<usize> {
-        (0..self.interfaces.len()).find(|slot| self.owned_v6.contains(&(*slot, ip)))
+    /// Whether `ip` is answered on `slot`, or why not.
+    fn check_owned(&self, slot: usize, ip: IpAddr) -> Result<(), DropReason> {
+        if self.owned.contains(&(slot, ip)) {
+            Ok(())
+        } else if self.owns_anywhere(ip) {
+            Err(DropReason::OtherInterface)
+        } else {
+            Err(DropReason::NotOwned)
+        }
     }
 
     fn arp_verdict(
@@ -297,7 +296,7 @@ impl Responder {
         // in a loop (the periodic refresh re-asserts ownership).
         if request.operation == arp::Operation::Reply || request.is_gratuitous() {
             let claimed = request.source_protocol_addr;
-            if self.owner_slot_v4(claimed).is_some() {
+            if self.owns_anywhere(IpAddr::V4(claimed)) {
                 return Verdict::Drop(DropReason::Conflict);
             }
             return Verdict::Drop(if request.operation == arp::Operation::Reply {
@@ -307,11 +306,8 @@ impl Responder {
             });
         }
         let target = request.target_protocol_addr;
-        if !self.owned_v4.contains(&(slot, target)) {
-            return Verdict::Drop(match self.owner_slot_v4(target) {
-                Some(_) => DropReason::OtherInterface,
-                None => DropReason::NotOwned,
-            });
+        if let Err(reason) = self.check_owned(slot, IpAddr::V4(target)) {
+            return Verdict::Drop(reason);
         }
         let mac = self.interfaces[slot].mac;
         let reply = arp::Repr {
@@ -373,11 +369,8 @@ impl Responder {
         if source_lladdr.is_some_and(|mac| !mac.is_unicast()) || !frame.source().is_unicast() {
             return Verdict::Drop(DropReason::BadSender);
         }
-        if !self.owned_v6.contains(&(slot, target)) {
-            return Verdict::Drop(match self.owner_slot_v6(target) {
-                Some(_) => DropReason::OtherInterface,
-                None => DropReason::NotOwned,
-            });
+        if let Err(reason) = self.check_owned(slot, IpAddr::V6(target)) {
+            return Verdict::Drop(reason);
         }
         let mac = self.interfaces[slot].mac;
         // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
