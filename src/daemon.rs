@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{self, Config};
+use crate::control::server::{ControlServer, Event as ControlEvent};
 use crate::election::thread::{Command as ElectionCommand, ElectionThread};
 use crate::responder::thread::{Command, ResponderThread};
 use crate::sys::iface;
@@ -147,6 +148,7 @@ struct Supervisor {
     ends: crossbeam_channel::Receiver<ThreadEnd>,
     responder: Mailbox<Command>,
     election: Mailbox<ElectionCommand>,
+    control: Mailbox<ControlEvent>,
     handles: Vec<(&'static str, JoinHandle<()>)>,
 }
 
@@ -179,13 +181,22 @@ impl Supervisor {
         let (election, election_mailbox) =
             ElectionThread::new(config, key, responder_mailbox.clone())
                 .map_err(|e| e.to_string())?;
+        let (control, control_mailbox) = ControlServer::new(
+            &config.control,
+            election_mailbox.clone(),
+            responder_mailbox.clone(),
+        )
+        .map_err(|e| format!("control socket: {e}"))?;
         let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
-        let election_handle = spawn("election", end_mailbox, move || election.run())
+        let election_handle = spawn("election", end_mailbox.clone(), move || election.run())
             .map_err(|e| format!("cannot start the election thread: {e}"))?;
+        let control_handle = spawn("control", end_mailbox, move || control.run())
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
         // Stopping goes in this order: the election releases and says goodbye,
         // then the responder stops answering.
         let handles = vec![
+            ("control", control_handle),
             ("election", election_handle),
             ("responder", responder_handle),
         ];
@@ -202,6 +213,7 @@ impl Supervisor {
             ends,
             responder: responder_mailbox,
             election: election_mailbox,
+            control: control_mailbox,
             handles,
         })
     }
@@ -261,11 +273,16 @@ impl Supervisor {
 
     /// Asks every thread to stop, in order, and waits a bounded time.
     fn stop(self) {
-        let _ = self.election.send(ElectionCommand::Leave);
+        // Order: no new control requests, then the election releases and
+        // says goodbye, then the responder stops answering.
+        let _ = self.control.send(ControlEvent::Stop);
         let deadline = Instant::now() + STOP_TIMEOUT;
         for (name, handle) in self.handles {
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
+            }
+            if name == "control" {
+                let _ = self.election.send(ElectionCommand::Leave);
             }
             if name == "election" {
                 let _ = self.responder.send(Command::Shutdown);

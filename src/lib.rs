@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod election;
 pub mod ownership;

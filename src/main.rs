@@ -4,19 +4,141 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use l2vip::config::DEFAULT_PATH;
+use l2vip::config::{DEFAULT_PATH, DEFAULT_SOCKET};
+use l2vip::control::client::{self, ClientError};
+use l2vip::control::protocol::Request;
+use l2vip::control::render;
 use l2vip::daemon;
 
 const USAGE: &str = "\
 usage: l2vip daemon [-c FILE] [-v]     run the daemon in the foreground
        l2vip check-config [-c FILE]    validate FILE, print the normalized config
+       l2vip status | services | metrics [--prometheus]
+       l2vip drain | undrain | handover [SERVICE]
        l2vip --version
 
   -c, --config FILE   configuration file (default /etc/l2vip/config.json)
-  -v, --verbose       log debug detail (RUST_LOG overrides)";
+  -v, --verbose       log debug detail (RUST_LOG overrides)
+  --socket PATH       control socket (default /var/run/l2vip/control.sock)
+  --json              print the daemon's answer as JSON, unchanged
+
+exit status: 0 ok, 1 refused by the daemon, 2 usage or configuration error,
+3 daemon unreachable";
 
 /// Exit status for a usage error (same as a configuration error).
 const EXIT_USAGE: u8 = 2;
+/// Exit status: the daemon refused the request.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status: no daemon answered.
+const EXIT_UNREACHABLE: u8 = 3;
+
+/// A client command's arguments.
+struct ClientOptions {
+    socket: PathBuf,
+    json: bool,
+    prometheus: bool,
+    service: Option<String>,
+}
+
+fn parse_client(command: &str, args: &[String]) -> Result<ClientOptions, String> {
+    let mut options = ClientOptions {
+        socket: PathBuf::from(DEFAULT_SOCKET),
+        json: false,
+        prometheus: false,
+        service: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--socket" => {
+                let path = args.next().ok_or("--socket needs a path")?;
+                options.socket = PathBuf::from(path);
+            }
+            "--json" => options.json = true,
+            "--prometheus" if command == "metrics" => options.prometheus = true,
+            other
+                if command == "handover"
+                    && !other.starts_with('-')
+                    && options.service.is_none() =>
+            {
+                options.service = Some(other.to_string());
+            }
+            other => return Err(format!("{command}: unknown argument {other:?}")),
+        }
+    }
+    Ok(options)
+}
+
+/// Runs a client command against the daemon's control socket.
+fn client_command(command: &str, args: &[String]) -> u8 {
+    let options = match parse_client(command, args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("l2vip: {e}\n{USAGE}");
+            return EXIT_USAGE;
+        }
+    };
+    let request = match command {
+        "status" => Request::Status,
+        "services" => Request::Services,
+        "metrics" => Request::Metrics,
+        "drain" => Request::Drain,
+        "undrain" => Request::Undrain,
+        _ => Request::Handover {
+            service: options.service.clone(),
+        },
+    };
+    let response = match client::request(&options.socket, &request) {
+        Ok(response) => response,
+        Err(ClientError::Unreachable(e)) => {
+            eprintln!("l2vip: {e}");
+            return EXIT_UNREACHABLE;
+        }
+        Err(ClientError::Protocol(e)) => {
+            eprintln!("l2vip: {e}");
+            return EXIT_REFUSED;
+        }
+    };
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&response).unwrap_or_default()
+        );
+        return if response.ok { 0 } else { EXIT_REFUSED };
+    }
+    let data = match (response.ok, response.data, response.error) {
+        (true, Some(data), _) => data,
+        (_, _, Some(error)) => {
+            eprintln!("l2vip: {}: {}", error.code, error.message);
+            return EXIT_REFUSED;
+        }
+        _ => {
+            eprintln!("l2vip: the daemon sent an empty answer");
+            return EXIT_REFUSED;
+        }
+    };
+    let text = match command {
+        "status" => render::status(&data),
+        "services" => render::services(&data),
+        "metrics" if options.prometheus => render::prometheus(&data),
+        "metrics" => render::metrics(&data),
+        "drain" => "draining: this node gives up its VIPs and takes no new ones\n".into(),
+        "undrain" => {
+            "undrained: this node is a candidate again (VIPs stay where they are)\n".into()
+        }
+        _ => {
+            let moved: Vec<String> = data["handed_over"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            format!("handed over: {}\n", moved.join(", "))
+        }
+    };
+    print!("{text}");
+    0
+}
 
 struct Options {
     config: PathBuf,
@@ -94,6 +216,9 @@ fn main() -> ExitCode {
         "--help" | "-h" | "help" => {
             println!("{USAGE}");
             0
+        }
+        "status" | "services" | "metrics" | "drain" | "undrain" | "handover" => {
+            client_command(command, rest)
         }
         "daemon" | "check-config" => match parse_options(rest) {
             Ok(options) if command == "daemon" => {

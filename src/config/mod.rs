@@ -28,6 +28,8 @@ pub const MAX_INTERFACE_NAME: usize = 15;
 pub const MAX_NAME: usize = 64;
 /// The most unicast peers a node sends heartbeats to (a cluster is ~16).
 pub const MAX_PEERS: usize = 64;
+/// Where the control socket lives by default.
+pub const DEFAULT_SOCKET: &str = "/var/run/l2vip/control.sock";
 /// The default heartbeat UDP port.
 pub const DEFAULT_PORT: u16 = 7947;
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub heartbeat: Heartbeat,
     /// Gratuitous ARP / unsolicited NA settings.
     pub announce: Announce,
+    /// The control socket.
+    pub control: Control,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
 }
@@ -105,6 +109,15 @@ pub struct Multicast {
     pub group: IpAddr,
     /// The interface to send and join on.
     pub interface: String,
+}
+
+/// The control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Control {
+    /// Path of the Unix socket.
+    pub socket: String,
+    /// A group whose members may use the read-only commands.
+    pub group: Option<String>,
 }
 
 /// How a new owner makes the segment learn where a VIP lives.
@@ -187,6 +200,8 @@ struct RawConfig {
     #[serde(default)]
     announce: RawAnnounce,
     #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
     services: Vec<RawService>,
 }
 
@@ -209,6 +224,13 @@ struct RawHeartbeat {
     peers: Vec<String>,
     multicast: Option<RawMulticast>,
     key_file: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
+    group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +419,29 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         });
     }
 
+    let control = Control {
+        socket: raw
+            .control
+            .socket
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
+        group: raw.control.group.clone(),
+    };
+    let control_key = |key| [Step::Key("control"), Step::Key(key)];
+    if !control.socket.starts_with('/') || control.socket.len() > 107 {
+        return Err(fail(
+            &control_key("socket"),
+            format!(
+                "control.socket: {:?} must be an absolute path of at most 107 bytes",
+                control.socket
+            ),
+        ));
+    }
+    if let Some(group) = &control.group {
+        check_name(group)
+            .map_err(|why| fail(&control_key("group"), format!("control.group: {why}")))?;
+    }
+
     Ok(Config {
         node,
         cluster,
@@ -405,6 +450,7 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         preempt: raw.preempt.unwrap_or(false),
         heartbeat,
         announce,
+        control,
         services,
     })
 }

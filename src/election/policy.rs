@@ -88,6 +88,38 @@ pub struct Change {
     pub reason: &'static str,
 }
 
+/// Why a planned move was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverError {
+    /// This node does not own the service.
+    NotOwner,
+    /// No other node could take it.
+    NoCandidate,
+}
+
+/// A peer as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerState {
+    /// Node name.
+    pub node: String,
+    /// Its priority.
+    pub priority: u8,
+    /// Heard within the lease and not leaving.
+    pub alive: bool,
+    /// Since its last heartbeat reached us.
+    pub last_heard: Duration,
+    /// Until it expires, counting witnesses.
+    pub lease_left: Duration,
+    /// It is draining.
+    pub draining: bool,
+    /// It is still listening after its start.
+    pub joining: bool,
+    /// It said goodbye.
+    pub leaving: bool,
+    /// Its service list digest equals ours.
+    pub same_services: bool,
+}
+
 /// What one node sees of one service.
 #[derive(Debug, Clone, Copy)]
 struct View {
@@ -145,6 +177,11 @@ pub struct Policy {
     leaving: bool,
     claims: Vec<bool>,
     contested: Vec<bool>,
+    /// Planned moves in progress: not a candidate until this instant or
+    /// until another node claims the service.
+    handing_over: Vec<Option<Instant>>,
+    /// When each owned service was acquired.
+    acquired_at: Vec<Option<Instant>>,
     /// Quick repeats left after a state change.
     burst_left: u8,
     was_joining: bool,
@@ -231,6 +268,8 @@ impl Policy {
             leaving: false,
             claims: vec![false; count],
             contested: vec![false; count],
+            handing_over: vec![None; count],
+            acquired_at: vec![None; count],
             was_joining: true,
             burst_left: 0,
             peers: BTreeMap::new(),
@@ -305,7 +344,10 @@ impl Policy {
     }
 
     fn me_candidate(&self, index: usize) -> bool {
-        !self.leaving && !self.draining && self.eligible[index]
+        !self.leaving
+            && !self.draining
+            && self.eligible[index]
+            && self.handing_over[index].is_none()
     }
 
     /// The next instant after `now` something is due: a heartbeat, a
@@ -321,6 +363,7 @@ impl Policy {
         expiries
             .chain([self.hold_until])
             .chain(self.unknown_until)
+            .chain(self.handing_over.iter().flatten().copied())
             .filter(|at| *at > now)
             .fold(self.next_send, Instant::min)
     }
@@ -548,6 +591,7 @@ impl Policy {
                 };
                 if let Some(reason) = release {
                     self.claims[index] = false;
+                    self.acquired_at[index] = None;
                     self.contested[index] = false;
                     self.changed();
                     self.changes.push(Change {
@@ -574,6 +618,7 @@ impl Policy {
                 && self.me_candidate(index)
             {
                 self.claims[index] = true;
+                self.acquired_at[index] = Some(now);
                 self.changed();
                 self.changes.push(Change {
                     service: index,
@@ -582,6 +627,74 @@ impl Policy {
                 });
             }
         }
+    }
+
+    /// A planned move of service `index` to the next candidate: release it
+    /// now and stay out until another node claims it (or a lease passes).
+    pub fn handover(&mut self, now: Instant, index: usize) -> Result<(), HandoverError> {
+        if !self.owns(index) {
+            return Err(HandoverError::NotOwner);
+        }
+        let other = self.peers.values().any(|p| {
+            self.alive(p, now)
+                && p.digest_ok
+                && !p.draining
+                && !p.joining
+                && bit(&p.eligible, index)
+        });
+        if !other {
+            return Err(HandoverError::NoCandidate);
+        }
+        self.handing_over[index] = Some(now + self.settings.lease);
+        self.claims[index] = false;
+        self.acquired_at[index] = None;
+        self.contested[index] = false;
+        self.changed();
+        self.changes.push(Change {
+            service: index,
+            acquired: false,
+            reason: "handed over",
+        });
+        Ok(())
+    }
+
+    /// Whether this node is draining.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Who owns service `index` as far as this node knows.
+    pub fn owner(&self, index: usize, now: Instant) -> Option<&str> {
+        if self.owns(index) {
+            return Some(&self.settings.node);
+        }
+        self.peers
+            .iter()
+            .find(|(_, p)| self.alive(p, now) && p.digest_ok && bit(&p.claims, index))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Since when this node owns service `index`.
+    pub fn acquired_at(&self, index: usize) -> Option<Instant> {
+        self.acquired_at.get(index).copied().flatten()
+    }
+
+    /// What this node knows of each peer it has heard.
+    pub fn peer_states(&self, now: Instant) -> Vec<PeerState> {
+        self.peers
+            .iter()
+            .map(|(name, p)| PeerState {
+                node: name.clone(),
+                priority: p.priority,
+                alive: self.alive(p, now),
+                last_heard: now.saturating_duration_since(p.heard),
+                lease_left: (p.seen + self.settings.lease).saturating_duration_since(now),
+                draining: p.draining,
+                joining: p.joining,
+                leaving: p.leaving,
+                same_services: p.digest_ok,
+            })
+            .collect()
     }
 
     /// Something others must learn changed: send now, then repeat quickly.

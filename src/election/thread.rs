@@ -12,9 +12,13 @@ use log::{debug, info, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::policy::{Policy, Reject, Scratch, ServiceSpec, Settings};
+use serde_json::{json, Value};
+
+use super::policy::{HandoverError, Policy, Reject, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::Config;
+use crate::control::protocol::{code, Request, Response};
+use crate::control::server::Event as ControlEvent;
 use crate::ownership::{Ownership, Vip};
 use crate::responder::thread::Command as ResponderCommand;
 use crate::sys::{iface, udp};
@@ -28,6 +32,15 @@ pub enum Command {
     Leave,
     /// Write the counters and peers to the log.
     LogCounters,
+    /// A control request; the answer goes to `reply_to` tagged with `id`.
+    Control {
+        /// The control request id.
+        id: u64,
+        /// What is asked.
+        request: Request,
+        /// Where the answer goes.
+        reply_to: Mailbox<ControlEvent>,
+    },
 }
 
 const WAKER: Token = Token(0);
@@ -166,6 +179,8 @@ pub struct ElectionThread {
     mismatched: BTreeSet<String>,
     last_log: Option<Instant>,
     suppressed: u64,
+    started: Instant,
+    summary: Value,
 }
 
 impl ElectionThread {
@@ -231,6 +246,16 @@ impl ElectionThread {
                 mismatched: BTreeSet::new(),
                 last_log: None,
                 suppressed: 0,
+                started: Instant::now(),
+                summary: json!({
+                    "node": config.node,
+                    "cluster": config.cluster,
+                    "priority": config.priority,
+                    "mode": config.mode,
+                    "preempt": config.preempt,
+                    "interval_ms": heartbeat.interval_ms,
+                    "lease_ms": heartbeat.lease_ms,
+                }),
             },
             mailbox,
         ))
@@ -276,12 +301,184 @@ impl ElectionThread {
                         return Ok(());
                     }
                     Command::LogCounters => self.log_state(),
+                    Command::Control {
+                        id,
+                        request,
+                        reply_to,
+                    } => {
+                        let response = self.control(request);
+                        let _ = reply_to.send(ControlEvent::Reply { id, response });
+                    }
                 }
             }
             if pending || events.iter().any(|e| e.token() == SOCKET) {
                 pending = !self.receive(&mut buffer);
             }
         }
+    }
+
+    /// Answers a control request; changes take effect (and are published)
+    /// before the answer goes out.
+    fn control(&mut self, request: Request) -> Response {
+        let now = Instant::now();
+        let response = match request {
+            Request::Status => Response::ok(self.status(now)),
+            Request::Services => Response::ok(self.services(now)),
+            Request::Metrics => Response::ok(self.metrics(now)),
+            Request::Drain => {
+                self.policy.set_draining(now, true);
+                Response::ok(json!({"draining": true}))
+            }
+            Request::Undrain => {
+                self.policy.set_draining(now, false);
+                Response::ok(json!({"draining": false}))
+            }
+            Request::Handover { service } => self.handover(now, service.as_deref()),
+        };
+        self.publish(now);
+        response
+    }
+
+    fn handover(&mut self, now: Instant, service: Option<&str>) -> Response {
+        let indices: Vec<usize> = match service {
+            Some(name) => match self.vips.iter().position(|v| v.name == name) {
+                Some(index) => vec![index],
+                None => {
+                    return Response::error(code::NOT_FOUND, format!("no service named {name:?}"))
+                }
+            },
+            None => self.policy.owned().collect(),
+        };
+        if indices.is_empty() {
+            return Response::error(code::NOT_OWNER, "this node owns no VIP");
+        }
+        let mut moved = Vec::new();
+        for index in indices {
+            let name = &self.vips[index].name;
+            match self.policy.handover(now, index) {
+                Ok(()) => moved.push(name.clone()),
+                Err(HandoverError::NotOwner) => {
+                    return Response::error(
+                        code::NOT_OWNER,
+                        format!("this node does not own {name}"),
+                    )
+                }
+                Err(HandoverError::NoCandidate) => {
+                    return Response::error(
+                        code::NO_CANDIDATE,
+                        format!("no other node can take {name} now"),
+                    )
+                }
+            }
+        }
+        Response::ok(json!({ "handed_over": moved }))
+    }
+
+    fn status(&self, now: Instant) -> Value {
+        let services: Vec<Value> = self
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| {
+                let owner = self.policy.owner(index, now);
+                let state = match owner {
+                    Some(node) if node == self.policy_node() => "owner",
+                    Some(_) => "standby",
+                    None => "no owner",
+                };
+                json!({
+                    "name": vip.name,
+                    "ip": vip.ip,
+                    "interface": vip.interface,
+                    "owner": owner,
+                    "state": state,
+                    "since_s": self.policy.acquired_at(index).map(|at| now.saturating_duration_since(at).as_secs()),
+                })
+            })
+            .collect();
+        let peers: Vec<Value> = self
+            .policy
+            .peer_states(now)
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "node": p.node,
+                    "priority": p.priority,
+                    "alive": p.alive,
+                    "last_heard_ms": p.last_heard.as_millis() as u64,
+                    "lease_left_ms": p.lease_left.as_millis() as u64,
+                    "draining": p.draining,
+                    "joining": p.joining,
+                    "leaving": p.leaving,
+                    "same_services": p.same_services,
+                })
+            })
+            .collect();
+        let mut status = self.summary.clone();
+        if let Value::Object(map) = &mut status {
+            map.insert("draining".into(), self.policy.draining().into());
+            map.insert(
+                "uptime_s".into(),
+                now.saturating_duration_since(self.started).as_secs().into(),
+            );
+            map.insert(
+                "digest".into(),
+                format!("{:016x}", self.policy.digest()).into(),
+            );
+            map.insert("digest_agreement".into(), self.mismatched.is_empty().into());
+            map.insert("services".into(), services.into());
+            map.insert("peers".into(), peers.into());
+        }
+        status
+    }
+
+    fn policy_node(&self) -> &str {
+        self.summary["node"].as_str().unwrap_or_default()
+    }
+
+    fn services(&self, now: Instant) -> Value {
+        let services: Vec<Value> = self
+            .vips
+            .iter()
+            .zip(self.policy.services())
+            .enumerate()
+            .map(|(index, (vip, spec))| {
+                json!({
+                    "name": vip.name,
+                    "ip": vip.ip,
+                    "interface": vip.interface,
+                    "nodes": spec.nodes,
+                    "owned": self.policy.owns(index),
+                    "owner": self.policy.owner(index, now),
+                })
+            })
+            .collect();
+        json!({ "services": services })
+    }
+
+    fn metrics(&self, _now: Instant) -> Value {
+        let rejected: serde_json::Map<String, Value> = Drop::NAMES
+            .iter()
+            .zip(self.counters.rejected)
+            .map(|(name, count)| (name.to_string(), count.into()))
+            .collect();
+        let vips: Vec<Value> = self
+            .vips
+            .iter()
+            .enumerate()
+            .map(|(index, vip)| json!({"service": vip.name, "ip": vip.ip, "owned": self.policy.owns(index)}))
+            .collect();
+        json!({
+            "node": self.policy_node(),
+            "election": {
+                "heartbeats_sent": self.counters.sent,
+                "heartbeats_received": self.counters.received,
+                "heartbeat_send_errors": self.counters.send_errors,
+                "ownership_changes": self.counters.ownership_changes,
+                "heartbeats_rejected": rejected,
+            },
+            "vips": vips,
+        })
     }
 
     fn log_state(&self) {

@@ -132,6 +132,26 @@ impl Counters {
     }
 }
 
+impl Counters {
+    /// The counters as a JSON object, drops by reason in `drops`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), self.dropped(*r).into()))
+            .collect();
+        serde_json::json!({
+            "arp_received": self.arp_received,
+            "arp_replies_sent": self.arp_replies_sent,
+            "ns_received": self.ns_received,
+            "na_sent": self.na_sent,
+            "gratuitous_arp_sent": self.gratuitous_arp_sent,
+            "unsolicited_na_sent": self.unsolicited_na_sent,
+            "send_errors": self.send_errors,
+            "drops": drops,
+        })
+    }
+}
+
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -33,6 +33,13 @@ pub enum Command {
     Reannounce(Vec<IpAddr>),
     /// Write the counters to the log.
     LogCounters,
+    /// Send the counters to the control thread, for request `id`.
+    Counters {
+        /// The control request being answered.
+        id: u64,
+        /// Where the answer goes.
+        reply_to: Mailbox<crate::control::server::Event>,
+    },
     /// Stop the thread.
     Shutdown,
 }
@@ -182,6 +189,11 @@ impl ResponderThread {
                     Command::Own(ownership) => self.own(&ownership),
                     Command::Reannounce(ips) => self.responder.reannounce_ips(Instant::now(), &ips),
                     Command::LogCounters => info!("counters: {}", self.responder.counters),
+                    Command::Counters { id, reply_to } => {
+                        let counters = self.responder.counters.to_json();
+                        let _ =
+                            reply_to.send(crate::control::server::Event::Counters { id, counters });
+                    }
                     Command::Shutdown => {
                         info!("responder stopping; counters: {}", self.responder.counters);
                         return Ok(());

@@ -3,6 +3,7 @@
 //! descriptors as `OwnedFd`.
 
 pub mod bpf;
+pub mod cred;
 pub mod iface;
 pub mod packet;
 pub mod signal;

@@ -203,7 +203,16 @@ impl Lab {
     pub fn daemon(&self, node: usize, config: &str) -> Daemon {
         let host = format!("n{node}");
         let config_path = self.dir.join(format!("{host}.json"));
-        fs::write(&config_path, config).expect("write config");
+        // Each daemon gets its own control socket in the lab directory.
+        let socket = self.dir.join(format!("{host}.sock"));
+        let mut value: serde_json::Value =
+            serde_json::from_str(config).expect("test config is JSON");
+        if let Some(object) = value.as_object_mut() {
+            object
+                .entry("control")
+                .or_insert_with(|| serde_json::json!({ "socket": socket.display().to_string() }));
+        }
+        fs::write(&config_path, value.to_string()).expect("write config");
         let log = self.dir.join(format!("{host}.log"));
         let log_file = fs::File::create(&log).expect("log file");
         let child = Command::new("ip")
@@ -219,6 +228,7 @@ impl Lab {
         Daemon {
             child: Some(child),
             log,
+            socket,
         }
     }
 
@@ -310,6 +320,8 @@ fn reap(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 pub struct Daemon {
     child: Option<Child>,
     pub log: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
 }
 
 impl Daemon {
@@ -326,6 +338,22 @@ impl Daemon {
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
         Lab::wait_until(limit, || self.log().contains(needle))
+    }
+
+    /// Runs `l2vip ARGS --socket <this daemon's socket>` and returns
+    /// (exit status, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_l2vip"))
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+            .expect("run l2vip");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Sends a signal by name.

@@ -1,0 +1,524 @@
+//! The control thread: a Unix socket server speaking the protocol in
+//! `protocol`, forwarding requests to the election (and, for metrics, the
+//! responder) over channels and writing their replies back.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use log::{debug, info, warn};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use serde_json::Value;
+
+use super::protocol::{code, parse_request, Request, Response, MAX_LINE};
+use crate::channel::{mailbox, Mailbox};
+use crate::config::Control;
+use crate::election::thread::Command as ElectionCommand;
+use crate::responder::thread::Command as ResponderCommand;
+use crate::sys::cred;
+
+/// Most clients connected at once; one more gets `busy` and is closed.
+pub const MAX_CLIENTS: usize = 32;
+/// A client silent this long is disconnected.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// A reply not written out within this is dropped with its client.
+const WRITE_LIMIT: usize = 4 << 20;
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_CLIENT: usize = 2;
+
+/// What the other threads send back to the control thread.
+#[derive(Debug)]
+pub enum Event {
+    /// The answer to request `id`.
+    Reply {
+        /// The request it answers.
+        id: u64,
+        /// The response.
+        response: Response,
+    },
+    /// The responder's counters for request `id`.
+    Counters {
+        /// The request it answers.
+        id: u64,
+        /// Counters as JSON.
+        counters: Value,
+    },
+    /// Close every client, remove the socket file and end the thread.
+    Stop,
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rights {
+    Full,
+    ReadOnly,
+    None,
+}
+
+struct Client {
+    stream: UnixStream,
+    rights: Rights,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    last_active: Instant,
+    /// The request in flight; further lines wait until it is answered.
+    waiting: Option<u64>,
+    /// Close once the output is written.
+    closing: bool,
+}
+
+struct Pending {
+    client: Token,
+    metrics: bool,
+    election: Option<Response>,
+    responder: Option<Value>,
+}
+
+/// The control thread's state, built (socket bound) before it runs.
+pub struct ControlServer {
+    poll: Poll,
+    listener: UnixListener,
+    path: PathBuf,
+    events: Receiver<Event>,
+    mailbox: Mailbox<Event>,
+    election: Mailbox<ElectionCommand>,
+    responder: Mailbox<ResponderCommand>,
+    clients: HashMap<Token, Client>,
+    pending: HashMap<u64, Pending>,
+    next_token: usize,
+    next_id: u64,
+    owner_uid: u32,
+    group: Option<(u32, Vec<String>)>,
+}
+
+/// The gid and member names of group `name`, from /etc/group.
+fn group_entry(name: &str) -> Option<(u32, Vec<String>)> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let group = fields.next()?;
+        let _password = fields.next()?;
+        let gid = fields.next()?.parse().ok()?;
+        let members = fields
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
+        (group == name).then(|| (gid, members.collect()))
+    })
+}
+
+/// The name of user `uid`, from /etc/passwd.
+fn user_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        (fields.next()?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}
+
+/// Removes a socket file no daemon answers on; fails if one does.
+fn clear_stale(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another daemon answers on {}", path.display()),
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+impl ControlServer {
+    /// Binds the control socket (replacing a stale file) with mode 0600, or
+    /// 0660 and the read-only group.
+    pub fn new(
+        control: &Control,
+        election: Mailbox<ElectionCommand>,
+        responder: Mailbox<ResponderCommand>,
+    ) -> io::Result<(ControlServer, Mailbox<Event>)> {
+        let path = PathBuf::from(&control.socket);
+        let context = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("{}: {what}: {e}", path.display()))
+        };
+        let group = match &control.group {
+            None => None,
+            Some(name) => Some(group_entry(name).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("control.group: no group named {name:?}"),
+                )
+            })?),
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| context("create directory", e))?;
+        }
+        clear_stale(&path).map_err(|e| context("stale socket", e))?;
+        let listener = UnixListener::bind(&path).map_err(|e| context("bind", e))?;
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        if let Some((gid, _)) = &group {
+            std::os::unix::fs::chown(&path, None, Some(*gid)).map_err(|e| context("chown", e))?;
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| context("chmod", e))?;
+        let poll = Poll::new()?;
+        let mut listener = listener;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (mailbox, events) = mailbox(poll.registry(), WAKER)?;
+        info!("control socket {} (mode {mode:o})", path.display());
+        Ok((
+            ControlServer {
+                poll,
+                listener,
+                path,
+                events,
+                mailbox: mailbox.clone(),
+                election,
+                responder,
+                clients: HashMap::new(),
+                pending: HashMap::new(),
+                next_token: FIRST_CLIENT,
+                next_id: 1,
+                owner_uid: cred::effective_uid(),
+                group,
+            },
+            mailbox,
+        ))
+    }
+
+    fn rights(&self, stream: &UnixStream) -> Rights {
+        let Ok(peer) = cred::peer(stream) else {
+            return Rights::None;
+        };
+        if peer.uid == 0 || peer.uid == self.owner_uid {
+            return Rights::Full;
+        }
+        match &self.group {
+            Some((gid, members)) => {
+                let member = peer.gid == *gid
+                    || user_name(peer.uid).is_some_and(|name| members.contains(&name));
+                if member {
+                    Rights::ReadOnly
+                } else {
+                    Rights::None
+                }
+            }
+            None => Rights::None,
+        }
+    }
+
+    /// Serves until `Event::Stop`; removes the socket file on the way out.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let timeout = self
+                .clients
+                .values()
+                .map(|c| (c.last_active + IDLE).saturating_duration_since(Instant::now()))
+                .min();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut ready = Vec::new();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    token => ready.push(token),
+                }
+            }
+            while let Ok(event) = self.events.try_recv() {
+                if let Event::Stop = event {
+                    return Ok(());
+                }
+                self.on_event(event);
+            }
+            for token in ready {
+                self.serve(token);
+            }
+            self.drop_idle();
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let (mut stream, _) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("control: accept failed: {e}");
+                    return;
+                }
+            };
+            if self.clients.len() >= MAX_CLIENTS {
+                // Best effort: the socket buffer takes one short line.
+                let line = Response::error(
+                    code::BUSY,
+                    format!("{MAX_CLIENTS} clients are connected; try again"),
+                );
+                let _ = stream.write(&line.to_line());
+                continue;
+            }
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let rights = self.rights(&stream);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+                warn!("control: cannot watch a client: {e}");
+                continue;
+            }
+            debug!("control: client {} connected ({rights:?})", token.0);
+            self.clients.insert(
+                token,
+                Client {
+                    stream,
+                    rights,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    last_active: Instant::now(),
+                    waiting: None,
+                    closing: false,
+                },
+            );
+        }
+    }
+
+    /// Reads what a client sent, handles complete lines, writes what is due.
+    fn serve(&mut self, token: Token) {
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let mut open = true;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match client.stream.read(&mut chunk) {
+                Ok(0) => {
+                    open = false;
+                    break;
+                }
+                Ok(n) => {
+                    client.last_active = Instant::now();
+                    client.input.extend_from_slice(&chunk[..n]);
+                    if client.input.len() > MAX_LINE && !client.input[..MAX_LINE].contains(&b'\n') {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        self.handle_lines(token);
+        self.flush(token);
+        if !open {
+            self.close(token);
+        }
+    }
+
+    fn handle_lines(&mut self, token: Token) {
+        loop {
+            let Some(client) = self.clients.get_mut(&token) else {
+                return;
+            };
+            if client.waiting.is_some() || client.closing {
+                return;
+            }
+            let Some(end) = client.input.iter().position(|b| *b == b'\n') else {
+                if client.input.len() > MAX_LINE {
+                    let response = Response::error(
+                        code::TOO_LONG,
+                        format!("a request is at most {MAX_LINE} bytes"),
+                    );
+                    client.output.extend_from_slice(&response.to_line());
+                    client.input.clear();
+                    client.closing = true;
+                }
+                return;
+            };
+            if end >= MAX_LINE {
+                let response = Response::error(
+                    code::TOO_LONG,
+                    format!("a request is at most {MAX_LINE} bytes"),
+                );
+                client.output.extend_from_slice(&response.to_line());
+                client.input.clear();
+                client.closing = true;
+                return;
+            }
+            let line: Vec<u8> = client.input.drain(..=end).collect();
+            let line = line.strip_suffix(b"\n").unwrap_or(&line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let rights = client.rights;
+            match parse_request(line) {
+                Err(response) => client.output.extend_from_slice(&response.to_line()),
+                Ok(request)
+                    if rights == Rights::None
+                        || (rights == Rights::ReadOnly && request.is_mutating()) =>
+                {
+                    let response =
+                        Response::error(code::FORBIDDEN, "this client may not use that command");
+                    client.output.extend_from_slice(&response.to_line());
+                }
+                Ok(request) => self.forward(token, request),
+            }
+        }
+    }
+
+    fn forward(&mut self, token: Token, request: Request) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let metrics = request == Request::Metrics;
+        self.pending.insert(
+            id,
+            Pending {
+                client: token,
+                metrics,
+                election: None,
+                responder: None,
+            },
+        );
+        if let Some(client) = self.clients.get_mut(&token) {
+            client.waiting = Some(id);
+        }
+        let reply_to = self.mailbox.clone();
+        let sent = self
+            .election
+            .send(ElectionCommand::Control {
+                id,
+                request,
+                reply_to,
+            })
+            .is_ok();
+        let counted = !metrics
+            || self
+                .responder
+                .send(ResponderCommand::Counters {
+                    id,
+                    reply_to: self.mailbox.clone(),
+                })
+                .is_ok();
+        if !sent || !counted {
+            self.pending.remove(&id);
+            self.answer(
+                token,
+                Response::error(code::INTERNAL, "the daemon is stopping"),
+            );
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let id = match &event {
+            Event::Reply { id, .. } | Event::Counters { id, .. } => *id,
+            Event::Stop => return,
+        };
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return;
+        };
+        match event {
+            Event::Reply { response, .. } => pending.election = Some(response),
+            Event::Counters { counters, .. } => pending.responder = Some(counters),
+            Event::Stop => return,
+        }
+        let done = pending.election.is_some() && (!pending.metrics || pending.responder.is_some());
+        if !done {
+            return;
+        }
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        let mut response = pending
+            .election
+            .unwrap_or_else(|| Response::error(code::INTERNAL, "no reply"));
+        if let (Some(responder), Some(Value::Object(data))) =
+            (pending.responder, response.data.as_mut())
+        {
+            data.insert("responder".into(), responder);
+        }
+        self.answer(pending.client, response);
+        self.handle_lines(pending.client);
+        self.flush(pending.client);
+    }
+
+    fn answer(&mut self, token: Token, response: Response) {
+        if let Some(client) = self.clients.get_mut(&token) {
+            client.waiting = None;
+            client.output.extend_from_slice(&response.to_line());
+        }
+        self.flush(token);
+    }
+
+    fn flush(&mut self, token: Token) {
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        while !client.output.is_empty() {
+            match client.stream.write(&client.output) {
+                Ok(0) => break,
+                Ok(n) => {
+                    client.output.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EPIPE and friends: an ordinary disconnect.
+                Err(_) => {
+                    self.close(token);
+                    return;
+                }
+            }
+        }
+        let overfull = client.output.len() > WRITE_LIMIT;
+        if (client.closing && client.output.is_empty()) || overfull {
+            self.close(token);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut client) = self.clients.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut client.stream);
+            debug!("control: client {} gone", token.0);
+        }
+        self.pending.retain(|_, p| p.client != token);
+    }
+
+    fn drop_idle(&mut self) {
+        let now = Instant::now();
+        let idle: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                now.saturating_duration_since(c.last_active) >= IDLE && c.waiting.is_none()
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for token in idle {
+            self.close(token);
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
