@@ -153,6 +153,18 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             format!("unknown command {command:?}; known: {}", KNOWN.join(", ")),
         ));
     }
+    // serde ignores unknown fields of unit variants: check them here.
+    let allowed: &[&str] = if command == "handover" {
+        &["command", "service"]
+    } else {
+        &["command"]
+    };
+    if let Some(field) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        return Err(Response::error(
+            code::BAD_REQUEST,
+            format!("{command}: unknown field {field:?}"),
+        ));
+    }
     serde_json::from_value(value)
         .map_err(|e| Response::error(code::BAD_REQUEST, format!("{command}: {e}")))
 }
