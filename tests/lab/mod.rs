@@ -204,13 +204,16 @@ impl Lab {
         let host = format!("n{node}");
         let config_path = self.dir.join(format!("{host}.json"));
         // Each daemon gets its own control socket in the lab directory.
-        let socket = self.dir.join(format!("{host}.sock"));
+        let mut socket = self.dir.join(format!("{host}.sock"));
         let mut value: serde_json::Value =
             serde_json::from_str(config).expect("test config is JSON");
         if let Some(object) = value.as_object_mut() {
-            object
+            let control = object
                 .entry("control")
                 .or_insert_with(|| serde_json::json!({ "socket": socket.display().to_string() }));
+            if let Some(path) = control["socket"].as_str() {
+                socket = PathBuf::from(path);
+            }
         }
         fs::write(&config_path, value.to_string()).expect("write config");
         let log = self.dir.join(format!("{host}.log"));

@@ -1,0 +1,500 @@
+//! The control socket's contract, spoken as raw JSON lines to a real
+//! daemon, and the planned moves it drives, seen from the lab's client.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lab::{arp_answerers, nd_answerers, neighbour_mac, node_mac, Daemon, Lab};
+use serde_json::{json, Value};
+
+const VIP4: &str = "192.0.2.200";
+const VIP6: &str = "2001:db8::200";
+const LEASE_MS: u64 = 500;
+
+fn config(node: usize, extra: &str) -> String {
+    let peer = if node == 1 { 12 } else { 11 };
+    format!(
+        r#"{{"node": "n{node}", "priority": {}{extra},
+  "heartbeat": {{"interval_ms": 100, "lease_ms": {LEASE_MS}, "peers": ["192.0.2.{peer}"]}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+        200 - 50 * node
+    )
+}
+
+fn pair(lab: &Lab, extra: &str) -> (Daemon, Daemon) {
+    let n1 = lab.daemon(1, &config(1, extra));
+    let n2 = lab.daemon(2, &config(2, extra));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(3), || n2.socket.exists()),
+        "{}",
+        n2.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    (n1, n2)
+}
+
+/// A raw connection: write lines, read lines.
+struct Conn {
+    reader: BufReader<UnixStream>,
+    stream: UnixStream,
+}
+
+impl Conn {
+    fn open(socket: &Path) -> Conn {
+        let stream = UnixStream::connect(socket).expect("connect to the control socket");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Conn {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            stream,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Value {
+        self.stream.write_all(bytes).expect("write");
+        self.read()
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read a response");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+    }
+
+    fn request(&mut self, request: Value) -> Value {
+        let mut line = request.to_string().into_bytes();
+        line.push(b'\n');
+        self.send(&line)
+    }
+
+    /// True when the daemon closed the connection.
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+    }
+}
+
+fn error_code(response: &Value) -> &str {
+    assert_eq!(response["ok"], false, "{response}");
+    response["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn data(response: &Value) -> &Value {
+    assert_eq!(response["ok"], true, "{response}");
+    &response["data"]
+}
+
+#[test]
+fn every_command_answers_in_its_documented_shape() {
+    if !lab::available("every_command_answers_in_its_documented_shape") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let (n1, n2) = pair(&lab, "");
+    let mut conn = Conn::open(&n1.socket);
+
+    let status = conn.request(json!({"command": "status"}));
+    let status = data(&status);
+    assert_eq!(status["node"], "n1");
+    assert_eq!(status["mode"], "single");
+    assert_eq!(status["priority"], 150);
+    assert_eq!(status["draining"], false);
+    assert_eq!(status["digest_agreement"], true);
+    assert!(status["uptime_s"].is_u64() && status["digest"].is_string());
+    let web = &status["services"][0];
+    assert_eq!(
+        (
+            web["name"].as_str(),
+            web["owner"].as_str(),
+            web["state"].as_str()
+        ),
+        (Some("web"), Some("n1"), Some("owner"))
+    );
+    assert_eq!(web["ip"], VIP4);
+    assert!(web["since_s"].is_u64());
+    let peer = &status["peers"][0];
+    assert_eq!(
+        (peer["node"].as_str(), peer["alive"].as_bool()),
+        (Some("n2"), Some(true))
+    );
+    assert!(peer["last_heard_ms"].as_u64().unwrap_or(u64::MAX) < LEASE_MS);
+    assert!(peer["lease_left_ms"].as_u64().unwrap_or(0) > 0);
+
+    let services = conn.request(json!({"command": "services"}));
+    let services = data(&services)["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(services.len(), 2);
+    assert_eq!(services[1]["name"], "web6");
+    assert_eq!(services[1]["owned"], true);
+
+    let metrics = conn.request(json!({"command": "metrics"}));
+    let metrics = data(&metrics);
+    assert!(
+        metrics["responder"]["gratuitous_arp_sent"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{metrics}"
+    );
+    assert!(metrics["responder"]["drops"]["truncated"].is_u64());
+    assert!(
+        metrics["election"]["heartbeats_received"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(metrics["election"]["heartbeats_rejected"]["bad_mac"].is_u64());
+    assert_eq!(metrics["vips"][0]["owned"], true);
+
+    let handover = conn.request(json!({"command": "handover", "service": "web"}));
+    assert_eq!(data(&handover)["handed_over"], json!(["web"]));
+    let mut other = Conn::open(&n2.socket);
+    assert_eq!(
+        data(&other.request(json!({"command": "drain"})))["draining"],
+        true
+    );
+    assert_eq!(
+        data(&other.request(json!({"command": "undrain"})))["draining"],
+        false
+    );
+
+    // The CLI: tables by default, the daemon's data unchanged with --json.
+    let (code, table, _) = n1.cli(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        table.contains("SERVICE") && table.contains("web6") && table.contains("n2"),
+        "{table}"
+    );
+    let (code, raw, _) = n1.cli(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let raw: Value = serde_json::from_str(&raw).expect("--json prints JSON");
+    assert_eq!(raw["data"]["node"], "n1");
+    let (code, text, _) = n1.cli(&["metrics", "--prometheus"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("# TYPE l2vip_heartbeats_sent_total counter"),
+        "{text}"
+    );
+    assert!(
+        text.contains("l2vip_vip_owned{service=\"web6\",ip=\"2001:db8::200\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_requests_get_their_error_and_the_connection_keeps_serving() {
+    if !lab::available("bad_requests_get_their_error_and_the_connection_keeps_serving") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let (n1, n2) = pair(&lab, "");
+    let mut conn = Conn::open(&n1.socket);
+    let good = |conn: &mut Conn| assert_eq!(conn.request(json!({"command": "status"}))["ok"], true);
+
+    for (bytes, expected) in [
+        (&b"\x00\x01garbage\xff\n"[..], "parse_error"),
+        (b"\xc3\x28\xa0\xa1\n", "parse_error"),
+        (b"not json at all\n", "parse_error"),
+        (b"[1, 2, 3]\n", "parse_error"),
+        (b"{\"command\": \"reboot\"}\n", "unknown_command"),
+        (b"{}\n", "bad_request"),
+        (
+            b"{\"command\": \"status\", \"verbose\": true}\n",
+            "bad_request",
+        ),
+        (
+            b"{\"command\": \"handover\", \"service\": 7}\n",
+            "bad_request",
+        ),
+        (
+            b"{\"command\": \"handover\", \"service\": \"nosuch\"}\n",
+            "not_found",
+        ),
+    ] {
+        let response = conn.send(bytes);
+        assert_eq!(
+            error_code(&response),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(bytes)
+        );
+        good(&mut conn);
+    }
+
+    // Only n1 owns the VIPs: n2 cannot hand them over.
+    let mut on_n2 = Conn::open(&n2.socket);
+    assert_eq!(
+        error_code(&on_n2.request(json!({"command": "handover", "service": "web"}))),
+        "not_owner"
+    );
+    // With n2 draining, nobody can take n1's VIPs.
+    data(&on_n2.request(json!({"command": "drain"})));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        error_code(&conn.request(json!({"command": "handover"}))),
+        "no_candidate"
+    );
+    let (code, _, stderr) = n1.cli(&["handover", "web"]);
+    assert_eq!(code, Some(1), "refused: {stderr}");
+    assert!(stderr.contains("no_candidate"), "{stderr}");
+
+    // A 1 MiB line: too_long, and that connection is closed...
+    let mut big = Conn::open(&n1.socket);
+    let line = vec![b'x'; 1 << 20];
+    let _ = big.stream.write_all(&line);
+    assert_eq!(error_code(&big.read()), "too_long");
+    assert!(big.closed(), "closed after too_long");
+    // ...while others keep being served.
+    good(&mut conn);
+}
+
+#[test]
+fn forty_clients_at_once_and_the_daemon_keeps_serving() {
+    if !lab::available("forty_clients_at_once_and_the_daemon_keeps_serving") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let daemon = lab.daemon(1, r#"{"node": "n1", "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#);
+    assert!(
+        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let mut conns: Vec<Conn> = (0..40).map(|_| Conn::open(&daemon.socket)).collect();
+    let mut served = 0;
+    let mut busy = 0;
+    for conn in conns.iter_mut() {
+        let mut line = json!({"command": "status"}).to_string().into_bytes();
+        line.push(b'\n');
+        let _ = conn.stream.write_all(&line);
+    }
+    for conn in conns.iter_mut() {
+        let response = conn.read();
+        if response["ok"] == true {
+            served += 1;
+        } else {
+            assert_eq!(error_code(&response), "busy");
+            busy += 1;
+        }
+    }
+    assert_eq!(
+        (served, busy),
+        (32, 8),
+        "32 clients served, the rest told to come back"
+    );
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, table, stderr) = daemon.cli(&["status"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(table.contains("web"), "{table}");
+}
+
+/// A user and a group made for one test, removed on drop.
+struct TestUser {
+    user: String,
+    group: String,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let suffix = std::process::id() % 100_000;
+        let user = TestUser {
+            user: format!("l2vu{suffix}"),
+            group: format!("l2vg{suffix}"),
+        };
+        let ok = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(&["groupadd", &user.group]);
+        ok(&[
+            "useradd",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "-G",
+            &user.group,
+            &user.user,
+        ]);
+        user
+    }
+
+    /// Runs the CLI as this user.
+    fn cli(&self, socket: &Path, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new("runuser")
+            .args(["-u", &self.user, "--", env!("CARGO_BIN_EXE_l2vip")])
+            .args(args)
+            .arg("--socket")
+            .arg(socket)
+            .output()
+            .expect("runuser");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.user).output();
+        let _ = Command::new("groupdel").arg(&self.group).output();
+    }
+}
+
+#[test]
+fn the_read_only_group_may_look_but_not_touch() {
+    if !lab::available("the_read_only_group_may_look_but_not_touch") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let user = TestUser::create();
+    let socket = lab.dir.join("ro.sock");
+    let daemon = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "control": {{"socket": "{}", "group": "{}"}},
+  "services": [{{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}}]}}"#,
+            socket.display(),
+            user.group
+        ),
+    );
+    assert!(
+        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.ok(), Some(0o660));
+    let (code, text) = user.cli(&socket, &["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("web"), "{text}");
+    let (code, text) = user.cli(&socket, &["drain"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("forbidden"), "{text}");
+    // Still not draining.
+    let (_, status, _) = daemon.cli(&["status", "--json"]);
+    assert!(status.contains("\"draining\": false"), "{status}");
+}
+
+/// The time of the first gratuitous ARP request for `vip` in a capture.
+fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
+    decoded
+        .lines()
+        .find(|l| l.contains(&format!("Request who-has {vip} tell {vip}")))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn drain_moves_the_vips_at_once_and_undrain_leaves_them_there() {
+    if !lab::available("drain_moves_the_vips_at_once_and_undrain_leaves_them_there") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let (n1, _n2) = pair(&lab, "");
+    for vip in [VIP4, VIP6] {
+        lab.run("c", &["ping", "-c", "1", "-W", "1", vip]);
+    }
+    assert_eq!(neighbour_mac(&lab, VIP4), Some(node_mac(1)));
+    let capture = lab.capture("c", "eth0", &format!("arp and ether src {}", node_mac(2)));
+    let asked = epoch_now();
+    let started = Instant::now();
+    let (code, _, stderr) = n1.cli(&["drain"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let moved = Lab::wait_until(Duration::from_secs(2), || {
+        neighbour_mac(&lab, VIP4) == Some(node_mac(2))
+    });
+    assert!(moved, "{:?}", neighbour_mac(&lab, VIP4));
+    let decoded = capture.stop();
+    let first =
+        first_gratuitous(&decoded, VIP4).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
+    let took = first - asked;
+    eprintln!(
+        "drain: n2's first gratuitous ARP {:.1} ms after the command was sent",
+        took * 1000.0
+    );
+    assert!(
+        took < 0.2,
+        "drain took {took:.3} s (cache moved after {:?})",
+        started.elapsed()
+    );
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(2)));
+
+    // Undrain: n1 is a candidate again, but ownership is sticky.
+    let (code, _, _) = n1.cli(&["undrain"]);
+    assert_eq!(code, Some(0));
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 3));
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(2)));
+    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(2)));
+}
+
+#[test]
+fn handover_of_one_vip_moves_only_that_vip() {
+    if !lab::available("handover_of_one_vip_moves_only_that_vip") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let (n1, n2) = pair(&lab, "");
+    let (code, out, stderr) = n1.cli(&["handover", "web6"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(out.contains("handed over: web6"), "{out}");
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_millis(500)),
+        "{}",
+        n2.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 2));
+    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(2)));
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));
+    assert!(!n1.log().contains("released web ("), "{}", n1.log());
+    assert!(
+        n1.log()
+            .contains("released web6 (2001:db8::200 on eth0): handed over"),
+        "{}",
+        n1.log()
+    );
+}
+
+/// A one-element set of MACs, as the answerer helpers return.
+struct BTreeSetOf;
+
+impl BTreeSetOf {
+    fn one(mac: &str) -> std::collections::BTreeSet<String> {
+        std::collections::BTreeSet::from([mac.to_string()])
+    }
+}
