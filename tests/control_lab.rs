@@ -83,7 +83,7 @@ impl Conn {
     /// True when the daemon closed the connection.
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 }
 
