@@ -133,7 +133,7 @@ pub fn run(path: &Path) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    match Supervisor::start(&config, key, signals) {
+    match Supervisor::start(&config, path, key, signals) {
         Ok(supervisor) => supervisor.run(),
         Err(e) => {
             error!("cannot start: {e}");
@@ -155,6 +155,7 @@ struct Supervisor {
 impl Supervisor {
     fn start(
         config: &Config,
+        path: &Path,
         key: Option<Vec<u8>>,
         signals: SignalFd,
     ) -> Result<Supervisor, String> {
@@ -179,7 +180,7 @@ impl Supervisor {
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
         let (election, election_mailbox) =
-            ElectionThread::new(config, key, responder_mailbox.clone())
+            ElectionThread::new(config, path, key, responder_mailbox.clone())
                 .map_err(|e| e.to_string())?;
         let (control, control_mailbox) = ControlServer::new(
             &config.control,
@@ -241,7 +242,7 @@ impl Supervisor {
                 match signal {
                     Signal::Terminate | Signal::Interrupt => stop = true,
                     Signal::Hangup => {
-                        warn!("SIGHUP: this version cannot reload; the running configuration stays in force")
+                        let _ = self.election.send(ElectionCommand::Reload);
                     }
                     Signal::User1 => {
                         let _ = self.election.send(ElectionCommand::LogCounters);

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod election;
 pub mod ownership;
 pub mod responder;
+pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;

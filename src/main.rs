@@ -9,12 +9,14 @@ use l2vip::control::client::{self, ClientError};
 use l2vip::control::protocol::Request;
 use l2vip::control::render;
 use l2vip::daemon;
+use serde_json::Value;
 
 const USAGE: &str = "\
 usage: l2vip daemon [-c FILE] [-v]     run the daemon in the foreground
        l2vip check-config [-c FILE]    validate FILE, print the normalized config
        l2vip status | services | metrics [--prometheus]
-       l2vip drain | undrain | handover [SERVICE]
+       l2vip drain | undrain | handover [SERVICE] | reload
+       l2vip add NAME IP INTERFACE [NODE...] | remove NAME
        l2vip --version
 
   -c, --config FILE   configuration file (default /etc/l2vip/config.json)
@@ -38,6 +40,7 @@ struct ClientOptions {
     json: bool,
     prometheus: bool,
     service: Option<String>,
+    words: Vec<String>,
 }
 
 fn parse_client(command: &str, args: &[String]) -> Result<ClientOptions, String> {
@@ -46,6 +49,7 @@ fn parse_client(command: &str, args: &[String]) -> Result<ClientOptions, String>
         json: false,
         prometheus: false,
         service: None,
+        words: Vec::new(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -63,6 +67,9 @@ fn parse_client(command: &str, args: &[String]) -> Result<ClientOptions, String>
             {
                 options.service = Some(other.to_string());
             }
+            other if matches!(command, "add" | "remove") && !other.starts_with('-') => {
+                options.words.push(other.to_string());
+            }
             other => return Err(format!("{command}: unknown argument {other:?}")),
         }
     }
@@ -78,14 +85,31 @@ fn client_command(command: &str, args: &[String]) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let request = match command {
-        "status" => Request::Status,
-        "services" => Request::Services,
-        "metrics" => Request::Metrics,
-        "drain" => Request::Drain,
-        "undrain" => Request::Undrain,
-        _ => Request::Handover {
-            service: options.service.clone(),
+    let request = match (command, options.words.as_slice()) {
+        ("add", [name, ip, interface, nodes @ ..]) => Request::Add {
+            service: serde_json::json!({"name": name, "ip": ip, "interface": interface, "nodes": nodes}),
+        },
+        ("add", _) => {
+            eprintln!("l2vip: add needs NAME IP INTERFACE [NODE...]\n{USAGE}");
+            return EXIT_USAGE;
+        }
+        ("remove", [name]) => Request::Remove {
+            service: name.clone(),
+        },
+        ("remove", _) => {
+            eprintln!("l2vip: remove needs one NAME\n{USAGE}");
+            return EXIT_USAGE;
+        }
+        _ => match command {
+            "status" => Request::Status,
+            "services" => Request::Services,
+            "metrics" => Request::Metrics,
+            "drain" => Request::Drain,
+            "undrain" => Request::Undrain,
+            "reload" => Request::Reload,
+            _ => Request::Handover {
+                service: options.service.clone(),
+            },
         },
     };
     let response = match client::request(&options.socket, &request) {
@@ -125,6 +149,24 @@ fn client_command(command: &str, args: &[String]) -> u8 {
         "drain" => "draining: this node gives up its VIPs and takes no new ones\n".into(),
         "undrain" => {
             "undrained: this node is a candidate again (VIPs stay where they are)\n".into()
+        }
+        "add" => format!("added {}\n", data["added"].as_str().unwrap_or_default()),
+        "remove" => format!("removed {}\n", data["removed"].as_str().unwrap_or_default()),
+        "reload" => {
+            let restart: Vec<&str> = data["restart_needed"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let mut text = format!("reloaded: {} services\n", data["services"]);
+            if !restart.is_empty() {
+                text.push_str(&format!(
+                    "changed, applied at the next restart: {}\n",
+                    restart.join(", ")
+                ));
+            }
+            text
         }
         _ => {
             let moved: Vec<String> = data["handed_over"]
@@ -217,9 +259,8 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             0
         }
-        "status" | "services" | "metrics" | "drain" | "undrain" | "handover" => {
-            client_command(command, rest)
-        }
+        "status" | "services" | "metrics" | "drain" | "undrain" | "handover" | "add" | "remove"
+        | "reload" => client_command(command, rest),
         "daemon" | "check-config" => match parse_options(rest) {
             Ok(options) if command == "daemon" => {
                 init_logging(options.verbose);

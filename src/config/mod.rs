@@ -28,6 +28,8 @@ pub const MAX_INTERFACE_NAME: usize = 15;
 pub const MAX_NAME: usize = 64;
 /// The most unicast peers a node sends heartbeats to (a cluster is ~16).
 pub const MAX_PEERS: usize = 64;
+/// Where services added at runtime are kept by default.
+pub const DEFAULT_STATE_FILE: &str = "/etc/l2vip/runtime.json";
 /// Where the control socket lives by default.
 pub const DEFAULT_SOCKET: &str = "/var/run/l2vip/control.sock";
 /// The default heartbeat UDP port.
@@ -52,6 +54,8 @@ pub struct Config {
     pub announce: Announce,
     /// The control socket.
     pub control: Control,
+    /// Where services added at runtime persist; `None`: they do not.
+    pub state_file: Option<String>,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
 }
@@ -201,6 +205,9 @@ struct RawConfig {
     announce: RawAnnounce,
     #[serde(default)]
     control: RawControl,
+    /// Absent: the default path; null: no state file.
+    #[serde(default = "default_state_file")]
+    state_file: Option<String>,
     #[serde(default)]
     services: Vec<RawService>,
 }
@@ -224,6 +231,10 @@ struct RawHeartbeat {
     peers: Vec<String>,
     multicast: Option<RawMulticast>,
     key_file: Option<String>,
+}
+
+fn default_state_file() -> Option<String> {
+    Some(DEFAULT_STATE_FILE.to_string())
 }
 
 #[derive(Deserialize, Default)]
@@ -451,6 +462,15 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         heartbeat,
         announce,
         control,
+        state_file: match raw.state_file {
+            Some(path) if !path.starts_with('/') => {
+                return Err(fail(
+                    &[Step::Key("state_file")],
+                    format!("state_file: {path:?} must be an absolute path (or null)"),
+                ))
+            }
+            other => other,
+        },
         services,
     })
 }
@@ -581,6 +601,24 @@ fn parse_peer(text: &str, default_port: u16) -> Result<SocketAddr, String> {
         ));
     }
     Ok(address)
+}
+
+/// Reads one service given over the control socket or from the state
+/// file: the same fields and checks as in the configuration file.
+pub fn service_from_json(value: serde_json::Value) -> Result<Service, String> {
+    let raw: RawService = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    check_name(&raw.name).map_err(|why| format!("name: {why}"))?;
+    let ip = parse_vip(&raw.ip).map_err(|why| format!("ip: {why}"))?;
+    check_interface_name(&raw.interface).map_err(|why| format!("interface: {why}"))?;
+    for node in &raw.nodes {
+        check_name(node).map_err(|why| format!("nodes: {why}"))?;
+    }
+    Ok(Service {
+        name: raw.name,
+        ip,
+        interface: raw.interface,
+        nodes: raw.nodes,
+    })
 }
 
 /// Checks every service's interface with `usable`, which says why an

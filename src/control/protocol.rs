@@ -29,6 +29,18 @@ pub enum Request {
         #[serde(default)]
         service: Option<String>,
     },
+    /// Add a service at runtime: `{"name", "ip", "interface", "nodes"?}`.
+    Add {
+        /// The service, as in the configuration file.
+        service: serde_json::Value,
+    },
+    /// Remove a service added at runtime, by name.
+    Remove {
+        /// Its name.
+        service: String,
+    },
+    /// Re-read the configuration file and apply the difference.
+    Reload,
 }
 
 impl Request {
@@ -69,6 +81,16 @@ pub mod code {
     pub const NO_CANDIDATE: &str = "no_candidate";
     /// The daemon could not answer (a thread is gone).
     pub const INTERNAL: &str = "internal";
+    /// A service of that name or address exists already.
+    pub const EXISTS: &str = "exists";
+    /// The service comes from the configuration file: edit it and reload.
+    pub const CONFIGURED: &str = "configured";
+    /// The service's interface cannot carry VIPs here.
+    pub const BAD_INTERFACE: &str = "bad_interface";
+    /// The configuration file is invalid; the running one stays in force.
+    pub const INVALID_CONFIG: &str = "invalid_config";
+    /// The state file could not be written; nothing was changed.
+    pub const STATE_FILE: &str = "state_file";
 }
 
 /// A response line.
@@ -144,8 +166,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             ))
         }
     };
-    const KNOWN: [&str; 6] = [
-        "status", "services", "metrics", "drain", "undrain", "handover",
+    const KNOWN: [&str; 9] = [
+        "status", "services", "metrics", "drain", "undrain", "handover", "add", "remove", "reload",
     ];
     if !KNOWN.contains(&command.as_str()) {
         return Err(Response::error(
@@ -154,7 +176,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         ));
     }
     // serde ignores unknown fields of unit variants: check them here.
-    let allowed: &[&str] = if command == "handover" {
+    let allowed: &[&str] = if matches!(command.as_str(), "handover" | "add" | "remove") {
         &["command", "service"]
     } else {
         &["command"]

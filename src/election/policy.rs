@@ -190,6 +190,7 @@ pub struct Policy {
     send_now: bool,
     changes: Vec<Change>,
     reannounce: Vec<(usize, &'static str)>,
+    released_services: Vec<String>,
 }
 
 /// Mixes 64 bits well (splitmix64's finaliser).
@@ -277,6 +278,7 @@ impl Policy {
             send_now: true,
             changes: Vec::new(),
             reannounce: Vec::new(),
+            released_services: Vec::new(),
             incarnation,
             sequence: 0,
             services,
@@ -626,6 +628,71 @@ impl Policy {
                     reason: "best candidate and nobody claims it",
                 });
             }
+        }
+    }
+
+    /// Replaces the service list (reload, add, remove). Services whose name
+    /// and address are unchanged keep their state: an owned one stays owned
+    /// and is not announced again. Removed ones are released. Peers' bitmaps
+    /// describe the old list, so they count again only from their next
+    /// heartbeat that carries the new digest.
+    pub fn set_services(&mut self, now: Instant, services: Vec<ServiceSpec>) {
+        let old = std::mem::take(&mut self.services);
+        let count = services.len();
+        let mut claims = vec![false; count];
+        let mut acquired_at = vec![None; count];
+        let mut handing_over = vec![None; count];
+        let mut contested = vec![false; count];
+        for (index, service) in services.iter().enumerate() {
+            let same = old
+                .iter()
+                .position(|o| o.name == service.name && o.ip == service.ip);
+            if let Some(before) = same {
+                claims[index] = self.claims[before];
+                acquired_at[index] = self.acquired_at[before];
+                handing_over[index] = self.handing_over[before];
+                contested[index] = self.contested[before];
+            }
+        }
+        for (before, service) in old.iter().enumerate() {
+            let kept = services
+                .iter()
+                .any(|s| s.name == service.name && s.ip == service.ip);
+            if self.claims[before] && !kept {
+                self.released_services.push(service.name.clone());
+            }
+        }
+        self.eligible = services
+            .iter()
+            .map(|s| s.nodes.is_empty() || s.nodes.contains(&self.settings.node))
+            .collect();
+        self.claims = claims;
+        self.acquired_at = acquired_at;
+        self.handing_over = handing_over;
+        self.contested = contested;
+        self.digest = digest(&services);
+        self.services = services;
+        for peer in self.peers.values_mut() {
+            peer.digest_ok = false;
+            peer.claims.clear();
+            peer.eligible.clear();
+        }
+        self.changed();
+        self.evaluate(now);
+    }
+
+    /// Names of owned services that a `set_services` removed.
+    pub fn take_removed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.released_services)
+    }
+
+    /// Changes this node's priority and preempt setting.
+    pub fn set_priority(&mut self, now: Instant, priority: u8, preempt: bool) {
+        if (self.settings.priority, self.settings.preempt) != (priority, preempt) {
+            self.settings.priority = priority;
+            self.settings.preempt = preempt;
+            self.changed();
+            self.evaluate(now);
         }
     }
 

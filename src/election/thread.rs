@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::policy::{HandoverError, Policy, Reject, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, Mailbox};
-use crate::config::Config;
+use crate::config::{self, Config, Service};
 use crate::control::protocol::{code, Request, Response};
 use crate::control::server::Event as ControlEvent;
 use crate::ownership::{Ownership, Vip};
@@ -24,6 +24,7 @@ use crate::responder::thread::Command as ResponderCommand;
 use crate::sys::{iface, udp};
 use crate::wire::heartbeat::{self, Repr};
 use crate::wire::Error as WireError;
+use std::path::{Path, PathBuf};
 
 /// Messages to the election.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub enum Command {
     Leave,
     /// Write the counters and peers to the log.
     LogCounters,
+    /// Re-read the configuration file (SIGHUP).
+    Reload,
     /// A control request; the answer goes to `reply_to` tagged with `id`.
     Control {
         /// The control request id.
@@ -143,8 +146,8 @@ fn random_incarnation() -> u64 {
 
 /// The services in canonical (name) order, as the election and the
 /// responder need them.
-pub fn canonical(config: &Config) -> (Vec<ServiceSpec>, Vec<Vip>) {
-    let mut services: Vec<_> = config.services.iter().collect();
+pub fn canonical(services: &[Service]) -> (Vec<ServiceSpec>, Vec<Vip>) {
+    let mut services: Vec<&Service> = services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     let specs = services
         .iter()
@@ -181,6 +184,9 @@ pub struct ElectionThread {
     suppressed: u64,
     started: Instant,
     summary: Value,
+    config_path: PathBuf,
+    running: Config,
+    runtime: Vec<Service>,
 }
 
 impl ElectionThread {
@@ -188,6 +194,7 @@ impl ElectionThread {
     /// thread state and its mailbox.
     pub fn new(
         config: &Config,
+        config_path: &Path,
         key: Option<Vec<u8>>,
         responder: Mailbox<ResponderCommand>,
     ) -> io::Result<(ElectionThread, Mailbox<Command>)> {
@@ -204,7 +211,36 @@ impl ElectionThread {
             poll.registry()
                 .register(socket, SOCKET, Interest::READABLE)?;
         }
-        let (specs, vips) = canonical(config);
+        let mut runtime = Vec::new();
+        if let Some(path) = &config.state_file {
+            let loaded = crate::state::load(Path::new(path));
+            for warning in loaded.warnings {
+                warn!("{warning}");
+            }
+            for service in loaded.services {
+                let clash = config
+                    .services
+                    .iter()
+                    .chain(&runtime)
+                    .any(|s| s.name == service.name || s.ip == service.ip);
+                if clash {
+                    warn!(
+                        "state file: {} ({}) clashes with another service; skipped",
+                        service.name, service.ip
+                    );
+                } else {
+                    runtime.push(service);
+                }
+            }
+            if !runtime.is_empty() {
+                info!(
+                    "{} services added at runtime restored from {path}",
+                    runtime.len()
+                );
+            }
+        }
+        let all: Vec<Service> = config.services.iter().chain(&runtime).cloned().collect();
+        let (specs, vips) = canonical(&all);
         let settings = Settings {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -247,6 +283,9 @@ impl ElectionThread {
                 last_log: None,
                 suppressed: 0,
                 started: Instant::now(),
+                config_path: config_path.to_path_buf(),
+                running: config.clone(),
+                runtime,
                 summary: json!({
                     "node": config.node,
                     "cluster": config.cluster,
@@ -301,6 +340,14 @@ impl ElectionThread {
                         return Ok(());
                     }
                     Command::LogCounters => self.log_state(),
+                    Command::Reload => {
+                        let response = self.reload(Instant::now());
+                        match (&response.data, &response.error) {
+                            (_, Some(error)) => warn!("reload refused: {}", error.message),
+                            (Some(data), _) => info!("reloaded: {data}"),
+                            _ => {}
+                        }
+                    }
                     Command::Control {
                         id,
                         request,
@@ -334,9 +381,178 @@ impl ElectionThread {
                 Response::ok(json!({"draining": false}))
             }
             Request::Handover { service } => self.handover(now, service.as_deref()),
+            Request::Add { service } => self.add(now, service),
+            Request::Remove { service } => self.remove(now, &service),
+            Request::Reload => self.reload(now),
         };
         self.publish(now);
         response
+    }
+
+    /// Every service: the configuration's, then those added at runtime.
+    fn all_services(&self) -> Vec<Service> {
+        self.running
+            .services
+            .iter()
+            .chain(&self.runtime)
+            .cloned()
+            .collect()
+    }
+
+    /// Hands the current service list to the election and the responder.
+    fn apply_services(&mut self, now: Instant) {
+        let (specs, vips) = canonical(&self.all_services());
+        self.policy.set_services(now, specs);
+        self.vips = vips;
+        for name in self.policy.take_removed() {
+            info!("released {name}: removed");
+        }
+        self.publish(now);
+        self.publish_ownership();
+    }
+
+    fn save_runtime(&self) -> Result<(), Response> {
+        let Some(path) = &self.running.state_file else {
+            return Ok(());
+        };
+        crate::state::save(Path::new(path), &self.runtime).map_err(|e| {
+            Response::error(
+                code::STATE_FILE,
+                format!("cannot write the state file {path}: {e}"),
+            )
+        })
+    }
+
+    fn add(&mut self, now: Instant, value: Value) -> Response {
+        let service = match config::service_from_json(value) {
+            Ok(service) => service,
+            Err(e) => return Response::error(code::BAD_REQUEST, format!("add: {e}")),
+        };
+        if let Some(other) = self
+            .all_services()
+            .iter()
+            .find(|s| s.name == service.name || s.ip == service.ip)
+        {
+            return Response::error(
+                code::EXISTS,
+                format!("{} ({}) exists already", other.name, other.ip),
+            );
+        }
+        if let Err(e) = iface::lookup(&service.interface) {
+            return Response::error(code::BAD_INTERFACE, format!("{}: {e}", service.interface));
+        }
+        self.runtime.push(service.clone());
+        if let Err(response) = self.save_runtime() {
+            self.runtime.pop();
+            return response;
+        }
+        info!(
+            "added {} ({} on {}) at runtime",
+            service.name, service.ip, service.interface
+        );
+        self.apply_services(now);
+        Response::ok(json!({ "added": service.name }))
+    }
+
+    fn remove(&mut self, now: Instant, name: &str) -> Response {
+        let Some(index) = self.runtime.iter().position(|s| s.name == name) else {
+            if self.running.services.iter().any(|s| s.name == name) {
+                return Response::error(
+                    code::CONFIGURED,
+                    format!("{name} is in the configuration file: remove it there and reload"),
+                );
+            }
+            return Response::error(code::NOT_FOUND, format!("no service named {name:?}"));
+        };
+        let removed = self.runtime.remove(index);
+        if let Err(response) = self.save_runtime() {
+            self.runtime.insert(index, removed);
+            return response;
+        }
+        info!("removed {} ({}) at runtime", removed.name, removed.ip);
+        self.apply_services(now);
+        Response::ok(json!({ "removed": name }))
+    }
+
+    /// Re-reads the configuration and applies what can change without a
+    /// restart: services, priority, preempt, the heartbeat key. Anything
+    /// else is reported as needing a restart and keeps its running value.
+    fn reload(&mut self, now: Instant) -> Response {
+        let new = match crate::daemon::load_config(&self.config_path) {
+            Ok(config) => config,
+            Err(e) => return Response::error(code::INVALID_CONFIG, e),
+        };
+        let key = match crate::daemon::load_key(&new) {
+            Ok(key) => key,
+            Err(e) => return Response::error(code::INVALID_CONFIG, e),
+        };
+        let old = &self.running;
+        let mut restart = Vec::new();
+        let differs = |name: &'static str, changed: bool, list: &mut Vec<&'static str>| {
+            if changed {
+                list.push(name);
+            }
+        };
+        differs("node", old.node != new.node, &mut restart);
+        differs("cluster", old.cluster != new.cluster, &mut restart);
+        differs("mode", old.mode != new.mode, &mut restart);
+        let heartbeat_changed = (
+            &old.heartbeat.port,
+            &old.heartbeat.bind,
+            old.heartbeat.interval_ms,
+            old.heartbeat.lease_ms,
+            &old.heartbeat.peers,
+            &old.heartbeat.multicast,
+        ) != (
+            &new.heartbeat.port,
+            &new.heartbeat.bind,
+            new.heartbeat.interval_ms,
+            new.heartbeat.lease_ms,
+            &new.heartbeat.peers,
+            &new.heartbeat.multicast,
+        );
+        differs("heartbeat", heartbeat_changed, &mut restart);
+        differs("announce", old.announce != new.announce, &mut restart);
+        differs("control", old.control != new.control, &mut restart);
+        differs("state_file", old.state_file != new.state_file, &mut restart);
+        for name in &restart {
+            warn!("reload: {name} changed; it takes effect at the next restart");
+        }
+        // Runtime services that the file now defines itself give way to it.
+        let before = self.runtime.len();
+        self.runtime.retain(|r| {
+            !new.services
+                .iter()
+                .any(|s| s.name == r.name || s.ip == r.ip)
+        });
+        let dropped = before - self.runtime.len();
+        let services_changed = old.services != new.services || dropped > 0;
+        self.key = key;
+        self.policy.set_priority(now, new.priority, new.preempt);
+        self.running.services = new.services;
+        self.running.priority = new.priority;
+        self.running.preempt = new.preempt;
+        self.running.heartbeat.key_file = new.heartbeat.key_file;
+        if let Value::Object(summary) = &mut self.summary {
+            summary.insert("priority".into(), new.priority.into());
+            summary.insert("preempt".into(), new.preempt.into());
+        }
+        if dropped > 0 {
+            if let Err(response) = self.save_runtime() {
+                warn!(
+                    "reload: {}",
+                    response.error.map(|e| e.message).unwrap_or_default()
+                );
+            }
+        }
+        if services_changed {
+            self.apply_services(now);
+        }
+        Response::ok(json!({
+            "services": self.vips.len(),
+            "services_changed": services_changed,
+            "restart_needed": restart,
+        }))
     }
 
     fn handover(&mut self, now: Instant, service: Option<&str>) -> Response {
@@ -611,6 +827,20 @@ impl ElectionThread {
                     debug!("heartbeat to {destination} failed: {e}");
                 }
             }
+        }
+    }
+
+    /// Sends the current ownership to the responder, changed or not.
+    fn publish_ownership(&mut self) {
+        let ownership = Ownership {
+            vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
+        };
+        if self
+            .responder
+            .send(ResponderCommand::Own(Arc::new(ownership)))
+            .is_err()
+        {
+            warn!("the responder is gone; ownership not applied");
         }
     }
 

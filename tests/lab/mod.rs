@@ -199,6 +199,22 @@ impl Lab {
         );
     }
 
+    /// Rewrites node `node`'s configuration file (for reload tests), with
+    /// the same control socket and state file the harness chose.
+    pub fn rewrite_config(&self, node: usize, config: &str) {
+        let host = format!("n{node}");
+        let path = self.dir.join(format!("{host}.json"));
+        let old: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).expect("config")).expect("JSON");
+        let mut value: serde_json::Value =
+            serde_json::from_str(config).expect("test config is JSON");
+        if let Some(object) = value.as_object_mut() {
+            object.insert("control".into(), old["control"].clone());
+            object.insert("state_file".into(), old["state_file"].clone());
+        }
+        fs::write(&path, value.to_string()).expect("write config");
+    }
+
     /// Writes `config` and starts `l2vip daemon -c` in node `node`.
     pub fn daemon(&self, node: usize, config: &str) -> Daemon {
         let host = format!("n{node}");
@@ -214,6 +230,11 @@ impl Lab {
             if let Some(path) = control["socket"].as_str() {
                 socket = PathBuf::from(path);
             }
+            // And its own state file, never the system's.
+            let state = self.dir.join(format!("{host}-runtime.json"));
+            object
+                .entry("state_file")
+                .or_insert_with(|| serde_json::json!(state.display().to_string()));
         }
         fs::write(&config_path, value.to_string()).expect("write config");
         let log = self.dir.join(format!("{host}.log"));
