@@ -171,7 +171,8 @@ pub struct Policy {
     /// others witness but we have not heard may hold services, so we wait.
     joining_until: Instant,
     /// A witnessed node we have not heard ourselves may hold services.
-    unknown_until: Option<Instant>,
+    /// Until when, per name hash, such an unheard node may hold services.
+    unknown: Vec<(u32, Instant)>,
     eligible: Vec<bool>,
     draining: bool,
     leaving: bool,
@@ -263,7 +264,7 @@ impl Policy {
             digest: digest(&services),
             hold_until: now + hold,
             joining_until: now + settings.lease,
-            unknown_until: None,
+            unknown: Vec::new(),
             eligible,
             draining: false,
             leaving: false,
@@ -342,7 +343,11 @@ impl Policy {
 
     /// Still listening after start: claims nothing, is nobody's candidate.
     fn joining(&self, now: Instant) -> bool {
-        now < self.hold_until || self.unknown_until.is_some_and(|u| now < u)
+        now < self.hold_until
+            || self.unknown.iter().any(|(hash, until)| {
+                // Once heard directly it is no longer unknown.
+                now < *until && !self.peers.keys().any(|name| name_hash(name) == *hash)
+            })
     }
 
     fn me_candidate(&self, index: usize) -> bool {
@@ -364,7 +369,7 @@ impl Policy {
             .map(|p| p.seen + lease);
         expiries
             .chain([self.hold_until])
-            .chain(self.unknown_until)
+            .chain(self.unknown.iter().map(|(_, until)| *until))
             .chain(self.handing_over.iter().flatten().copied())
             .filter(|at| *at > now)
             .fold(self.next_send, Instant::min)
@@ -480,7 +485,14 @@ impl Policy {
             Some(_) => {}
             None if now < self.joining_until => {
                 let until = (at + self.settings.lease).min(self.joining_until);
-                self.unknown_until = Some(self.unknown_until.map_or(until, |u| u.max(until)));
+                match self
+                    .unknown
+                    .iter_mut()
+                    .find(|(hash, _)| *hash == witness.node)
+                {
+                    Some((_, known_until)) => *known_until = (*known_until).max(until),
+                    None => self.unknown.push((witness.node, until)),
+                }
             }
             None => {}
         }
@@ -491,9 +503,7 @@ impl Policy {
         if now >= self.next_send {
             self.changed();
         }
-        if self.unknown_until.is_some_and(|u| now >= u) {
-            self.unknown_until = None;
-        }
+        self.unknown.retain(|(_, until)| now < *until);
         self.evaluate(now);
     }
 
@@ -1082,5 +1092,112 @@ mod tests {
             heavy >= 30,
             "priority 255 beats priority 1 almost always: {heavy}"
         );
+    }
+}
+
+#[cfg(test)]
+mod boot_tests {
+    use super::*;
+
+    fn beat(from: &mut Policy, now: Instant) -> Vec<u8> {
+        let mut scratch = Scratch::default();
+        let mut bytes = [0u8; heartbeat::MAX_LEN];
+        let len = from
+            .heartbeat(now, &mut scratch)
+            .emit(&mut bytes, None)
+            .unwrap();
+        bytes[..len].to_vec()
+    }
+
+    fn node(name: &str, priority: u8, now: Instant) -> Policy {
+        let settings = Settings {
+            node: name.into(),
+            cluster: "lan".into(),
+            priority,
+            mode: Mode::Single,
+            preempt: false,
+            interval: Duration::from_secs(1),
+            lease: Duration::from_secs(10),
+            alone: false,
+        };
+        let services = vec![ServiceSpec {
+            name: "web".into(),
+            ip: "192.0.2.1".into(),
+            nodes: Vec::new(),
+        }];
+        Policy::new(settings, services, u64::from(priority), now)
+    }
+
+    #[test]
+    fn a_witness_of_a_node_heard_later_does_not_keep_us_listening() {
+        let t0 = Instant::now();
+        let mut a = node("a", 200, t0);
+        let mut b = node("b", 100, t0);
+        let mut c = node("c", 50, t0);
+        // b hears c, then a hears b (witnessing c) before it hears c itself.
+        let from_c = beat(&mut c, t0);
+        b.on_heartbeat(t0, &Repr::parse(&from_c).unwrap()).unwrap();
+        let from_b = beat(&mut b, t0);
+        a.on_heartbeat(t0, &Repr::parse(&from_b).unwrap()).unwrap();
+        a.on_heartbeat(t0, &Repr::parse(&from_c).unwrap()).unwrap();
+        // At the end of its hold (5 s), a claims: it knows everybody.
+        a.on_tick(t0 + Duration::from_secs(5));
+        assert_eq!(a.owned().collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn three_nodes_booting_together_elect_the_best() {
+        let t0 = Instant::now();
+        let services: Vec<ServiceSpec> = [
+            ("dns", vec!["r2".to_string(), "r3".to_string()]),
+            ("web", vec![]),
+            ("web6", vec![]),
+        ]
+        .into_iter()
+        .map(|(name, nodes)| ServiceSpec {
+            name: name.into(),
+            ip: name.into(),
+            nodes,
+        })
+        .collect();
+        let mut nodes: Vec<Policy> = (1..=3)
+            .map(|i| {
+                let settings = Settings {
+                    node: format!("r{i}"),
+                    cluster: "lan".into(),
+                    priority: 200 - 50 * i as u8,
+                    mode: Mode::Single,
+                    preempt: false,
+                    interval: Duration::from_secs(1),
+                    lease: Duration::from_secs(10),
+                    alone: false,
+                };
+                Policy::new(settings, services.clone(), i as u64, t0)
+            })
+            .collect();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(12) {
+            for from in 0..3 {
+                nodes[from].on_tick(now);
+                if nodes[from].wants_send(now) {
+                    let mut scratch = Scratch::default();
+                    let mut bytes = [0u8; heartbeat::MAX_LEN];
+                    let len = nodes[from]
+                        .heartbeat(now, &mut scratch)
+                        .emit(&mut bytes, None)
+                        .unwrap();
+                    for to in 0..3 {
+                        if to != from {
+                            nodes[to]
+                                .on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        let owned: Vec<Vec<usize>> = nodes.iter().map(|n| n.owned().collect()).collect();
+        assert_eq!(owned, vec![vec![1, 2], vec![0], vec![]], "{:#?}", nodes[0]);
     }
 }
