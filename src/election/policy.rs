@@ -1186,10 +1186,9 @@ mod boot_tests {
                         .heartbeat(now, &mut scratch)
                         .emit(&mut bytes, None)
                         .unwrap();
-                    for to in 0..3 {
+                    for (to, node) in nodes.iter_mut().enumerate() {
                         if to != from {
-                            nodes[to]
-                                .on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
+                            node.on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
                                 .unwrap();
                         }
                     }
