@@ -146,6 +146,12 @@ fn link_down_fails_over_and_the_heal_leaves_one_owner() {
         daemons[0].log(),
         daemons[1].log()
     );
+    // n2 lets go once it hears n1's claim: within the lease and a heartbeat.
+    let released = Lab::wait_until(FAILOVER_BOUND, || {
+        let log = daemons[1].log();
+        log.contains("released web (") && log.contains("released web6 (")
+    });
+    assert!(released, "{}", daemons[1].log());
     assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
     assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
 }
