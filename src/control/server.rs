@@ -341,19 +341,12 @@ impl ControlServer {
             if client.waiting.is_some() || client.closing {
                 return;
             }
-            let Some(end) = client.input.iter().position(|b| *b == b'\n') else {
-                if client.input.len() > MAX_LINE {
-                    let response = Response::error(
-                        code::TOO_LONG,
-                        format!("a request is at most {MAX_LINE} bytes"),
-                    );
-                    client.output.extend_from_slice(&response.to_line());
-                    client.input.clear();
-                    client.closing = true;
-                }
-                return;
+            let end = client.input.iter().position(|b| *b == b'\n');
+            let too_long = match end {
+                Some(end) => end >= MAX_LINE,
+                None => client.input.len() > MAX_LINE,
             };
-            if end >= MAX_LINE {
+            if too_long {
                 let response = Response::error(
                     code::TOO_LONG,
                     format!("a request is at most {MAX_LINE} bytes"),
@@ -363,6 +356,7 @@ impl ControlServer {
                 client.closing = true;
                 return;
             }
+            let Some(end) = end else { return };
             let line: Vec<u8> = client.input.drain(..=end).collect();
             let line = line.strip_suffix(b"\n").unwrap_or(&line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);

@@ -862,16 +862,7 @@ impl ElectionThread {
                 );
             }
             self.counters.ownership_changes += changes.len() as u64;
-            let ownership = Ownership {
-                vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
-            };
-            if self
-                .responder
-                .send(ResponderCommand::Own(Arc::new(ownership)))
-                .is_err()
-            {
-                warn!("the responder is gone; ownership not applied");
-            }
+            self.publish_ownership();
         }
         if !reannounce.is_empty() {
             let ips: Vec<IpAddr> = reannounce.iter().map(|(i, _)| self.vips[*i].ip).collect();
