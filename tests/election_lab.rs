@@ -61,6 +61,20 @@ fn only(mac: &str) -> BTreeSet<String> {
     BTreeSet::from([mac.to_string()])
 }
 
+/// Node `node`, and only it, answers ARP for VIP4 and NS for VIP6.
+fn assert_sole_owner(lab: &Lab, node: usize) {
+    assert_eq!(
+        arp_answerers(lab, VIP4),
+        only(&node_mac(node)),
+        "ARP for {VIP4}"
+    );
+    assert_eq!(
+        nd_answerers(lab, VIP6),
+        only(&node_mac(node)),
+        "NS for {VIP6}"
+    );
+}
+
 /// Waits until the client's cache holds `mac` for both VIPs.
 fn cache_moves_to(lab: &Lab, mac: &str, limit: Duration) -> bool {
     Lab::wait_until(limit, || {
@@ -84,8 +98,7 @@ fn three_nodes_elect_one_owner_and_fail_over_when_it_is_killed() {
     let lab = Lab::up(3, false);
     let mut daemons = start_cluster(&lab, "");
     std::thread::sleep(Duration::from_millis(LEASE_MS));
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    assert_sole_owner(&lab, 1);
     use_vips(&lab);
     assert_eq!(neighbour_mac(&lab, VIP4), Some(node_mac(1)));
     assert_eq!(neighbour_mac(&lab, VIP6), Some(node_mac(1)));
@@ -107,8 +120,7 @@ fn three_nodes_elect_one_owner_and_fail_over_when_it_is_killed() {
         "SIGKILL failover (interval {INTERVAL_MS} ms, lease {LEASE_MS} ms): client cache on the new owner after {:.0} ms",
         killed.elapsed().as_secs_f64() * 1000.0
     );
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+    assert_sole_owner(&lab, 2);
     assert!(
         !daemons[2].log().contains("acquired"),
         "n3 stays out: {}",
@@ -152,8 +164,7 @@ fn link_down_fails_over_and_the_heal_leaves_one_owner() {
         log.contains("released web (") && log.contains("released web6 (")
     });
     assert!(released, "{}", daemons[1].log());
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    assert_sole_owner(&lab, 1);
 }
 
 /// Seconds since the epoch, as tcpdump -tt prints them.
@@ -240,8 +251,7 @@ fn a_restarted_owner_does_not_take_the_vips_back() {
         "sticky: {}",
         restarted.log()
     );
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+    assert_sole_owner(&lab, 2);
 }
 
 #[test]
@@ -283,8 +293,7 @@ fn with_preempt_a_restarted_owner_takes_the_vips_back_in_one_hand_over() {
         "{}",
         restarted.log()
     );
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    assert_sole_owner(&lab, 1);
 }
 
 /// Blackhole routes stop heartbeats between n1 and the others (ARP, being
@@ -343,8 +352,7 @@ fn a_healed_partition_settles_on_one_owner() {
         daemons[1].log().contains("released web6")
     });
     assert!(settled, "{}", daemons[1].log());
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(1)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(1)));
+    assert_sole_owner(&lab, 1);
     // n1 announced again, so the client ends on n1 without asking.
     assert!(
         cache_moves_to(&lab, &node_mac(1), FAILOVER_BOUND),
@@ -531,8 +539,7 @@ fn wrong_keys_and_replayed_heartbeats_never_move_a_vip() {
     assert_eq!(grew("heartbeat_rejected.bad_mac"), 5, "{after:?}");
     assert_eq!(grew("heartbeat_rejected.unauthenticated"), 5, "{after:?}");
     assert!(!n2.log().contains("released web"), "{}", n2.log());
-    assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
-    assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
+    assert_sole_owner(&lab, 2);
 }
 
 #[test]

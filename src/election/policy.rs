@@ -875,29 +875,47 @@ mod tests {
             .collect()
     }
 
-    fn node(name: &str, priority: u8, alone: bool, now: Instant) -> Policy {
+    fn policy(
+        name: &str,
+        priority: u8,
+        services: Vec<ServiceSpec>,
+        interval: Duration,
+        lease: Duration,
+        now: Instant,
+    ) -> Policy {
         let settings = Settings {
             node: name.into(),
             cluster: "test".into(),
             priority,
             mode: Mode::Single,
             preempt: false,
-            interval: INTERVAL,
-            lease: LEASE,
-            alone,
+            interval,
+            lease,
+            alone: false,
         };
+        Policy::new(settings, services, u64::from(priority) * 1000, now)
+    }
+
+    fn node(name: &str, priority: u8, alone: bool, now: Instant) -> Policy {
+        let mut settings = policy(name, priority, services(), INTERVAL, LEASE, now).settings;
+        settings.alone = alone;
         Policy::new(settings, services(), u64::from(priority) * 1000, now)
     }
 
-    /// Delivers `from`'s next heartbeat to `to`.
-    fn deliver(from: &mut Policy, to: &mut Policy, now: Instant) -> Result<(), Reject> {
+    /// `from`'s next heartbeat, on the wire.
+    fn beat(from: &mut Policy, now: Instant) -> Vec<u8> {
         let mut scratch = Scratch::default();
         let mut bytes = [0u8; heartbeat::MAX_LEN];
         let len = from
             .heartbeat(now, &mut scratch)
             .emit(&mut bytes, None)
             .unwrap();
-        to.on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
+        bytes[..len].to_vec()
+    }
+
+    /// Delivers `from`'s next heartbeat to `to`.
+    fn deliver(from: &mut Policy, to: &mut Policy, now: Instant) -> Result<(), Reject> {
+        to.on_heartbeat(now, &Repr::parse(&beat(from, now)).unwrap())
     }
 
     fn owned(policy: &Policy) -> Vec<usize> {
@@ -1093,47 +1111,26 @@ mod tests {
             "priority 255 beats priority 1 almost always: {heavy}"
         );
     }
-}
-
-#[cfg(test)]
-mod boot_tests {
-    use super::*;
-
-    fn beat(from: &mut Policy, now: Instant) -> Vec<u8> {
-        let mut scratch = Scratch::default();
-        let mut bytes = [0u8; heartbeat::MAX_LEN];
-        let len = from
-            .heartbeat(now, &mut scratch)
-            .emit(&mut bytes, None)
-            .unwrap();
-        bytes[..len].to_vec()
-    }
-
-    fn node(name: &str, priority: u8, now: Instant) -> Policy {
-        let settings = Settings {
-            node: name.into(),
-            cluster: "lan".into(),
-            priority,
-            mode: Mode::Single,
-            preempt: false,
-            interval: Duration::from_secs(1),
-            lease: Duration::from_secs(10),
-            alone: false,
-        };
-        let services = vec![ServiceSpec {
-            name: "web".into(),
-            ip: "192.0.2.1".into(),
-            nodes: Vec::new(),
-        }];
-        Policy::new(settings, services, u64::from(priority), now)
-    }
 
     #[test]
     fn a_witness_of_a_node_heard_later_does_not_keep_us_listening() {
         let t0 = Instant::now();
-        let mut a = node("a", 200, t0);
-        let mut b = node("b", 100, t0);
-        let mut c = node("c", 50, t0);
+        let slow = |name: &str, priority| {
+            let web = ServiceSpec {
+                name: "web".into(),
+                ip: "192.0.2.1".into(),
+                nodes: Vec::new(),
+            };
+            policy(
+                name,
+                priority,
+                vec![web],
+                Duration::from_secs(1),
+                Duration::from_secs(10),
+                t0,
+            )
+        };
+        let (mut a, mut b, mut c) = (slow("a", 200), slow("b", 100), slow("c", 50));
         // b hears c, then a hears b (witnessing c) before it hears c itself.
         let from_c = beat(&mut c, t0);
         b.on_heartbeat(t0, &Repr::parse(&from_c).unwrap()).unwrap();
@@ -1160,19 +1157,17 @@ mod boot_tests {
             nodes,
         })
         .collect();
-        let mut nodes: Vec<Policy> = (1..=3)
+        let mut nodes: Vec<Policy> = (1..=3u8)
             .map(|i| {
-                let settings = Settings {
-                    node: format!("r{i}"),
-                    cluster: "lan".into(),
-                    priority: 200 - 50 * i as u8,
-                    mode: Mode::Single,
-                    preempt: false,
-                    interval: Duration::from_secs(1),
-                    lease: Duration::from_secs(10),
-                    alone: false,
-                };
-                Policy::new(settings, services.clone(), i as u64, t0)
+                let (interval, lease) = (Duration::from_secs(1), Duration::from_secs(10));
+                policy(
+                    &format!("r{i}"),
+                    200 - 50 * i,
+                    services.clone(),
+                    interval,
+                    lease,
+                    t0,
+                )
             })
             .collect();
         let mut now = t0;
@@ -1180,15 +1175,10 @@ mod boot_tests {
             for from in 0..3 {
                 nodes[from].on_tick(now);
                 if nodes[from].wants_send(now) {
-                    let mut scratch = Scratch::default();
-                    let mut bytes = [0u8; heartbeat::MAX_LEN];
-                    let len = nodes[from]
-                        .heartbeat(now, &mut scratch)
-                        .emit(&mut bytes, None)
-                        .unwrap();
+                    let bytes = beat(&mut nodes[from], now);
                     for (to, node) in nodes.iter_mut().enumerate() {
                         if to != from {
-                            node.on_heartbeat(now, &Repr::parse(&bytes[..len]).unwrap())
+                            node.on_heartbeat(now, &Repr::parse(&bytes).unwrap())
                                 .unwrap();
                         }
                     }
