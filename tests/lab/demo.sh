@@ -37,9 +37,11 @@ bin=$root/target/release/l2vip
 say "A lab: node n1 (192.0.2.11, MAC 02:4c:32:00:00:01) and a client (192.0.2.100) on one switch"
 "$here/lab.sh" up "$lab" 1
 
-cat > "$work/config.json" <<'JSON'
+cat > "$work/config.json" <<JSON
 {
   "node": "n1",
+  "control": {"socket": "$work/control.sock"},
+  "state_file": null,
   "services": [
     {"name": "web",  "ip": "192.0.2.200",   "interface": "eth0"},
     {"name": "web6", "ip": "2001:db8::200", "interface": "eth0"}
@@ -63,6 +65,9 @@ ip netns exec "$lab-n1" "$bin" daemon -c "$work/config.json" 2>"$work/log" &
 daemon_pid=$!
 sleep 2.5
 sed 's/^/  n1 | /' "$work/log"
+
+say "l2vip status (over its control socket)"
+"$bin" status --socket "$work/control.sock" | sed 's/^/  /'
 
 say "Without asking anything, the client's cache now points at n1 (gratuitous ARP / unsolicited NA)"
 in_client ip neigh show 192.0.2.200; in_client ip neigh show 2001:db8::200
