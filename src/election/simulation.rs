@@ -525,11 +525,11 @@ fn seeds(count: u64, salt: u64) -> Vec<u64> {
     }
 }
 
-#[test]
-fn chaos_converges_and_never_leaves_a_vip_ownerless_too_long() {
-    let failures: Vec<String> = seeds(2000, 0xc4a05)
+/// Runs `scenario` for every seed; fails naming the first failing seed.
+fn run_seeds(count: u64, salt: u64, scenario: fn(u64) -> Result<(), String>) {
+    let failures: Vec<String> = seeds(count, salt)
         .into_iter()
-        .filter_map(|s| chaos(s).err())
+        .filter_map(|s| scenario(s).err())
         .collect();
     assert!(
         failures.is_empty(),
@@ -540,15 +540,11 @@ fn chaos_converges_and_never_leaves_a_vip_ownerless_too_long() {
 }
 
 #[test]
+fn chaos_converges_and_never_leaves_a_vip_ownerless_too_long() {
+    run_seeds(2000, 0xc4a05, chaos);
+}
+
+#[test]
 fn thirty_percent_loss_moves_nothing() {
-    let failures: Vec<String> = seeds(300, 0x1055)
-        .into_iter()
-        .filter_map(|s| steady_under_loss(s).err())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failing seeds; first:\n{}",
-        failures.len(),
-        failures[0]
-    );
+    run_seeds(300, 0x1055, steady_under_loss);
 }

@@ -197,8 +197,8 @@ impl Responder {
         out: &mut [u8; MAX_FRAME],
     ) -> Verdict {
         self.counters.arp_received += 1;
-        let verdict = self.arp_verdict(slot, pkttype, frame, out);
-        self.tally(verdict, true)
+        let result = self.arp_verdict(slot, pkttype, frame, out);
+        self.tally(result, true)
     }
 
     /// Handles a frame that arrived on the NDP socket of `slot`.
@@ -210,17 +210,25 @@ impl Responder {
         out: &mut [u8; MAX_FRAME],
     ) -> Verdict {
         self.counters.ns_received += 1;
-        let verdict = self.ndp_verdict(slot, pkttype, frame, out);
-        self.tally(verdict, false)
+        let result = self.ndp_verdict(slot, pkttype, frame, out);
+        self.tally(result, false)
     }
 
-    fn tally(&mut self, verdict: Verdict, ipv4: bool) -> Verdict {
-        match verdict {
-            Verdict::Reply(_) if ipv4 => self.counters.arp_replies_sent += 1,
-            Verdict::Reply(_) => self.counters.na_sent += 1,
-            Verdict::Drop(reason) => self.counters.drop(reason),
+    fn tally(&mut self, result: Result<usize, DropReason>, ipv4: bool) -> Verdict {
+        match result {
+            Ok(len) => {
+                if ipv4 {
+                    self.counters.arp_replies_sent += 1;
+                } else {
+                    self.counters.na_sent += 1;
+                }
+                Verdict::Reply(len)
+            }
+            Err(reason) => {
+                self.counters.drop(reason);
+                Verdict::Drop(reason)
+            }
         }
-        verdict
     }
 
     /// The checks every received frame passes first; returns its header.
@@ -233,20 +241,19 @@ impl Responder {
         if pkttype == PACKET_OUTGOING || pkttype == PACKET_OTHERHOST {
             return Err(DropReason::NotForUs);
         }
-        let Some(interface) = self.interfaces.get(slot) else {
+        if slot >= self.interfaces.len() {
             return Err(DropReason::NotForUs);
-        };
+        }
         let frame = ethernet::Frame::new_checked(frame).map_err(|_| DropReason::Truncated)?;
         if frame.vlan_id().is_some_and(|id| id != 0) {
             // A tag for a VLAN this interface is not: the VLAN's own
             // interface gets the frame untagged.
             return Err(DropReason::VlanTagged);
         }
-        if frame.source() == interface.mac
-            || self
-                .interfaces
-                .iter()
-                .any(|other| other.mac == frame.source())
+        if self
+            .interfaces
+            .iter()
+            .any(|ours| ours.mac == frame.source())
         {
             return Err(DropReason::OwnFrame);
         }
@@ -274,22 +281,16 @@ impl Responder {
         pkttype: u8,
         frame: &[u8],
         out: &mut [u8; MAX_FRAME],
-    ) -> Verdict {
-        let frame = match self.ethernet(slot, pkttype, frame) {
-            Ok(frame) => frame,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        let packet = match arp::Packet::new_checked(frame.payload()) {
-            Ok(packet) => packet,
-            Err(_) => return Verdict::Drop(DropReason::Truncated),
-        };
-        let request = match arp::Repr::parse(&packet) {
-            Ok(repr) => repr,
-            Err(Error::Unsupported) => return Verdict::Drop(DropReason::ArpOperation),
-            Err(_) => return Verdict::Drop(DropReason::ArpFormat),
-        };
+    ) -> Result<usize, DropReason> {
+        let frame = self.ethernet(slot, pkttype, frame)?;
+        let packet =
+            arp::Packet::new_checked(frame.payload()).map_err(|_| DropReason::Truncated)?;
+        let request = arp::Repr::parse(&packet).map_err(|e| match e {
+            Error::Unsupported => DropReason::ArpOperation,
+            _ => DropReason::ArpFormat,
+        })?;
         if !request.source_hardware_addr.is_unicast() {
-            return Verdict::Drop(DropReason::BadSender);
+            return Err(DropReason::BadSender);
         }
         // RFC 5227 §2.4: an announcement (or any reply) claiming a VIP we
         // own, from another MAC, is a conflict. Count it; never fight back
@@ -297,18 +298,16 @@ impl Responder {
         if request.operation == arp::Operation::Reply || request.is_gratuitous() {
             let claimed = request.source_protocol_addr;
             if self.owns_anywhere(IpAddr::V4(claimed)) {
-                return Verdict::Drop(DropReason::Conflict);
+                return Err(DropReason::Conflict);
             }
-            return Verdict::Drop(if request.operation == arp::Operation::Reply {
+            return Err(if request.operation == arp::Operation::Reply {
                 DropReason::NotRequest
             } else {
                 DropReason::NotOwned
             });
         }
         let target = request.target_protocol_addr;
-        if let Err(reason) = self.check_owned(slot, IpAddr::V4(target)) {
-            return Verdict::Drop(reason);
-        }
+        self.check_owned(slot, IpAddr::V4(target))?;
         let mac = self.interfaces[slot].mac;
         let reply = arp::Repr {
             operation: arp::Operation::Reply,
@@ -317,7 +316,7 @@ impl Responder {
             target_hardware_addr: request.source_hardware_addr,
             target_protocol_addr: request.source_protocol_addr,
         };
-        Verdict::Reply(emit_arp(out, request.source_hardware_addr, &reply))
+        Ok(emit_arp(out, request.source_hardware_addr, &reply))
     }
 
     fn ndp_verdict(
@@ -326,27 +325,24 @@ impl Responder {
         pkttype: u8,
         frame: &[u8],
         out: &mut [u8; MAX_FRAME],
-    ) -> Verdict {
-        let frame = match self.ethernet(slot, pkttype, frame) {
-            Ok(frame) => frame,
-            Err(reason) => return Verdict::Drop(reason),
-        };
+    ) -> Result<usize, DropReason> {
+        let frame = self.ethernet(slot, pkttype, frame)?;
         let packet = match ipv6::Packet::new_checked(frame.payload()) {
             Ok(packet) => packet,
-            Err(Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
-            Err(_) => return Verdict::Drop(DropReason::Ipv6Format),
+            Err(Error::Truncated) => return Err(DropReason::Truncated),
+            Err(_) => return Err(DropReason::Ipv6Format),
         };
         if packet.next_header() != ipv6::NEXT_HEADER_ICMPV6 {
-            return Verdict::Drop(DropReason::NotRequest);
+            return Err(DropReason::NotRequest);
         }
         // RFC 4861 §7.1.1: the hop limit proves the NS was not forwarded.
         if packet.hop_limit() != 255 {
-            return Verdict::Drop(DropReason::HopLimit);
+            return Err(DropReason::HopLimit);
         }
         let (source, destination) = (packet.source(), packet.destination());
         let message = match icmpv6::Packet::new_checked(packet.payload()) {
             Ok(message) => message,
-            Err(_) => return Verdict::Drop(DropReason::Truncated),
+            Err(_) => return Err(DropReason::Truncated),
         };
         let (target, source_lladdr) = match icmpv6::Repr::parse(&source, &destination, &message) {
             Ok(icmpv6::Repr::NeighborSolicit {
@@ -354,24 +350,22 @@ impl Responder {
                 source_lladdr,
             }) => (target, source_lladdr),
             Ok(icmpv6::Repr::NeighborAdvert { .. }) | Err(Error::Unsupported) => {
-                return Verdict::Drop(DropReason::NotRequest)
+                return Err(DropReason::NotRequest)
             }
-            Err(Error::Checksum) => return Verdict::Drop(DropReason::Checksum),
-            Err(Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
-            Err(Error::Malformed) => return Verdict::Drop(DropReason::NdpFormat),
+            Err(Error::Checksum) => return Err(DropReason::Checksum),
+            Err(Error::Truncated) => return Err(DropReason::Truncated),
+            Err(Error::Malformed) => return Err(DropReason::NdpFormat),
         };
         let dad = source.is_unspecified();
         // RFC 4861 §7.1.1: from ::, only to the solicited-node group and
         // without a Source Link-Layer Address option.
         if dad && (destination != ipv6::solicited_node(&target) || source_lladdr.is_some()) {
-            return Verdict::Drop(DropReason::NdpFormat);
+            return Err(DropReason::NdpFormat);
         }
         if source_lladdr.is_some_and(|mac| !mac.is_unicast()) || !frame.source().is_unicast() {
-            return Verdict::Drop(DropReason::BadSender);
+            return Err(DropReason::BadSender);
         }
-        if let Err(reason) = self.check_owned(slot, IpAddr::V6(target)) {
-            return Verdict::Drop(reason);
-        }
+        self.check_owned(slot, IpAddr::V6(target))?;
         let mac = self.interfaces[slot].mac;
         // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
         // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
@@ -397,7 +391,7 @@ impl Responder {
             target,
             target_lladdr: Some(mac),
         };
-        Verdict::Reply(emit_na(
+        Ok(emit_na(
             out,
             mac,
             mac_destination,
