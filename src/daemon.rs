@@ -10,10 +10,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::os::fd::AsRawFd;
 
+use crate::actions::thread::{ActionsThread, Command as ActionsCommand};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{self, Config};
 use crate::control::server::{ControlServer, Event as ControlEvent};
 use crate::election::thread::{Command as ElectionCommand, ElectionThread};
+use crate::link::{Command as LinkCommand, LinkThread, Listeners};
 use crate::responder::thread::{Command, ResponderThread};
 use crate::sys::iface;
 use crate::sys::signal::{Signal, SignalFd};
@@ -26,7 +28,8 @@ pub const EXIT_FAILURE: u8 = 1;
 const SIGNALS: Token = Token(0);
 const THREADS: Token = Token(1);
 /// How long a thread may take to stop before the daemon exits anyway.
-const STOP_TIMEOUT: Duration = Duration::from_millis(800);
+/// Release hooks get up to a second of it.
+const STOP_TIMEOUT: Duration = Duration::from_millis(2000);
 
 /// The hostname, which names the node when the config does not.
 pub fn hostname() -> Option<String> {
@@ -148,6 +151,8 @@ struct Supervisor {
     ends: crossbeam_channel::Receiver<ThreadEnd>,
     responder: Mailbox<Command>,
     election: Mailbox<ElectionCommand>,
+    actions: Mailbox<ActionsCommand>,
+    link: Mailbox<LinkCommand>,
     control: Mailbox<ControlEvent>,
     handles: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -179,9 +184,27 @@ impl Supervisor {
         interfaces.dedup();
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
-        let (election, election_mailbox) =
-            ElectionThread::new(config, path, key, responder_mailbox.clone())
-                .map_err(|e| e.to_string())?;
+        let (mut actions, actions_mailbox) = ActionsThread::new(
+            &config.node,
+            config.hooks.clone(),
+            responder_mailbox.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (election, election_mailbox) = ElectionThread::new(
+            config,
+            path,
+            key,
+            responder_mailbox.clone(),
+            actions_mailbox.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        actions.report_to(election_mailbox.clone());
+        let (link, link_mailbox) = LinkThread::new(Listeners {
+            election: election_mailbox.clone(),
+            responder: responder_mailbox.clone(),
+            actions: actions_mailbox.clone(),
+        })
+        .map_err(|e| format!("netlink link events: {e}"))?;
         let (control, control_mailbox) = ControlServer::new(
             &config.control,
             election_mailbox.clone(),
@@ -190,16 +213,23 @@ impl Supervisor {
         .map_err(|e| format!("control socket: {e}"))?;
         let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
+        let actions_handle = spawn("actions", end_mailbox.clone(), move || actions.run())
+            .map_err(|e| format!("cannot start the actions thread: {e}"))?;
         let election_handle = spawn("election", end_mailbox.clone(), move || election.run())
             .map_err(|e| format!("cannot start the election thread: {e}"))?;
+        let link_handle = spawn("link", end_mailbox.clone(), move || link.run())
+            .map_err(|e| format!("cannot start the link thread: {e}"))?;
         let control_handle = spawn("control", end_mailbox, move || control.run())
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         // Stopping goes in this order: the election releases and says goodbye,
-        // then the responder stops answering.
+        // the actions remove the routes, the responder stops answering, the
+        // link thread stops listening.
         let handles = vec![
             ("control", control_handle),
             ("election", election_handle),
+            ("actions", actions_handle),
             ("responder", responder_handle),
+            ("link", link_handle),
         ];
         info!(
             "node {} (priority {}) started: {} services on {} interfaces",
@@ -214,6 +244,8 @@ impl Supervisor {
             ends,
             responder: responder_mailbox,
             election: election_mailbox,
+            actions: actions_mailbox,
+            link: link_mailbox,
             control: control_mailbox,
             handles,
         })
@@ -275,7 +307,8 @@ impl Supervisor {
     /// Asks every thread to stop, in order, and waits a bounded time.
     fn stop(self) {
         // Order: no new control requests, then the election releases and
-        // says goodbye, then the responder stops answering.
+        // says goodbye, the actions remove routes, the responder stops
+        // answering.
         let _ = self.control.send(ControlEvent::Stop);
         let deadline = Instant::now() + STOP_TIMEOUT;
         for (name, handle) in self.handles {
@@ -285,8 +318,17 @@ impl Supervisor {
             if name == "control" {
                 let _ = self.election.send(ElectionCommand::Leave);
             }
-            if name == "election" {
-                let _ = self.responder.send(Command::Shutdown);
+            match name {
+                "election" => {
+                    let _ = self.actions.send(ActionsCommand::Shutdown);
+                }
+                "actions" => {
+                    let _ = self.responder.send(Command::Shutdown);
+                }
+                "responder" => {
+                    let _ = self.link.send(LinkCommand::Shutdown);
+                }
+                _ => {}
             }
             if handle.is_finished() {
                 let _ = handle.join();

@@ -1,11 +1,13 @@
 //! l2vip keeps virtual IPs alive on an Ethernet segment.
 #![deny(unsafe_code)]
 
+pub mod actions;
 pub mod channel;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod election;
+pub mod link;
 pub mod ownership;
 pub mod responder;
 pub mod state;

@@ -1,5 +1,5 @@
-//! Which VIPs this node answers for: the snapshot the election publishes
-//! and the responder follows.
+//! Which VIPs this node answers for: the snapshot the election publishes,
+//! the actions apply to the host and the responder follows.
 
 use std::net::IpAddr;
 
@@ -12,11 +12,16 @@ pub struct Vip {
     pub ip: IpAddr,
     /// The interface it is answered on.
     pub interface: String,
+    /// Whether the owner installs a local route for it (`bind: route`).
+    pub route: bool,
 }
 
 /// Every VIP this node owns at one moment. Immutable; shared as `Arc`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ownership {
-    /// The owned VIPs.
+    /// The owned VIPs: answered, announced, routed.
     pub vips: Vec<Vip>,
+    /// VIPs handed over recently: still routed (traffic from clients with
+    /// stale caches is accepted), never answered.
+    pub lingering: Vec<Vip>,
 }

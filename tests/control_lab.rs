@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::{arp_answerers, nd_answerers, neighbour_mac, node_mac, Daemon, Lab};
+use lab::{
+    arp_answerers, epoch_now, first_gratuitous, nd_answerers, neighbour_mac, node_mac, Daemon, Lab,
+};
 use serde_json::{json, Value};
 
 const VIP4: &str = "192.0.2.200";
@@ -431,24 +433,6 @@ fn the_read_only_group_may_look_but_not_touch() {
     // Still not draining.
     let (_, status, _) = daemon.cli(&["status", "--json"]);
     assert!(status.contains("\"draining\": false"), "{status}");
-}
-
-/// The time of the first gratuitous ARP request for `vip` in a capture.
-fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
-    decoded
-        .lines()
-        .find(|l| l.contains(&format!("Request who-has {vip} tell {vip}")))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[test]

@@ -7,9 +7,11 @@
 mod lab;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use lab::{arp_answerers, nd_answerers, neighbour_mac, node_mac, Daemon, Lab};
+use lab::{
+    arp_answerers, epoch_now, first_gratuitous, nd_answerers, neighbour_mac, node_mac, Daemon, Lab,
+};
 
 const VIP4: &str = "192.0.2.200";
 const VIP6: &str = "2001:db8::200";
@@ -167,25 +169,6 @@ fn link_down_fails_over_and_the_heal_leaves_one_owner() {
     assert_sole_owner(&lab, 1);
 }
 
-/// Seconds since the epoch, as tcpdump -tt prints them.
-fn epoch_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// The time of the first gratuitous ARP request for VIP4 in a capture.
-fn first_gratuitous(decoded: &str) -> Option<f64> {
-    decoded
-        .lines()
-        .find(|l| l.contains(&format!("Request who-has {VIP4} tell {VIP4}")))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[test]
 fn sigterm_hands_over_in_under_200_ms() {
     if !lab::available("sigterm_hands_over_in_under_200_ms") {
@@ -207,7 +190,7 @@ fn sigterm_hands_over_in_under_200_ms() {
     );
     let decoded = capture.stop();
     let first =
-        first_gratuitous(&decoded).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
+        first_gratuitous(&decoded, VIP4).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
     let took = first - sent;
     eprintln!(
         "SIGTERM hand-over: first gratuitous ARP from the new owner {:.1} ms after the signal",
@@ -586,7 +569,7 @@ fn default_timers_fail_over_after_the_ten_second_lease() {
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .fold(0.0, f64::max);
     let first =
-        first_gratuitous(&decoded).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
+        first_gratuitous(&decoded, VIP4).unwrap_or_else(|| panic!("no burst from n2:\n{decoded}"));
     // The lease runs from the last heartbeat n2 received, which the kill
     // follows by less than one interval.
     let from_kill = first - killed;

@@ -56,8 +56,87 @@ pub struct Config {
     pub control: Control,
     /// Where services added at runtime persist; `None`: they do not.
     pub state_file: Option<String>,
+    /// How an owner accepts a VIP's traffic, unless a service says otherwise.
+    pub bind: Bind,
+    /// Seconds the old owner keeps accepting a VIP's traffic after a
+    /// planned hand-over (clients with stale caches).
+    pub linger_s: u64,
+    /// Commands run when this node acquires or releases a VIP.
+    pub hooks: Hooks,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
+}
+
+/// The longest `linger_s`.
+pub const MAX_LINGER_S: u64 = 3600;
+/// The default `linger_s`: MetalLB's advice for clients with buggy caches.
+pub const DEFAULT_LINGER_S: u64 = 120;
+
+/// How the owner of a VIP makes its own kernel accept the VIP's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bind {
+    /// A `local` route in the `local` table while the VIP is owned.
+    Route,
+    /// Nothing: something else (a proxy bound to the address, nftables)
+    /// takes the traffic.
+    None,
+}
+
+/// Commands run on ownership changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hooks {
+    /// Run (by `/bin/sh -c`) after this node acquires a VIP.
+    pub on_acquire: Option<String>,
+    /// Run after this node releases a VIP.
+    pub on_release: Option<String>,
+    /// A hook still running after this long is killed.
+    pub timeout_ms: u64,
+}
+
+impl Hooks {
+    /// The time a hook may run.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// A health check: while it fails, this node is no candidate for the VIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// What is checked.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// A check taking longer fails.
+    pub timeout_ms: u64,
+    /// Successes in a row that make a failing service healthy.
+    pub rise: u32,
+    /// Failures in a row that make a healthy service failing.
+    pub fall: u32,
+}
+
+impl Health {
+    /// Time between checks.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Time one check may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// The kind of health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// A TCP connection to this address succeeds.
+    Tcp(SocketAddr),
+    /// This command (by `/bin/sh -c`) exits with status 0.
+    Exec(String),
 }
 
 /// How owners are chosen.
@@ -169,6 +248,12 @@ pub struct Service {
     /// The nodes that may own it; empty: every node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
+    /// Overrides the global `bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<Bind>,
+    /// An optional health check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 /// A configuration that cannot be used, with the place that says so.
@@ -208,8 +293,31 @@ struct RawConfig {
     /// Absent: the default path; null: no state file.
     #[serde(default = "default_state_file")]
     state_file: Option<String>,
+    bind: Option<Bind>,
+    linger_s: Option<u64>,
+    #[serde(default)]
+    hooks: RawHooks,
     #[serde(default)]
     services: Vec<RawService>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    on_acquire: Option<String>,
+    on_release: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    tcp: Option<String>,
+    exec: Option<String>,
+    interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    rise: Option<u32>,
+    fall: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +367,8 @@ struct RawService {
     interface: String,
     #[serde(default)]
     nodes: Vec<String>,
+    bind: Option<Bind>,
+    health: Option<RawHealth>,
 }
 
 /// Reads a configuration file; the error names the file.
@@ -388,10 +498,13 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
     for (index, service) in raw.services.iter().enumerate() {
-        let at = |key| [Step::Key("services"), Step::Index(index), Step::Key(key)];
         let label = format!("services[{index}]");
-        check_name(&service.name)
-            .map_err(|why| fail(&at("name"), format!("{label}.name: {why}")))?;
+        let parsed = check_service(service).map_err(|(key, why)| {
+            let mut path = vec![Step::Key("services"), Step::Index(index)];
+            path.extend(&key);
+            fail(&path, format!("{label}.{}: {why}", dotted(&key)))
+        })?;
+        let at = |key| [Step::Key("services"), Step::Index(index), Step::Key(key)];
         if let Some(first) = names.insert(&service.name, index) {
             return Err(fail(
                 &at("name"),
@@ -401,33 +514,48 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
                 ),
             ));
         }
-        let ip =
-            parse_vip(&service.ip).map_err(|why| fail(&at("ip"), format!("{label}.ip: {why}")))?;
-        if let Some(first) = addresses.insert(ip, index) {
+        if let Some(first) = addresses.insert(parsed.ip, index) {
             return Err(fail(
                 &at("ip"),
-                format!("{label}.ip: {ip} is already the address of services[{first}]"),
+                format!(
+                    "{label}.ip: {} is already the address of services[{first}]",
+                    parsed.ip
+                ),
             ));
         }
-        check_interface_name(&service.interface)
-            .map_err(|why| fail(&at("interface"), format!("{label}.interface: {why}")))?;
-        for (i, node) in service.nodes.iter().enumerate() {
-            check_name(node).map_err(|why| {
-                let path = [
-                    Step::Key("services"),
-                    Step::Index(index),
-                    Step::Key("nodes"),
-                    Step::Index(i),
-                ];
-                fail(&path, format!("{label}.nodes[{i}]: {why}"))
-            })?;
+        services.push(parsed);
+    }
+
+    let linger_s = raw.linger_s.unwrap_or(DEFAULT_LINGER_S);
+    if linger_s > MAX_LINGER_S {
+        return Err(fail(
+            &[Step::Key("linger_s")],
+            format!("linger_s: {linger_s} is over {MAX_LINGER_S}"),
+        ));
+    }
+    let hooks = Hooks {
+        on_acquire: raw.hooks.on_acquire.clone(),
+        on_release: raw.hooks.on_release.clone(),
+        timeout_ms: raw.hooks.timeout_ms.unwrap_or(5000),
+    };
+    let hook_key = |key| [Step::Key("hooks"), Step::Key(key)];
+    for (key, command) in [
+        ("on_acquire", &hooks.on_acquire),
+        ("on_release", &hooks.on_release),
+    ] {
+        if let Some(command) = command {
+            check_command(command)
+                .map_err(|why| fail(&hook_key(key), format!("hooks.{key}: {why}")))?;
         }
-        services.push(Service {
-            name: service.name.clone(),
-            ip,
-            interface: service.interface.clone(),
-            nodes: service.nodes.clone(),
-        });
+    }
+    if !(100..=600_000).contains(&hooks.timeout_ms) {
+        return Err(fail(
+            &hook_key("timeout_ms"),
+            format!(
+                "hooks.timeout_ms: {} is outside 100..600000",
+                hooks.timeout_ms
+            ),
+        ));
     }
 
     let control = Control {
@@ -462,6 +590,9 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         heartbeat,
         announce,
         control,
+        bind: raw.bind.unwrap_or(Bind::Route),
+        linger_s,
+        hooks,
         state_file: match raw.state_file {
             Some(path) if !path.starts_with('/') => {
                 return Err(fail(
@@ -607,18 +738,112 @@ fn parse_peer(text: &str, default_port: u16) -> Result<SocketAddr, String> {
 /// file: the same fields and checks as in the configuration file.
 pub fn service_from_json(value: serde_json::Value) -> Result<Service, String> {
     let raw: RawService = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    check_name(&raw.name).map_err(|why| format!("name: {why}"))?;
-    let ip = parse_vip(&raw.ip).map_err(|why| format!("ip: {why}"))?;
-    check_interface_name(&raw.interface).map_err(|why| format!("interface: {why}"))?;
-    for node in &raw.nodes {
-        check_name(node).map_err(|why| format!("nodes: {why}"))?;
+    check_service(&raw).map_err(|(key, why)| format!("{}: {why}", dotted(&key)))
+}
+
+/// "health.tcp", "nodes[1]": a path below a service, as people write it.
+fn dotted(path: &[Step<'_>]) -> String {
+    let mut text = String::new();
+    for step in path {
+        match step {
+            Step::Key(key) if text.is_empty() => text.push_str(key),
+            Step::Key(key) => text.push_str(&format!(".{key}")),
+            Step::Index(index) => text.push_str(&format!("[{index}]")),
+        }
     }
+    text
+}
+
+/// Validates one service; the error holds the path below the service.
+fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, String)> {
+    let at = |key: &'static str| move |why: String| (vec![Step::Key(key)], why);
+    check_name(&raw.name).map_err(at("name"))?;
+    let ip = parse_vip(&raw.ip).map_err(at("ip"))?;
+    check_interface_name(&raw.interface).map_err(at("interface"))?;
+    for (i, node) in raw.nodes.iter().enumerate() {
+        check_name(node).map_err(|why| (vec![Step::Key("nodes"), Step::Index(i)], why))?;
+    }
+    let health = match &raw.health {
+        None => None,
+        Some(health) => Some(
+            check_health(health)
+                .map_err(|(key, why)| (vec![Step::Key("health"), Step::Key(key)], why))?,
+        ),
+    };
     Ok(Service {
-        name: raw.name,
+        name: raw.name.clone(),
         ip,
-        interface: raw.interface,
-        nodes: raw.nodes,
+        interface: raw.interface.clone(),
+        nodes: raw.nodes.clone(),
+        bind: raw.bind,
+        health,
     })
+}
+
+fn check_health(raw: &RawHealth) -> Result<Health, (&'static str, String)> {
+    let check = match (&raw.tcp, &raw.exec) {
+        (Some(target), None) => {
+            let address = target.parse::<SocketAddr>().map_err(|_| {
+                (
+                    "tcp",
+                    format!(
+                        "{target:?} is not address:port (an IP literal; names are not resolved)"
+                    ),
+                )
+            })?;
+            if address.port() == 0 || address.ip().is_unspecified() || address.ip().is_multicast() {
+                return Err(("tcp", format!("{target:?} cannot be connected to")));
+            }
+            Check::Tcp(address)
+        }
+        (None, Some(command)) => {
+            check_command(command).map_err(|why| ("exec", why))?;
+            Check::Exec(command.clone())
+        }
+        _ => return Err(("tcp", "give exactly one of \"tcp\" and \"exec\"".into())),
+    };
+    let interval_ms = raw.interval_ms.unwrap_or(1000);
+    if !(100..=3_600_000).contains(&interval_ms) {
+        return Err((
+            "interval_ms",
+            format!("{interval_ms} is outside 100..3600000"),
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(500.min(interval_ms));
+    if timeout_ms < 10 || timeout_ms > interval_ms {
+        return Err((
+            "timeout_ms",
+            format!("{timeout_ms} must be 10 or more and at most interval_ms ({interval_ms})"),
+        ));
+    }
+    let rise = raw.rise.unwrap_or(2);
+    let fall = raw.fall.unwrap_or(3);
+    for (key, count) in [("rise", rise), ("fall", fall)] {
+        if !(1..=100).contains(&count) {
+            return Err((key, format!("{count} is outside 1..100")));
+        }
+    }
+    Ok(Health {
+        check,
+        interval_ms,
+        timeout_ms,
+        rise,
+        fall,
+    })
+}
+
+/// A command for `/bin/sh -c`: one line of at most 4096 bytes.
+fn check_command(command: &str) -> Result<(), String> {
+    if command.trim().is_empty() {
+        return Err("empty command".into());
+    }
+    if command.len() > 4096 {
+        return Err("longer than 4096 bytes".into());
+    }
+    if command.contains('\0') {
+        return Err("contains a NUL byte".into());
+    }
+    Ok(())
 }
 
 /// Checks every service's interface with `usable`, which says why an
@@ -736,6 +961,83 @@ mod tests {
         );
         let off = parse(r#"{"node": "a", "announce": {"refresh_s": 0}}"#, None).unwrap();
         assert_eq!(off.announce.refresh(), None);
+    }
+
+    #[test]
+    fn traffic_health_and_hooks() {
+        let config = parse(
+            r#"{"node": "a", "services": [
+                {"name": "web", "ip": "192.0.2.200", "interface": "eth0",
+                 "health": {"tcp": "127.0.0.1:80"}},
+                {"name": "db", "ip": "2001:db8::200", "interface": "eth0", "bind": "none",
+                 "health": {"exec": "test -f /run/db.ok", "interval_ms": 2000,
+                            "timeout_ms": 1500, "rise": 1, "fall": 1}}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.bind, Bind::Route);
+        assert_eq!(config.linger_s, DEFAULT_LINGER_S);
+        assert_eq!(config.hooks.timeout(), Duration::from_secs(5));
+        let web = config.services[0].health.as_ref().unwrap();
+        assert_eq!(web.check, Check::Tcp("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(
+            (web.interval_ms, web.timeout_ms, web.rise, web.fall),
+            (1000, 500, 2, 3)
+        );
+        assert_eq!(config.services[1].bind, Some(Bind::None));
+        let db = config.services[1].health.as_ref().unwrap();
+        assert_eq!(db.check, Check::Exec("test -f /run/db.ok".into()));
+        assert_eq!(
+            (db.timeout(), db.rise, db.fall),
+            (Duration::from_millis(1500), 1, 1)
+        );
+        // The normalized form reads back the same.
+        let json = serde_json::to_string(&config.services[1]).unwrap();
+        assert!(json.contains(r#""exec":"test -f /run/db.ok""#), "{json}");
+        assert_eq!(
+            service_from_json(serde_json::from_str(&json).unwrap()).unwrap(),
+            config.services[1]
+        );
+
+        let both = error("{\"services\": [{\"name\": \"a\", \"ip\": \"192.0.2.1\", \"interface\": \"e\",\n \"health\": {\"tcp\": \"127.0.0.1:1\", \"exec\": \"true\"}}]}");
+        assert_eq!(both.line, Some(2));
+        assert!(
+            both.message
+                .starts_with("services[0].health.tcp: give exactly one"),
+            "{both}"
+        );
+        let name = error(
+            r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "e", "health": {"tcp": "localhost:80"}}]}"#,
+        );
+        assert!(name.message.contains("names are not resolved"), "{name}");
+        let slow = error(
+            r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "e", "health": {"exec": "true", "interval_ms": 200, "timeout_ms": 300}}]}"#,
+        );
+        assert!(
+            slow.message.starts_with("services[0].health.timeout_ms:"),
+            "{slow}"
+        );
+        let rise = error(
+            r#"{"services": [{"name": "a", "ip": "192.0.2.1", "interface": "e", "health": {"exec": "true", "rise": 0}}]}"#,
+        );
+        assert!(
+            rise.message
+                .starts_with("services[0].health.rise: 0 is outside"),
+            "{rise}"
+        );
+        let bind = error(r#"{"bind": "address"}"#);
+        assert!(bind.message.contains("unknown variant `address`"), "{bind}");
+        let linger = error(r#"{"linger_s": 7200}"#);
+        assert_eq!(linger.message, "linger_s: 7200 is over 3600");
+        let hook = error(r#"{"hooks": {"on_acquire": " "}}"#);
+        assert_eq!(hook.message, "hooks.on_acquire: empty command");
+        let timeout = error(r#"{"hooks": {"timeout_ms": 5}}"#);
+        assert!(
+            timeout
+                .message
+                .starts_with("hooks.timeout_ms: 5 is outside"),
+            "{timeout}"
+        );
     }
 
     #[test]

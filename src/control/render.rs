@@ -76,17 +76,39 @@ pub fn status(data: &Value) -> String {
     if data["digest_agreement"] == Value::Bool(false) {
         out.push_str("WARNING: some peers have another service list (see peers)\n");
     }
-    let mut rows = vec![["SERVICE", "VIP", "INTERFACE", "OWNER", "STATE", "SINCE"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "SERVICE",
+        "VIP",
+        "INTERFACE",
+        "OWNER",
+        "STATE",
+        "SINCE",
+        "HEALTH",
+    ]
+    .map(String::from)
+    .to_vec()];
     for service in data["services"].as_array().into_iter().flatten() {
+        let mut state = text(&service["state"]);
+        if let Some(left) = service["linger_left_s"].as_u64() {
+            state.push_str(&format!(" {left}s"));
+        }
+        if let Some(why) = service["unfit"].as_str() {
+            state.push_str(&format!(" ({why})"));
+        }
+        let health = &service["health"];
+        let health = match (health["state"].as_str(), health["last"].as_str()) {
+            (Some(state), Some(last)) => format!("{state}: {last}"),
+            (Some(state), None) => state.to_string(),
+            _ => "-".to_string(),
+        };
         rows.push(vec![
             text(&service["name"]),
             text(&service["ip"]),
             text(&service["interface"]),
             text(&service["owner"]),
-            text(&service["state"]),
+            state,
             duration_s(&service["since_s"]),
+            health,
         ]);
     }
     out.push('\n');
@@ -317,7 +339,10 @@ mod tests {
             "uptime_s": 75, "draining": false, "digest_agreement": true,
             "services": [
                 {"name": "web", "ip": "192.0.2.200", "interface": "eth0", "owner": "n1", "state": "owner", "since_s": 70},
-                {"name": "web6", "ip": "2001:db8::200", "interface": "eth0", "owner": null, "state": "no owner", "since_s": null}
+                {"name": "web6", "ip": "2001:db8::200", "interface": "eth0", "owner": null, "state": "no owner", "since_s": null},
+                {"name": "db", "ip": "192.0.2.201", "interface": "eth1", "owner": "n2", "state": "lingering", "since_s": null,
+                 "linger_left_s": 95, "unfit": "health check failing",
+                 "health": {"state": "failing", "last": "exit 1"}}
             ],
             "peers": [{"node": "n2", "priority": 100, "alive": true, "last_heard_ms": 40, "lease_left_ms": 460,
                        "draining": false, "joining": false, "leaving": false, "same_services": true}]
@@ -328,15 +353,19 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("SERVICE  VIP            INTERFACE  OWNER  STATE     SINCE\n"),
+            text.contains("SERVICE  VIP            INTERFACE  OWNER  STATE                                 SINCE  HEALTH\n"),
             "{text}"
         );
         assert!(
-            text.contains("web      192.0.2.200    eth0       n1     owner     70s\n"),
+            text.contains("web      192.0.2.200    eth0       n1     owner                                 70s    -\n"),
             "{text}"
         );
         assert!(
-            text.contains("web6     2001:db8::200  eth0       -      no owner  -\n"),
+            text.contains("web6     2001:db8::200  eth0       -      no owner                              -      -\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("db       192.0.2.201    eth1       n2     lingering 95s (health check failing)  -      failing: exit 1\n"),
             "{text}"
         );
         assert!(

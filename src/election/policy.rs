@@ -86,6 +86,9 @@ pub struct Change {
     pub acquired: bool,
     /// Why, for people.
     pub reason: &'static str,
+    /// A planned move (drain, hand-over, preemption): the new owner takes
+    /// over at once, and the old one may linger for stale clients.
+    pub planned: bool,
 }
 
 /// Why a planned move was refused.
@@ -173,7 +176,11 @@ pub struct Policy {
     /// A witnessed node we have not heard ourselves may hold services.
     /// Until when, per name hash, such an unheard node may hold services.
     unknown: Vec<(u32, Instant)>,
+    /// Configured for this node (the service's `nodes`).
     eligible: Vec<bool>,
+    /// Why this node cannot serve a service now (link down, health check
+    /// failing), if it cannot.
+    unfit: Vec<Option<&'static str>>,
     draining: bool,
     leaving: bool,
     claims: Vec<bool>,
@@ -266,6 +273,7 @@ impl Policy {
             joining_until: now + settings.lease,
             unknown: Vec::new(),
             eligible,
+            unfit: vec![None; count],
             draining: false,
             leaving: false,
             claims: vec![false; count],
@@ -354,6 +362,7 @@ impl Policy {
         !self.leaving
             && !self.draining
             && self.eligible[index]
+            && self.unfit[index].is_none()
             && self.handing_over[index].is_none()
     }
 
@@ -516,13 +525,20 @@ impl Policy {
         }
     }
 
-    /// Marks whether this node may own service `index` (link, health).
-    pub fn set_eligible(&mut self, now: Instant, index: usize, eligible: bool) {
-        if self.eligible.get(index).is_some_and(|e| *e != eligible) {
-            self.eligible[index] = eligible;
+    /// Says why this node cannot serve service `index` now (its link is
+    /// down, its health check fails), or `None` when it can. An owned
+    /// service is released at once with that reason.
+    pub fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<&'static str>) {
+        if self.unfit.get(index).is_some_and(|r| *r != reason) {
+            self.unfit[index] = reason;
             self.changed();
             self.evaluate(now);
         }
+    }
+
+    /// Why this node cannot serve service `index` now, if it cannot.
+    pub fn unfit(&self, index: usize) -> Option<&'static str> {
+        self.unfit.get(index).copied().flatten()
     }
 
     /// Releases everything for good: the next heartbeat says "leaving".
@@ -590,7 +606,7 @@ impl Policy {
                     } else if self.draining {
                         "draining"
                     } else {
-                        "not eligible"
+                        self.unfit[index].unwrap_or("not eligible")
                     })
                 } else if view.better_claimant {
                     Some("a better ranked node claims it too")
@@ -602,6 +618,10 @@ impl Policy {
                     None
                 };
                 if let Some(reason) = release {
+                    let planned = !self.leaving
+                        && self.unfit[index].is_none()
+                        && self.eligible[index]
+                        && (self.draining || view.better_candidate && !view.better_claimant);
                     self.claims[index] = false;
                     self.acquired_at[index] = None;
                     self.contested[index] = false;
@@ -610,6 +630,7 @@ impl Policy {
                         service: index,
                         acquired: false,
                         reason,
+                        planned,
                     });
                 } else if view.any_claimant {
                     if !self.contested[index] {
@@ -636,6 +657,7 @@ impl Policy {
                     service: index,
                     acquired: true,
                     reason: "best candidate and nobody claims it",
+                    planned: false,
                 });
             }
         }
@@ -646,7 +668,13 @@ impl Policy {
     /// and is not announced again. Removed ones are released. Peers' bitmaps
     /// describe the old list, so they count again only from their next
     /// heartbeat that carries the new digest.
-    pub fn set_services(&mut self, now: Instant, services: Vec<ServiceSpec>) {
+    /// `unfit` says, per new service, why this node cannot serve it now.
+    pub fn set_services(
+        &mut self,
+        now: Instant,
+        services: Vec<ServiceSpec>,
+        unfit: Vec<Option<&'static str>>,
+    ) {
         let old = std::mem::take(&mut self.services);
         let count = services.len();
         let mut claims = vec![false; count];
@@ -676,6 +704,8 @@ impl Policy {
             .iter()
             .map(|s| s.nodes.is_empty() || s.nodes.contains(&self.settings.node))
             .collect();
+        self.unfit = unfit;
+        self.unfit.resize(count, None);
         self.claims = claims;
         self.acquired_at = acquired_at;
         self.handing_over = handing_over;
@@ -731,6 +761,7 @@ impl Policy {
             service: index,
             acquired: false,
             reason: "handed over",
+            planned: true,
         });
         Ok(())
     }

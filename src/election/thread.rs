@@ -1,7 +1,7 @@
 //! The election thread: the UDP heartbeat socket, the `Policy`, and the
 //! ownership snapshots it publishes to the responder.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
@@ -15,10 +15,12 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::{json, Value};
 
 use super::policy::{HandoverError, Policy, Reject, Scratch, ServiceSpec, Settings};
+use crate::actions::thread::{Command as ActionsCommand, HealthReport};
 use crate::channel::{mailbox, Mailbox};
-use crate::config::{self, Config, Service};
+use crate::config::{self, Bind, Config, Service};
 use crate::control::protocol::{code, Request, Response};
 use crate::control::server::Event as ControlEvent;
+use crate::link::LinkState;
 use crate::ownership::{Ownership, Vip};
 use crate::responder::thread::Command as ResponderCommand;
 use crate::sys::{iface, udp};
@@ -35,6 +37,19 @@ pub enum Command {
     LogCounters,
     /// Re-read the configuration file (SIGHUP).
     Reload,
+    /// An interface changed (the link thread).
+    Link(LinkState),
+    /// An address was added to or removed from an interface.
+    Address {
+        /// The address.
+        ip: IpAddr,
+        /// The interface's name, if known.
+        interface: Option<String>,
+        /// Added (true) or removed.
+        added: bool,
+    },
+    /// A health check result (the actions thread).
+    Health(HealthReport),
     /// A control request; the answer goes to `reply_to` tagged with `id`.
     Control {
         /// The control request id.
@@ -145,8 +160,8 @@ fn random_incarnation() -> u64 {
 }
 
 /// The services in canonical (name) order, as the election and the
-/// responder need them.
-pub fn canonical(services: &[Service]) -> (Vec<ServiceSpec>, Vec<Vip>) {
+/// responder need them; `bind` is the global default.
+pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip>) {
     let mut services: Vec<&Service> = services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     let specs = services
@@ -163,6 +178,7 @@ pub fn canonical(services: &[Service]) -> (Vec<ServiceSpec>, Vec<Vip>) {
             name: s.name.clone(),
             ip: s.ip,
             interface: s.interface.clone(),
+            route: s.bind.unwrap_or(bind) == Bind::Route,
         })
         .collect();
     (specs, vips)
@@ -176,8 +192,17 @@ pub struct ElectionThread {
     destinations: Vec<SocketAddr>,
     policy: Policy,
     vips: Vec<Vip>,
+    /// Per canonical service: whether it has a health check.
+    checked: Vec<bool>,
     key: Option<Vec<u8>>,
     responder: Mailbox<ResponderCommand>,
+    actions: Mailbox<ActionsCommand>,
+    /// Interfaces by name: (present, usable), as the link thread reports.
+    links: HashMap<String, (bool, bool)>,
+    /// The last health report per service.
+    health: HashMap<String, HealthReport>,
+    /// Services handed over recently, still routed here until the instant.
+    linger: BTreeMap<String, (Vip, Instant)>,
     counters: Counters,
     mismatched: BTreeSet<String>,
     last_log: Option<Instant>,
@@ -187,6 +212,8 @@ pub struct ElectionThread {
     config_path: PathBuf,
     running: Config,
     runtime: Vec<Service>,
+    /// The service list last applied (to see which checks changed).
+    previous: Vec<Service>,
 }
 
 impl ElectionThread {
@@ -197,6 +224,7 @@ impl ElectionThread {
         config_path: &Path,
         key: Option<Vec<u8>>,
         responder: Mailbox<ResponderCommand>,
+        actions: Mailbox<ActionsCommand>,
     ) -> io::Result<(ElectionThread, Mailbox<Command>)> {
         let poll = Poll::new()?;
         let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
@@ -240,7 +268,7 @@ impl ElectionThread {
             }
         }
         let all: Vec<Service> = config.services.iter().chain(&runtime).cloned().collect();
-        let (specs, vips) = canonical(&all);
+        let (specs, vips) = canonical(&all, config.bind);
         let settings = Settings {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -268,36 +296,163 @@ impl ElectionThread {
                 if key.is_some() { ", authenticated" } else { "" }
             );
         }
-        Ok((
-            ElectionThread {
-                poll,
-                commands,
-                socket,
-                destinations,
-                policy,
-                vips,
-                key,
-                responder,
-                counters: Counters::default(),
-                mismatched: BTreeSet::new(),
-                last_log: None,
-                suppressed: 0,
-                started: Instant::now(),
-                config_path: config_path.to_path_buf(),
-                running: config.clone(),
-                runtime,
-                summary: json!({
-                    "node": config.node,
-                    "cluster": config.cluster,
-                    "priority": config.priority,
-                    "mode": config.mode,
-                    "preempt": config.preempt,
-                    "interval_ms": heartbeat.interval_ms,
-                    "lease_ms": heartbeat.lease_ms,
-                }),
-            },
-            mailbox,
-        ))
+        let mut thread = ElectionThread {
+            poll,
+            commands,
+            socket,
+            destinations,
+            policy,
+            vips,
+            checked: Vec::new(),
+            key,
+            responder,
+            actions,
+            links: HashMap::new(),
+            health: HashMap::new(),
+            linger: BTreeMap::new(),
+            counters: Counters::default(),
+            mismatched: BTreeSet::new(),
+            last_log: None,
+            suppressed: 0,
+            started: Instant::now(),
+            config_path: config_path.to_path_buf(),
+            running: config.clone(),
+            runtime,
+            previous: Vec::new(),
+            summary: json!({
+                "node": config.node,
+                "cluster": config.cluster,
+                "priority": config.priority,
+                "mode": config.mode,
+                "preempt": config.preempt,
+                "interval_ms": heartbeat.interval_ms,
+                "lease_ms": heartbeat.lease_ms,
+            }),
+        };
+        thread.checked = thread.checks_of(&all);
+        thread.previous = all;
+        let now = Instant::now();
+        for index in 0..thread.vips.len() {
+            let unfit = thread.unfit_of(index);
+            thread.policy.set_unfit(now, index, unfit);
+        }
+        thread.configure_actions();
+        Ok((thread, mailbox))
+    }
+
+    /// Per canonical service, whether it has a health check.
+    fn checks_of(&self, services: &[Service]) -> Vec<bool> {
+        self.vips
+            .iter()
+            .map(|vip| {
+                services
+                    .iter()
+                    .any(|s| s.name == vip.name && s.health.is_some())
+            })
+            .collect()
+    }
+
+    /// Why this node cannot serve canonical service `index` now, if so.
+    fn unfit_of(&mut self, index: usize) -> Option<&'static str> {
+        let vip = &self.vips[index];
+        let (present, usable) = match self.links.get(&vip.interface) {
+            Some(link) => *link,
+            None => {
+                let link = match iface::lookup(&vip.interface) {
+                    Ok(info) => (true, info.up && info.running),
+                    Err(_) => (false, false),
+                };
+                self.links.insert(vip.interface.clone(), link);
+                link
+            }
+        };
+        if !present {
+            return Some("interface gone");
+        }
+        if !usable {
+            return Some("link down");
+        }
+        if self.checked.get(index).copied().unwrap_or(false) {
+            return match self.health.get(&vip.name).and_then(|r| r.healthy) {
+                Some(true) => None,
+                Some(false) => Some("health check failing"),
+                None => Some("health check pending"),
+            };
+        }
+        None
+    }
+
+    /// Re-evaluates every service's fitness (after a link or health change).
+    fn refresh_unfit(&mut self, now: Instant) {
+        for index in 0..self.vips.len() {
+            let unfit = self.unfit_of(index);
+            self.policy.set_unfit(now, index, unfit);
+        }
+        self.publish(now);
+    }
+
+    /// Tells the actions thread the services and hooks in force.
+    fn configure_actions(&self) {
+        let _ = self.actions.send(ActionsCommand::Configure {
+            services: self.all_services(),
+            hooks: self.running.hooks.clone(),
+            bind: self.running.bind,
+        });
+    }
+
+    fn on_link(&mut self, now: Instant, state: LinkState) {
+        let link = (state.present, state.usable);
+        let before = self.links.insert(state.name.clone(), link);
+        let managed = self.vips.iter().any(|v| v.interface == state.name);
+        if managed && before != Some(link) {
+            let what = match link {
+                (false, _) => "deleted",
+                (true, false) => "down (no VIPs here until it is up)",
+                (true, true) => "up",
+            };
+            info!("{}: {what}", state.name);
+            self.refresh_unfit(now);
+        }
+    }
+
+    fn on_address(&self, ip: IpAddr, interface: Option<String>, added: bool) {
+        if added && self.vips.iter().any(|v| v.ip == ip) {
+            warn!(
+                "{ip} was configured as an address on {}: the kernel now answers ARP/NS for it \
+                 itself, whoever owns it; remove it (ip address del {ip} dev ...)",
+                interface.as_deref().unwrap_or("an interface")
+            );
+        }
+    }
+
+    fn on_health(&mut self, now: Instant, report: HealthReport) {
+        let Some(index) = self.vips.iter().position(|v| v.name == report.service) else {
+            return;
+        };
+        let before = self.health.insert(report.service.clone(), report);
+        let after = self
+            .health
+            .get(&self.vips[index].name)
+            .and_then(|r| r.healthy);
+        if before.and_then(|r| r.healthy) != after {
+            self.refresh_unfit(now);
+        }
+    }
+
+    /// Ends lingers whose time is up; the next instant one ends.
+    fn expire_linger(&mut self, now: Instant) -> Option<Instant> {
+        let before = self.linger.len();
+        self.linger.retain(|name, (_, until)| {
+            let keep = now < *until;
+            if !keep {
+                info!("{name}: linger over; no longer accepting its traffic here");
+            }
+            keep
+        });
+        if self.linger.len() != before {
+            self.publish_ownership();
+        }
+        self.linger.values().map(|(_, until)| *until).min()
     }
 
     /// Runs until `Leave`.
@@ -315,11 +470,13 @@ impl ElectionThread {
             if self.policy.wants_send(now) {
                 self.send(now, &mut scratch, &mut out);
             }
+            let linger_ends = self.expire_linger(now);
             let timeout = if pending {
                 Duration::ZERO
             } else {
-                self.policy
-                    .poll_at(now)
+                let at = self.policy.poll_at(now);
+                linger_ends
+                    .map_or(at, |end| at.min(end))
                     .saturating_duration_since(Instant::now())
             };
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -331,6 +488,8 @@ impl ElectionThread {
                 match command {
                     Command::Leave => {
                         let now = Instant::now();
+                        // Nothing of l2vip stays behind: no linger at exit.
+                        self.linger.clear();
                         self.policy.leave(now);
                         self.publish(now);
                         for _ in 0..LEAVING_COPIES {
@@ -340,6 +499,13 @@ impl ElectionThread {
                         return Ok(());
                     }
                     Command::LogCounters => self.log_state(),
+                    Command::Link(state) => self.on_link(Instant::now(), state),
+                    Command::Address {
+                        ip,
+                        interface,
+                        added,
+                    } => self.on_address(ip, interface, added),
+                    Command::Health(report) => self.on_health(Instant::now(), report),
                     Command::Reload => {
                         let response = self.reload(Instant::now());
                         match (&response.data, &response.error) {
@@ -401,9 +567,26 @@ impl ElectionThread {
 
     /// Hands the current service list to the election and the responder.
     fn apply_services(&mut self, now: Instant) {
-        let (specs, vips) = canonical(&self.all_services());
-        self.policy.set_services(now, specs);
+        let all = self.all_services();
+        let (specs, vips) = canonical(&all, self.running.bind);
         self.vips = vips;
+        self.checked = self.checks_of(&all);
+        // Health reports of services that are gone or whose check changed
+        // no longer count: the actions thread starts those checks afresh.
+        let old: Vec<Service> = std::mem::take(&mut self.previous);
+        self.health.retain(|name, _| {
+            let now_ = all.iter().find(|s| &s.name == name);
+            let then = old.iter().find(|s| &s.name == name);
+            matches!((now_, then), (Some(a), Some(b)) if a.health == b.health && a.ip == b.ip && a.interface == b.interface)
+        });
+        self.previous = all;
+        // A lingering service that is gone or changed stops lingering.
+        let vips = &self.vips;
+        self.linger
+            .retain(|name, (vip, _)| vips.iter().any(|v| &v.name == name && v == vip && v.route));
+        let unfit = (0..self.vips.len()).map(|i| self.unfit_of(i)).collect();
+        self.policy.set_services(now, specs, unfit);
+        self.configure_actions();
         for name in self.policy.take_removed() {
             info!("released {name}: removed");
         }
@@ -526,13 +709,18 @@ impl ElectionThread {
                 .any(|s| s.name == r.name || s.ip == r.ip)
         });
         let dropped = before - self.runtime.len();
-        let services_changed = old.services != new.services || dropped > 0;
+        let services_changed = old.services != new.services || dropped > 0 || old.bind != new.bind;
+        let (old_bind, old_hooks) = (old.bind, old.hooks.clone());
         self.key = key;
         self.policy.set_priority(now, new.priority, new.preempt);
         self.running.services = new.services;
         self.running.priority = new.priority;
         self.running.preempt = new.preempt;
         self.running.heartbeat.key_file = new.heartbeat.key_file;
+        let actions_changed = (old_bind, &old_hooks) != (new.bind, &new.hooks);
+        self.running.bind = new.bind;
+        self.running.linger_s = new.linger_s;
+        self.running.hooks = new.hooks;
         if let Value::Object(summary) = &mut self.summary {
             summary.insert("priority".into(), new.priority.into());
             summary.insert("preempt".into(), new.preempt.into());
@@ -547,6 +735,8 @@ impl ElectionThread {
         }
         if services_changed {
             self.apply_services(now);
+        } else if actions_changed {
+            self.configure_actions();
         }
         Response::ok(json!({
             "services": self.vips.len(),
@@ -597,11 +787,27 @@ impl ElectionThread {
             .enumerate()
             .map(|(index, vip)| {
                 let owner = self.policy.owner(index, now);
-                let state = match owner {
-                    Some(node) if node == self.policy_node() => "owner",
-                    Some(_) => "standby",
-                    None => "no owner",
+                let linger_left = self
+                    .linger
+                    .get(&vip.name)
+                    .map(|(_, until)| until.saturating_duration_since(now).as_secs());
+                let state = match (owner, linger_left) {
+                    (Some(node), _) if node == self.policy_node() => "owner",
+                    (_, Some(_)) => "lingering",
+                    (Some(_), None) => "standby",
+                    (None, None) => "no owner",
                 };
+                let health = self.checked[index].then(|| {
+                    let report = self.health.get(&vip.name);
+                    json!({
+                        "state": match report.and_then(|r| r.healthy) {
+                            Some(true) => "passing",
+                            Some(false) => "failing",
+                            None => "pending",
+                        },
+                        "last": report.map(|r| r.detail.as_str()),
+                    })
+                });
                 json!({
                     "name": vip.name,
                     "ip": vip.ip,
@@ -609,6 +815,9 @@ impl ElectionThread {
                     "owner": owner,
                     "state": state,
                     "since_s": self.policy.acquired_at(index).map(|at| now.saturating_duration_since(at).as_secs()),
+                    "unfit": self.policy.unfit(index),
+                    "linger_left_s": linger_left,
+                    "health": health,
                 })
             })
             .collect();
@@ -831,26 +1040,42 @@ impl ElectionThread {
     }
 
     /// Sends the current ownership to the responder, changed or not.
+    /// The snapshot goes to the actions thread, which installs routes and
+    /// then hands it to the responder.
     fn publish_ownership(&mut self) {
         let ownership = Ownership {
             vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
+            lingering: self.linger.values().map(|(vip, _)| vip.clone()).collect(),
         };
         if self
-            .responder
-            .send(ResponderCommand::Own(Arc::new(ownership)))
+            .actions
+            .send(ActionsCommand::Own(Arc::new(ownership)))
             .is_err()
         {
-            warn!("the responder is gone; ownership not applied");
+            warn!("the actions thread is gone; ownership not applied");
         }
     }
 
     /// Publishes ownership changes to the responder and logs them.
-    fn publish(&mut self, _now: Instant) {
+    fn publish(&mut self, now: Instant) {
         let changes = self.policy.take_changes();
         let reannounce = self.policy.take_reannounce();
         if !changes.is_empty() {
+            let linger = Duration::from_secs(self.running.linger_s);
             for change in &changes {
                 let vip = &self.vips[change.service];
+                if change.acquired {
+                    self.linger.remove(&vip.name);
+                } else if change.planned && vip.route && !linger.is_zero() {
+                    info!(
+                        "{}: still accepting its traffic here for {} s (linger) for clients \
+                         with stale caches",
+                        vip.name,
+                        linger.as_secs()
+                    );
+                    self.linger
+                        .insert(vip.name.clone(), (vip.clone(), now + linger));
+                }
                 let verb = if change.acquired {
                     "acquired"
                 } else {

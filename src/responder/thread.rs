@@ -17,6 +17,7 @@ use super::counters::{DropReason, LogLimit};
 use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::Announce;
+use crate::link::LinkState;
 use crate::ownership::Ownership;
 use crate::sys::bpf;
 use crate::sys::iface;
@@ -31,6 +32,9 @@ pub enum Command {
     Own(Arc<Ownership>),
     /// Announce these VIPs again (a conflicting claim was settled in our favour).
     Reannounce(Vec<IpAddr>),
+    /// An interface changed: reopen sockets on a new index, take a new
+    /// MAC, announce again when the link comes back.
+    Link(LinkState),
     /// Write the counters to the log.
     LogCounters,
     /// Send the counters to the control thread, for request `id`.
@@ -63,6 +67,8 @@ enum Kind {
 #[derive(Debug)]
 struct Port {
     name: String,
+    index: u32,
+    usable: bool,
     arp: PacketSocket,
     ndp: PacketSocket,
     joined: HashSet<[u8; 6]>,
@@ -121,22 +127,10 @@ impl ResponderThread {
         let context =
             |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{name}: {what}: {e}"));
         let info = iface::lookup(name).map_err(|e| context("interface", e))?;
-        let arp = PacketSocket::open(info.index, ETH_P_ARP, &bpf::ARP)
-            .map_err(|e| context("ARP packet socket", e))?;
-        let ndp = PacketSocket::open(info.index, ETH_P_IPV6, &bpf::NEIGHBOR_SOLICIT)
-            .map_err(|e| context("NDP packet socket", e))?;
         let slot = self.ports.len();
-        let registry = self.poll.registry();
-        registry.register(
-            &mut SourceFd(&arp.as_raw_fd()),
-            token(slot, Kind::Arp),
-            Interest::READABLE,
-        )?;
-        registry.register(
-            &mut SourceFd(&ndp.as_raw_fd()),
-            token(slot, Kind::Ndp),
-            Interest::READABLE,
-        )?;
+        let (arp, ndp) = self
+            .open_sockets(info.index, slot)
+            .map_err(|e| context("packet socket", e))?;
         let mac = EthernetAddress(info.mac);
         info!(
             "{name}: answering on ifindex {} with MAC {mac}{}",
@@ -145,6 +139,8 @@ impl ResponderThread {
         );
         self.ports.push(Port {
             name: name.to_string(),
+            index: info.index,
+            usable: info.up && info.running,
             arp,
             ndp,
             joined: HashSet::new(),
@@ -156,6 +152,80 @@ impl ResponderThread {
         });
         self.responder.replace_interfaces(interfaces);
         Ok(slot)
+    }
+
+    /// Opens and registers the ARP and NDP sockets of `slot` on `index`.
+    fn open_sockets(&self, index: u32, slot: usize) -> io::Result<(PacketSocket, PacketSocket)> {
+        let arp = PacketSocket::open(index, ETH_P_ARP, &bpf::ARP)?;
+        let ndp = PacketSocket::open(index, ETH_P_IPV6, &bpf::NEIGHBOR_SOLICIT)?;
+        let registry = self.poll.registry();
+        registry.register(
+            &mut SourceFd(&arp.as_raw_fd()),
+            token(slot, Kind::Arp),
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&ndp.as_raw_fd()),
+            token(slot, Kind::Ndp),
+            Interest::READABLE,
+        )?;
+        Ok((arp, ndp))
+    }
+
+    fn link(&mut self, state: &LinkState) {
+        let Some(slot) = self.slot_of(&state.name) else {
+            return;
+        };
+        let now = Instant::now();
+        if !state.present {
+            self.ports[slot].usable = false;
+            return;
+        }
+        if self.ports[slot].index != state.index {
+            // Deleted and re-created: the old sockets are bound to a dead index.
+            let port = &self.ports[slot];
+            let registry = self.poll.registry();
+            let _ = registry.deregister(&mut SourceFd(&port.arp.as_raw_fd()));
+            let _ = registry.deregister(&mut SourceFd(&port.ndp.as_raw_fd()));
+            match self.open_sockets(state.index, slot) {
+                Ok((arp, ndp)) => {
+                    let port = &mut self.ports[slot];
+                    port.arp = arp;
+                    port.ndp = ndp;
+                    port.index = state.index;
+                    let groups = std::mem::take(&mut port.joined);
+                    info!(
+                        "{}: re-created (index {}); sockets reopened",
+                        state.name, state.index
+                    );
+                    for mac in groups {
+                        self.join_mac(slot, mac);
+                    }
+                    self.responder.reannounce(now, slot);
+                }
+                Err(e) => error!("{}: cannot reopen its sockets: {e}", state.name),
+            }
+        }
+        if let Some(mac) = state.mac {
+            let mut interfaces = self.responder.interfaces().to_vec();
+            if interfaces[slot].mac.0 != mac {
+                info!(
+                    "{}: MAC changed {} -> {}; announcing again",
+                    state.name,
+                    interfaces[slot].mac,
+                    EthernetAddress(mac)
+                );
+                interfaces[slot].mac = EthernetAddress(mac);
+                self.responder.replace_interfaces(interfaces);
+                self.responder.reannounce(now, slot);
+            }
+        }
+        let port = &mut self.ports[slot];
+        if state.usable && !port.usable {
+            debug!("{}: link up; announcing owned VIPs again", state.name);
+            self.responder.reannounce(now, slot);
+        }
+        self.ports[slot].usable = state.usable;
     }
 
     /// Runs until `Shutdown` arrives or the loop fails.
@@ -188,6 +258,7 @@ impl ResponderThread {
                 match command {
                     Command::Own(ownership) => self.own(&ownership),
                     Command::Reannounce(ips) => self.responder.reannounce_ips(Instant::now(), &ips),
+                    Command::Link(state) => self.link(&state),
                     Command::LogCounters => info!("counters: {}", self.responder.counters),
                     Command::Counters { id, reply_to } => {
                         let counters = self.responder.counters.to_json();
@@ -239,7 +310,10 @@ impl ResponderThread {
 
     /// Joins the solicited-node group's MAC so the NIC delivers its NS.
     fn join(&mut self, slot: usize, group: [u8; 16]) {
-        let mac = EthernetAddress::ipv6_multicast(&group).0;
+        self.join_mac(slot, EthernetAddress::ipv6_multicast(&group).0);
+    }
+
+    fn join_mac(&mut self, slot: usize, mac: [u8; 6]) {
         let port = &mut self.ports[slot];
         if port.joined.contains(&mac) {
             return;

@@ -5,7 +5,9 @@
 pub mod bpf;
 pub mod cred;
 pub mod iface;
+pub mod netlink;
 pub mod packet;
+pub mod process;
 pub mod signal;
 pub mod udp;
 

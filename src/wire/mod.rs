@@ -11,6 +11,7 @@ pub mod ethernet;
 pub mod heartbeat;
 pub mod icmpv6;
 pub mod ipv6;
+pub mod netlink;
 
 use core::fmt;
 

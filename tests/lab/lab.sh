@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The l2vip lab: network namespaces joined by one bridge.
 #
-#   lab.sh up NAME NODES [--side-link]   build NAME-br, NAME-c, NAME-n1..NAME-nNODES
+#   lab.sh up NAME NODES [--side-link|--vip-link]
+#                                        build NAME-br, NAME-c, NAME-n1..NAME-nNODES
 #   lab.sh down NAME                     end the lab's processes, delete its namespaces
 #   lab.sh list NAME                     print the lab's namespaces
 #
@@ -12,6 +13,8 @@
 #   --side-link adds a direct veth, without addresses, between client eth1
 #   (MAC 02:4c:32:00:01:64) and node 1 eth1 (MAC 02:4c:32:00:01:01), to send
 #   frames to a node on an interface that holds no VIP.
+#   --vip-link gives every node a second bridge port, eth1 (no addresses,
+#   MAC 02:4c:32:00:02:0I), so VIPs can live apart from the heartbeats.
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -85,7 +88,11 @@ up() {
         ip -n "$name-n$i" addr add "2001:db8::$((10 + i))/64" dev eth0 nodad
     done
 
-    if [[ $side == --side-link ]]; then
+    if [[ $side == --vip-link ]]; then
+        for (( i = 1; i <= nodes; i++ )); do
+            attach "$name-n$i" eth1 "02:4c:32:00:02:0$i" "q$i"
+        done
+    elif [[ $side == --side-link ]]; then
         ip -n "$name-c" link add eth1 address 02:4c:32:00:01:64 type veth \
             peer name eth1 address 02:4c:32:00:01:01 netns "$name-n1"
         ip -n "$name-c" link set eth1 up
@@ -95,8 +102,8 @@ up() {
 }
 
 case ${1:-} in
-    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link]"; up "$2" "$3" "${4:-}" ;;
+    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link]"; up "$2" "$3" "${4:-}" ;;
     down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
     list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
-    *) die "usage: lab.sh up NAME NODES [--side-link] | down NAME | list NAME" ;;
+    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link] | down NAME | list NAME" ;;
 esac

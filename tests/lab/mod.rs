@@ -46,6 +46,17 @@ pub struct Lab {
 impl Lab {
     /// Builds a lab; `side_link` adds the client eth1 <-> node 1 eth1 link.
     pub fn up(nodes: usize, side_link: bool) -> Lab {
+        Lab::build(nodes, if side_link { Some("--side-link") } else { None })
+    }
+
+    /// Builds a lab whose nodes have a second port on the bridge, `eth1`
+    /// (no addresses; MAC `vip_link_mac(i)`), to carry VIPs apart from the
+    /// heartbeats on eth0.
+    pub fn up_vip_link(nodes: usize) -> Lab {
+        Lab::build(nodes, Some("--vip-link"))
+    }
+
+    fn build(nodes: usize, option: Option<&str>) -> Lab {
         let name = format!(
             "l{}x{}",
             std::process::id() % 100_000,
@@ -57,9 +68,7 @@ impl Lab {
         let lab = Lab { name, dir };
         let mut command = Command::new(lab_dir().join("lab.sh"));
         command.args(["up", &lab.name, &nodes.to_string()]);
-        if side_link {
-            command.arg("--side-link");
-        }
+        command.args(option);
         let out = command.output().expect("run lab.sh");
         assert!(
             out.status.success(),
@@ -508,4 +517,28 @@ pub fn neighbour_mac(lab: &Lab, ip: &str) -> Option<String> {
 /// Node `i`'s MAC in the lab.
 pub fn node_mac(i: usize) -> String {
     format!("02:4c:32:00:00:{i:02x}")
+}
+
+/// Node `i`'s eth1 MAC in a lab built with `up_vip_link`.
+pub fn vip_link_mac(i: usize) -> String {
+    format!("02:4c:32:00:02:{i:02x}")
+}
+
+/// Seconds since the epoch, to compare with tcpdump's `-tt` stamps.
+pub fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The time of the first gratuitous ARP request for `vip` in a capture.
+pub fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
+    decoded
+        .lines()
+        .find(|l| l.contains(&format!("Request who-has {vip} tell {vip}")))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

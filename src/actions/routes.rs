@@ -1,0 +1,277 @@
+//! Local routes for owned VIPs, and the kernel settings that keep the
+//! kernel itself from answering ARP for them.
+//!
+//! With a `local` route in the `local` table the kernel accepts traffic for
+//! the VIP without the address being configured on an interface. Linux then
+//! also answers ARP for it unless `arp_ignore` is at least 1 (answer only for
+//! addresses configured on the receiving interface), and it would use the
+//! VIP as the sender address of its own ARP requests unless `arp_announce`
+//! is 2 (which would point other hosts' caches at this node during linger).
+//! IPv6 needs nothing: a local route is not an interface address, so the
+//! kernel neither answers Neighbor Solicitations for it nor uses it as the
+//! source of its own.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use log::{info, warn};
+
+use crate::sys::netlink::NetlinkSocket;
+use crate::wire::netlink::{self, LocalRoute, Message};
+
+/// How long the kernel may take to answer one request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Receive buffer for answers and dumps (the kernel sends at most 32 KiB).
+const BUFFER: usize = 64 * 1024;
+
+/// The routes l2vip has installed, and the socket to change them.
+pub struct Routes {
+    socket: NetlinkSocket,
+    seq: u32,
+    out: Vec<u8>,
+    buffer: Vec<u8>,
+    /// VIP → (interface name, ifindex) of the route in place.
+    installed: BTreeMap<IpAddr, (String, u32)>,
+}
+
+impl Routes {
+    /// Opens the request socket.
+    pub fn open() -> io::Result<Routes> {
+        Ok(Routes {
+            socket: NetlinkSocket::open(0, false, ANSWER_TIMEOUT)?,
+            seq: 0,
+            out: Vec::with_capacity(128),
+            buffer: vec![0; BUFFER],
+            installed: BTreeMap::new(),
+        })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends the request in `self.out` and waits for its answer.
+    fn request(&mut self, seq: u32) -> io::Result<()> {
+        self.socket.send(&self.out)?;
+        for _ in 0..16 {
+            let Some(len) = self.socket.recv(&mut self.buffer)? else {
+                break;
+            };
+            for message in netlink::messages(&self.buffer[..len]) {
+                match message {
+                    Ok(Message::Ack {
+                        seq: answered,
+                        errno,
+                    }) if answered == seq => {
+                        return if errno == 0 {
+                            Ok(())
+                        } else {
+                            Err(io::Error::from_raw_os_error(errno))
+                        };
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("netlink answer: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the kernel did not answer",
+        ))
+    }
+
+    fn change(&mut self, add: bool, route: LocalRoute) -> io::Result<()> {
+        let seq = self.next_seq();
+        netlink::route_request(&mut self.out, add, route, seq);
+        self.request(seq)
+    }
+
+    /// Removes l2vip's routes left in the `local` table by an earlier run
+    /// that did not stop cleanly; returns how many.
+    pub fn remove_stale(&mut self) -> io::Result<usize> {
+        let mut stale = Vec::new();
+        for family in [netlink::AF_INET, netlink::AF_INET6] {
+            let seq = self.next_seq();
+            netlink::dump_request(&mut self.out, netlink::RTM_GETROUTE, family, seq);
+            self.socket.send(&self.out)?;
+            'dump: loop {
+                let Some(len) = self.socket.recv(&mut self.buffer)? else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "route dump: the kernel did not answer",
+                    ));
+                };
+                for message in netlink::messages(&self.buffer[..len]) {
+                    match message {
+                        Ok(Message::Done { .. }) => break 'dump,
+                        Ok(Message::Ack { errno, .. }) if errno != 0 => {
+                            return Err(io::Error::from_raw_os_error(errno))
+                        }
+                        Ok(Message::Route(route))
+                            if route.protocol == netlink::PROTOCOL
+                                && route.table == u32::from(netlink::TABLE_LOCAL)
+                                && route.kind == netlink::RTN_LOCAL =>
+                        {
+                            if let (Some((ip, _)), Some(ifindex)) = (route.dst, route.oif) {
+                                stale.push(LocalRoute { ip, ifindex });
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("route dump: {e}"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        for route in &stale {
+            match self.change(false, *route) {
+                Ok(()) => info!("removed a stale l2vip route for {}", route.ip),
+                Err(e) => warn!("cannot remove the stale route for {}: {e}", route.ip),
+            }
+        }
+        Ok(stale.len())
+    }
+
+    /// The VIPs with a route in place now.
+    pub fn installed(&self) -> impl Iterator<Item = (&IpAddr, &str)> {
+        self.installed
+            .iter()
+            .map(|(ip, (name, _))| (ip, name.as_str()))
+    }
+
+    /// Makes the installed routes exactly `wanted` (VIP → interface):
+    /// adds first when `adding`, else removes. Failures are logged and
+    /// retried on the next call.
+    pub fn apply(&mut self, wanted: &BTreeMap<IpAddr, String>, adding: bool) {
+        if adding {
+            for (ip, interface) in wanted {
+                if self
+                    .installed
+                    .get(ip)
+                    .is_some_and(|(name, _)| name == interface)
+                {
+                    continue;
+                }
+                let Some(ifindex) = crate::sys::iface::index(interface) else {
+                    warn!("{interface}: no such interface; no local route for {ip}");
+                    continue;
+                };
+                match self.change(true, LocalRoute { ip: *ip, ifindex }) {
+                    Ok(()) => {
+                        info!("{ip}: local route added on {interface}");
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => warn!(
+                        "{ip}: the kernel already has a local route for it (is it an address \
+                         on this host?); the kernel may answer ARP/NS for it itself"
+                    ),
+                    Err(e) => {
+                        warn!("{ip}: cannot add a local route on {interface}: {e}");
+                        continue;
+                    }
+                }
+                self.installed.insert(*ip, (interface.clone(), ifindex));
+            }
+        } else {
+            let gone: Vec<(IpAddr, u32)> = self
+                .installed
+                .iter()
+                .filter(|(ip, (name, _))| wanted.get(*ip) != Some(name))
+                .map(|(ip, (_, ifindex))| (*ip, *ifindex))
+                .collect();
+            for (ip, ifindex) in gone {
+                match self.change(false, LocalRoute { ip, ifindex }) {
+                    Ok(()) => info!("{ip}: local route removed"),
+                    // Gone with its interface, or never ours.
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)
+                        ) => {}
+                    Err(e) => {
+                        warn!("{ip}: cannot remove the local route: {e}");
+                        continue;
+                    }
+                }
+                self.installed.remove(&ip);
+            }
+        }
+    }
+
+    /// An interface came back under a new index: the kernel dropped its
+    /// routes with the old one, so they are added again on the next `apply`.
+    pub fn forget_interface(&mut self, interface: &str) {
+        self.installed.retain(|_, (name, _)| name != interface);
+    }
+}
+
+/// The values l2vip needs for `net.ipv4.conf.<interface>.<key>`: at least
+/// these (the kernel uses the larger of `all` and the interface's own).
+pub const ARP_SETTINGS: [(&str, u8); 2] = [("arp_ignore", 1), ("arp_announce", 2)];
+
+/// The ARP sysctls l2vip raised, with their values before, to put back
+/// at exit.
+#[derive(Debug, Default)]
+pub struct ArpSettings {
+    changed: BTreeMap<(String, &'static str), String>,
+}
+
+fn sysctl_path(interface: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{interface}/{key}")
+}
+
+impl ArpSettings {
+    /// Raises `arp_ignore` and `arp_announce` on `interface` where they are
+    /// lower than needed, and logs each change.
+    pub fn ensure(&mut self, interface: &str) {
+        for (key, needed) in ARP_SETTINGS {
+            let path = sysctl_path(interface, key);
+            let current = match std::fs::read_to_string(&path) {
+                Ok(text) => text.trim().to_string(),
+                Err(e) => {
+                    warn!("{interface}: cannot read {path}: {e}");
+                    continue;
+                }
+            };
+            if current.parse::<u8>().is_ok_and(|value| value >= needed) {
+                continue;
+            }
+            match std::fs::write(&path, format!("{needed}\n")) {
+                Ok(()) => {
+                    info!(
+                        "{interface}: set net.ipv4.conf.{interface}.{key} {current} -> {needed} \
+                         so the kernel does not answer ARP for VIPs itself"
+                    );
+                    self.changed
+                        .entry((interface.to_string(), key))
+                        .or_insert(current);
+                }
+                Err(e) => warn!(
+                    "{interface}: cannot set {path} to {needed}: {e}; the kernel may answer ARP \
+                     for VIPs itself"
+                ),
+            }
+        }
+    }
+
+    /// Puts back every value `ensure` changed.
+    pub fn restore(&mut self) {
+        for ((interface, key), value) in std::mem::take(&mut self.changed) {
+            let path = sysctl_path(&interface, key);
+            if let Err(e) = std::fs::write(&path, format!("{value}\n")) {
+                warn!("{interface}: cannot restore {path} to {value}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! The actions thread: applies ownership to the host (local routes, the
+//! kernel's ARP settings) before the responder announces anything, runs
+//! the hooks, and runs the health checks whose results decide, in the
+//! election, whether this node may serve a VIP.
+//!
+//! Nothing here waits: commands are child processes read through pipes,
+//! TCP checks are non-blocking connects, all bounded by timeouts in the
+//! loop's own clock.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use log::{info, warn};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::children::{Child, Outcome};
+use super::health::Health;
+use super::routes::{ArpSettings, Routes};
+use crate::channel::{mailbox, Mailbox};
+use crate::config::{self, Bind, Check, Hooks, Service};
+use crate::election::thread::Command as ElectionCommand;
+use crate::link::LinkState;
+use crate::ownership::{Ownership, Vip};
+use crate::responder::thread::Command as ResponderCommand;
+
+/// Messages to the actions thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Apply this ownership (routes, hooks), then pass it to the responder.
+    Own(Arc<Ownership>),
+    /// The services (health checks, interfaces) and hooks in force.
+    Configure {
+        /// Every service.
+        services: Vec<Service>,
+        /// The hook commands.
+        hooks: Hooks,
+        /// The global `bind`.
+        bind: Bind,
+    },
+    /// An interface changed.
+    Link(LinkState),
+    /// Remove every route, put the kernel settings back and stop.
+    Shutdown,
+}
+
+/// A health result for the election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The service.
+    pub service: String,
+    /// `None` until the first result.
+    pub healthy: Option<bool>,
+    /// The last result, for people: "connected", "exit 1", "timed out".
+    pub detail: String,
+}
+
+const WAKER: Token = Token(0);
+/// While children run, the loop looks for their exit this often.
+const REAP_TICK: Duration = Duration::from_millis(20);
+/// Hook events waiting per service; older ones are dropped beyond this.
+const MAX_QUEUED_HOOKS: usize = 8;
+/// How long running hooks may finish at exit before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
+
+/// What a child process is for.
+#[derive(Debug)]
+enum Purpose {
+    Hook { service: String },
+    Check { service: String },
+}
+
+#[derive(Debug)]
+struct Run {
+    child: Child,
+    purpose: Purpose,
+}
+
+#[derive(Debug)]
+struct HookEvent {
+    event: &'static str,
+    vip: Vip,
+}
+
+/// One service's health check and its state.
+#[derive(Debug)]
+struct CheckState {
+    spec: config::Health,
+    service: Service,
+    health: Health,
+    next_at: Instant,
+    probe: Option<Probe>,
+}
+
+#[derive(Debug)]
+enum Probe {
+    Tcp {
+        stream: TcpStream,
+        token: Token,
+        deadline: Instant,
+    },
+    Exec {
+        token: Token,
+    },
+}
+
+/// The actions thread's state.
+pub struct ActionsThread {
+    poll: Poll,
+    commands: Receiver<Command>,
+    node: String,
+    responder: Mailbox<ResponderCommand>,
+    election: Option<Mailbox<ElectionCommand>>,
+    routes: Routes,
+    arp: ArpSettings,
+    current: Arc<Ownership>,
+    hooks: Hooks,
+    bind: Bind,
+    services: Vec<Service>,
+    indices: HashMap<String, u32>,
+    checks: BTreeMap<String, CheckState>,
+    runs: HashMap<Token, Run>,
+    hook_queue: BTreeMap<String, VecDeque<HookEvent>>,
+    next_token: usize,
+}
+
+impl ActionsThread {
+    /// Opens the route socket and removes routes a crashed run left.
+    pub fn new(
+        node: &str,
+        hooks: Hooks,
+        responder: Mailbox<ResponderCommand>,
+    ) -> io::Result<(ActionsThread, Mailbox<Command>)> {
+        let poll = Poll::new()?;
+        let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
+        let mut routes = Routes::open()
+            .map_err(|e| io::Error::new(e.kind(), format!("netlink route socket: {e}")))?;
+        match routes.remove_stale() {
+            Ok(0) => {}
+            Ok(count) => info!("removed {count} l2vip routes left by an earlier run"),
+            Err(e) => warn!("cannot look for stale l2vip routes: {e}"),
+        }
+        Ok((
+            ActionsThread {
+                poll,
+                commands,
+                node: node.to_string(),
+                responder,
+                election: None,
+                routes,
+                arp: ArpSettings::default(),
+                current: Arc::new(Ownership::default()),
+                hooks,
+                bind: Bind::Route,
+                services: Vec::new(),
+                indices: HashMap::new(),
+                checks: BTreeMap::new(),
+                runs: HashMap::new(),
+                hook_queue: BTreeMap::new(),
+                next_token: 1,
+            },
+            mailbox,
+        ))
+    }
+
+    /// Where health results go (the election is built after this thread).
+    pub fn report_to(&mut self, election: Mailbox<ElectionCommand>) {
+        self.election = Some(election);
+    }
+
+    fn token(&mut self) -> Token {
+        self.next_token = self.next_token.wrapping_add(1).max(1);
+        Token(self.next_token)
+    }
+
+    /// Runs until `Shutdown`.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(32);
+        loop {
+            let now = Instant::now();
+            self.tick(now);
+            let timeout = self
+                .wake_at(now)
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                let token = event.token();
+                if token != WAKER {
+                    self.on_event(token);
+                }
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                match command {
+                    Command::Own(ownership) => self.own(ownership),
+                    Command::Configure {
+                        services,
+                        hooks,
+                        bind,
+                    } => self.configure(services, hooks, bind),
+                    Command::Link(state) => self.link(state),
+                    Command::Shutdown => {
+                        self.shutdown();
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next instant the loop has something to do, if any.
+    fn wake_at(&self, now: Instant) -> Option<Instant> {
+        let checks = self.checks.values().map(|c| match &c.probe {
+            None => c.next_at,
+            Some(Probe::Tcp { deadline, .. }) => *deadline,
+            Some(Probe::Exec { .. }) => now + REAP_TICK,
+        });
+        let children = self
+            .runs
+            .values()
+            .map(|run| run.child.deadline().min(now + REAP_TICK));
+        checks.chain(children).min()
+    }
+
+    fn on_event(&mut self, token: Token) {
+        if let Some(run) = self.runs.get_mut(&token) {
+            if run.child.read_output() {
+                if let Some(output) = run.child.output_mut() {
+                    let _ = self.poll.registry().deregister(output);
+                }
+            }
+            return;
+        }
+        let finished = self
+            .checks
+            .iter()
+            .find_map(|(name, check)| match &check.probe {
+                Some(Probe::Tcp { token: t, .. }) if *t == token => Some(name.clone()),
+                _ => None,
+            });
+        if let Some(name) = finished {
+            self.finish_tcp(&name, Instant::now());
+        }
+    }
+
+    /// Time-driven work: children that ended or overran, checks that are
+    /// due or timed out.
+    fn tick(&mut self, now: Instant) {
+        let ended: Vec<(Token, Outcome)> = self
+            .runs
+            .iter_mut()
+            .filter_map(|(token, run)| run.child.poll(now).map(|outcome| (*token, outcome)))
+            .collect();
+        for (token, outcome) in ended {
+            let Some(mut run) = self.runs.remove(&token) else {
+                continue;
+            };
+            if let Some(output) = run.child.output_mut() {
+                let _ = self.poll.registry().deregister(output);
+            }
+            match run.purpose {
+                Purpose::Hook { service } => {
+                    if !outcome.success() {
+                        warn!("{}: {}", run.child.label(), outcome.describe());
+                    }
+                    self.next_hook(&service);
+                }
+                Purpose::Check { service } => {
+                    let ok = outcome.success();
+                    self.record(&service, ok, outcome.describe(), now);
+                }
+            }
+        }
+        let overdue: Vec<String> = self
+            .checks
+            .iter()
+            .filter(
+                |(_, c)| matches!(c.probe, Some(Probe::Tcp { deadline, .. }) if now >= deadline),
+            )
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in overdue {
+            if let Some(check) = self.checks.get_mut(&name) {
+                if let Some(Probe::Tcp { mut stream, .. }) = check.probe.take() {
+                    let _ = self.poll.registry().deregister(&mut stream);
+                }
+            }
+            self.record(&name, false, "timed out".into(), now);
+        }
+        let due: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|(_, c)| c.probe.is_none() && now >= c.next_at)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in due {
+            self.start_check(&name, now);
+        }
+    }
+
+    fn start_check(&mut self, name: &str, now: Instant) {
+        let token = self.token();
+        let Some(check) = self.checks.get_mut(name) else {
+            return;
+        };
+        check.next_at = now + check.spec.interval();
+        let timeout = check.spec.timeout();
+        let started = match &check.spec.check {
+            Check::Tcp(address) => connect(*address).and_then(|mut stream| {
+                self.poll
+                    .registry()
+                    .register(&mut stream, token, Interest::WRITABLE)?;
+                Ok(Probe::Tcp {
+                    stream,
+                    token,
+                    deadline: now + timeout,
+                })
+            }),
+            Check::Exec(command) => {
+                let env = service_env(&self.node, &check.service);
+                let label = format!("health check of {name}");
+                Child::spawn(command, &env, label, timeout).and_then(|mut child| {
+                    if let Some(output) = child.output_mut() {
+                        self.poll
+                            .registry()
+                            .register(output, token, Interest::READABLE)?;
+                    }
+                    self.runs.insert(
+                        token,
+                        Run {
+                            child,
+                            purpose: Purpose::Check {
+                                service: name.to_string(),
+                            },
+                        },
+                    );
+                    Ok(Probe::Exec { token })
+                })
+            }
+        };
+        match started {
+            Ok(probe) => check.probe = Some(probe),
+            Err(e) => self.record(name, false, format!("cannot start: {e}"), now),
+        }
+    }
+
+    fn finish_tcp(&mut self, name: &str, now: Instant) {
+        let Some(check) = self.checks.get_mut(name) else {
+            return;
+        };
+        let Some(Probe::Tcp { mut stream, .. }) = check.probe.take() else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut stream);
+        // A connect that finished: an error is waiting, or a peer exists.
+        let (ok, detail) = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => (false, e.to_string()),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => (true, "connected".to_string()),
+                Err(e) => (false, e.to_string()),
+            },
+        };
+        self.record(name, ok, detail, now);
+    }
+
+    /// Takes one check result; the election hears about every result.
+    fn record(&mut self, name: &str, ok: bool, detail: String, now: Instant) {
+        let Some(check) = self.checks.get_mut(name) else {
+            return;
+        };
+        check.probe = None;
+        let (rise, fall) = (check.spec.rise, check.spec.fall);
+        if let Some(healthy) = check.health.record(ok, detail.clone(), now, rise, fall) {
+            if healthy {
+                info!("{name}: health check passes ({detail})");
+            } else {
+                warn!("{name}: health check fails ({detail})");
+            }
+        }
+        let report = HealthReport {
+            service: name.to_string(),
+            healthy: check.health.healthy,
+            detail,
+        };
+        if let Some(election) = &self.election {
+            let _ = election.send(ElectionCommand::Health(report));
+        }
+    }
+
+    /// The routes `ownership` needs: owned and lingering VIPs with `route`.
+    fn wanted(ownership: &Ownership) -> BTreeMap<IpAddr, String> {
+        ownership
+            .vips
+            .iter()
+            .chain(&ownership.lingering)
+            .filter(|vip| vip.route)
+            .map(|vip| (vip.ip, vip.interface.clone()))
+            .collect()
+    }
+
+    fn own(&mut self, ownership: Arc<Ownership>) {
+        // Routes first, so the kernel accepts the traffic the announcements
+        // bring; removals after the responder has stopped answering.
+        let wanted = Self::wanted(&ownership);
+        self.routes.apply(&wanted, true);
+        if self
+            .responder
+            .send(ResponderCommand::Own(Arc::clone(&ownership)))
+            .is_err()
+        {
+            warn!("the responder is gone; ownership not applied");
+        }
+        self.routes.apply(&wanted, false);
+        let key = |vip: &Vip| (vip.name.clone(), vip.ip);
+        let before: Vec<_> = self.current.vips.iter().map(key).collect();
+        let after: Vec<_> = ownership.vips.iter().map(key).collect();
+        let released: Vec<Vip> = self
+            .current
+            .vips
+            .iter()
+            .filter(|vip| !after.contains(&key(vip)))
+            .cloned()
+            .collect();
+        let acquired: Vec<Vip> = ownership
+            .vips
+            .iter()
+            .filter(|vip| !before.contains(&key(vip)))
+            .cloned()
+            .collect();
+        for vip in released {
+            self.queue_hook("release", vip);
+        }
+        for vip in acquired {
+            self.queue_hook("acquire", vip);
+        }
+        self.current = ownership;
+    }
+
+    fn queue_hook(&mut self, event: &'static str, vip: Vip) {
+        let command = match event {
+            "acquire" => &self.hooks.on_acquire,
+            _ => &self.hooks.on_release,
+        };
+        if command.is_none() {
+            return;
+        }
+        let service = vip.name.clone();
+        let queue = self.hook_queue.entry(service.clone()).or_default();
+        if queue.len() >= MAX_QUEUED_HOOKS {
+            if let Some(dropped) = queue.pop_front() {
+                warn!(
+                    "{service}: hooks are falling behind; the {} hook queued earlier is skipped",
+                    dropped.event
+                );
+            }
+        }
+        queue.push_back(HookEvent { event, vip });
+        let running = self
+            .runs
+            .values()
+            .any(|run| matches!(&run.purpose, Purpose::Hook { service: s } if *s == service));
+        if !running {
+            self.next_hook(&service);
+        }
+    }
+
+    /// Starts the next queued hook of `service`: one at a time per service,
+    /// in order.
+    fn next_hook(&mut self, service: &str) {
+        let Some(event) = self
+            .hook_queue
+            .get_mut(service)
+            .and_then(VecDeque::pop_front)
+        else {
+            self.hook_queue.remove(service);
+            return;
+        };
+        let (name, command) = match event.event {
+            "acquire" => ("on_acquire", self.hooks.on_acquire.clone()),
+            _ => ("on_release", self.hooks.on_release.clone()),
+        };
+        let Some(command) = command else {
+            return self.next_hook(service);
+        };
+        let mut env = vip_env(&self.node, &event.vip);
+        env.push(("L2VIP_EVENT", event.event.to_string()));
+        let label = format!("hook {name} for {service}");
+        let token = self.token();
+        let spawned = Child::spawn(&command, &env, label.clone(), self.hooks.timeout()).and_then(
+            |mut child| {
+                if let Some(output) = child.output_mut() {
+                    self.poll
+                        .registry()
+                        .register(output, token, Interest::READABLE)?;
+                }
+                Ok(child)
+            },
+        );
+        match spawned {
+            Ok(child) => {
+                self.runs.insert(
+                    token,
+                    Run {
+                        child,
+                        purpose: Purpose::Hook {
+                            service: service.to_string(),
+                        },
+                    },
+                );
+            }
+            Err(e) => {
+                warn!("{label}: cannot start: {e}");
+                self.next_hook(service);
+            }
+        }
+    }
+
+    fn configure(&mut self, services: Vec<Service>, hooks: Hooks, bind: Bind) {
+        let now = Instant::now();
+        self.bind = bind;
+        for service in &services {
+            if self.routes_for(service) {
+                self.arp.ensure(&service.interface);
+            }
+        }
+        // Checks whose service and settings are unchanged keep their state.
+        let mut old = std::mem::take(&mut self.checks);
+        for service in &services {
+            let Some(spec) = &service.health else {
+                continue;
+            };
+            let same = |c: &CheckState| {
+                c.spec == *spec
+                    && c.service.ip == service.ip
+                    && c.service.interface == service.interface
+            };
+            let check = match old.remove(&service.name) {
+                Some(check) if same(&check) => check,
+                other => {
+                    if let Some(mut stale) = other {
+                        self.drop_probe(&mut stale);
+                    }
+                    CheckState {
+                        spec: spec.clone(),
+                        service: service.clone(),
+                        health: Health::new(),
+                        next_at: now,
+                        probe: None,
+                    }
+                }
+            };
+            self.checks.insert(service.name.clone(), check);
+        }
+        for (_, mut stale) in old {
+            self.drop_probe(&mut stale);
+        }
+        self.services = services;
+        self.hooks = hooks;
+    }
+
+    /// Whether `service` gets a local route while owned.
+    fn routes_for(&self, service: &Service) -> bool {
+        service.bind.unwrap_or(self.bind) == Bind::Route
+    }
+
+    fn drop_probe(&mut self, check: &mut CheckState) {
+        match check.probe.take() {
+            Some(Probe::Tcp { mut stream, .. }) => {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Some(Probe::Exec { token }) => {
+                if let Some(mut run) = self.runs.remove(&token) {
+                    run.child.kill();
+                    if let Some(output) = run.child.output_mut() {
+                        let _ = self.poll.registry().deregister(output);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn link(&mut self, state: LinkState) {
+        let managed = self.services.iter().any(|s| s.interface == state.name);
+        if !managed || !state.present {
+            return;
+        }
+        let before = self.indices.insert(state.name.clone(), state.index);
+        if before.is_some_and(|index| index != state.index) {
+            // Re-created: new defaults for its sysctls, and the kernel
+            // dropped the routes that pointed at the old index.
+            info!(
+                "{}: re-created (index {}); applying routes and settings again",
+                state.name, state.index
+            );
+            if self
+                .services
+                .iter()
+                .any(|s| s.interface == state.name && self.routes_for(s))
+            {
+                self.arp.ensure(&state.name);
+            }
+            self.routes.forget_interface(&state.name);
+            let wanted = Self::wanted(&self.current);
+            self.routes.apply(&wanted, true);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.routes.apply(&BTreeMap::new(), false);
+        let left: Vec<String> = self
+            .routes
+            .installed()
+            .map(|(ip, _)| ip.to_string())
+            .collect();
+        if !left.is_empty() {
+            warn!("routes left in place: {}", left.join(", "));
+        }
+        self.arp.restore();
+        let names: Vec<String> = self.checks.keys().cloned().collect();
+        for name in names {
+            if let Some(mut check) = self.checks.remove(&name) {
+                self.drop_probe(&mut check);
+            }
+        }
+        // Release hooks started on the way out get a moment to finish.
+        let deadline = Instant::now() + SHUTDOWN_GRACE.min(self.hooks.timeout());
+        while !self.runs.is_empty() && Instant::now() < deadline {
+            let now = Instant::now();
+            self.runs.retain(|_, run| {
+                run.child.read_output();
+                run.child.poll(now).is_none()
+            });
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for run in self.runs.values_mut() {
+            warn!("{}: still running at exit; killed", run.child.label());
+            run.child.kill();
+        }
+        info!("actions stopping");
+    }
+}
+
+fn connect(address: SocketAddr) -> io::Result<TcpStream> {
+    TcpStream::connect(address)
+}
+
+fn service_env(node: &str, service: &Service) -> Vec<(&'static str, String)> {
+    vec![
+        ("L2VIP_NODE", node.to_string()),
+        ("L2VIP_SERVICE", service.name.clone()),
+        ("L2VIP_VIP", service.ip.to_string()),
+        ("L2VIP_INTERFACE", service.interface.clone()),
+    ]
+}
+
+fn vip_env(node: &str, vip: &Vip) -> Vec<(&'static str, String)> {
+    vec![
+        ("L2VIP_NODE", node.to_string()),
+        ("L2VIP_SERVICE", vip.name.clone()),
+        ("L2VIP_VIP", vip.ip.to_string()),
+        ("L2VIP_INTERFACE", vip.interface.clone()),
+    ]
+}

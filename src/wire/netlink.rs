@@ -1,0 +1,580 @@
+//! rtnetlink messages (RFC 3549, `linux/rtnetlink.h`): the requests l2vip
+//! sends to install and remove local routes and to dump links and routes,
+//! and a checked reader for what the kernel sends back.
+//!
+//! Netlink is host byte order. Every length the kernel gives is checked
+//! against the buffer; a message that does not fit ends the walk with
+//! `Error::Truncated` instead of reading past it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::Error;
+
+/// `NLMSG_ERROR`: an acknowledgement (error 0) or a failure.
+pub const NLMSG_ERROR: u16 = 2;
+/// `NLMSG_DONE`: the end of a dump.
+pub const NLMSG_DONE: u16 = 3;
+/// `RTM_NEWLINK`.
+pub const RTM_NEWLINK: u16 = 16;
+/// `RTM_DELLINK`.
+pub const RTM_DELLINK: u16 = 17;
+/// `RTM_GETLINK`.
+pub const RTM_GETLINK: u16 = 18;
+/// `RTM_NEWADDR`.
+pub const RTM_NEWADDR: u16 = 20;
+/// `RTM_DELADDR`.
+pub const RTM_DELADDR: u16 = 21;
+/// `RTM_NEWROUTE`.
+pub const RTM_NEWROUTE: u16 = 24;
+/// `RTM_DELROUTE`.
+pub const RTM_DELROUTE: u16 = 25;
+/// `RTM_GETROUTE`.
+pub const RTM_GETROUTE: u16 = 26;
+
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+
+/// Multicast group of link changes (`RTMGRP_LINK`).
+pub const GROUP_LINK: u32 = 0x1;
+/// Multicast group of IPv4 address changes (`RTMGRP_IPV4_IFADDR`).
+pub const GROUP_IPV4_ADDRESS: u32 = 0x10;
+/// Multicast group of IPv6 address changes (`RTMGRP_IPV6_IFADDR`).
+pub const GROUP_IPV6_ADDRESS: u32 = 0x100;
+
+/// `AF_INET`.
+pub const AF_INET: u8 = 2;
+/// `AF_INET6`.
+pub const AF_INET6: u8 = 10;
+/// `AF_UNSPEC`.
+pub const AF_UNSPEC: u8 = 0;
+
+/// The `local` routing table.
+pub const TABLE_LOCAL: u8 = 255;
+/// Route type `local`: delivered to this host.
+pub const RTN_LOCAL: u8 = 2;
+/// Route scope `host`.
+pub const SCOPE_HOST: u8 = 254;
+/// The route protocol that marks l2vip's routes (`ip route show proto 76`);
+/// no other routing daemon in iproute2's `rt_protos` uses it.
+pub const PROTOCOL: u8 = 76;
+
+/// `IFF_UP`: administratively up.
+pub const IFF_UP: u32 = 0x1;
+/// `IFF_LOWER_UP`: the driver signals carrier.
+pub const IFF_LOWER_UP: u32 = 0x1_0000;
+
+const HEADER_LEN: usize = 16;
+const IFINFO_LEN: usize = 16;
+const IFADDR_LEN: usize = 8;
+const RTMSG_LEN: usize = 12;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_TABLE: u16 = 15;
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// Builds one request into `out` (cleared first): header, fixed part,
+/// attributes. The length is filled in at the end.
+struct Builder<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(out: &'a mut Vec<u8>, kind: u16, flags: u16, seq: u32) -> Builder<'a> {
+        out.clear();
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        Builder { out }
+    }
+
+    fn bytes(self, bytes: &[u8]) -> Self {
+        self.out.extend_from_slice(bytes);
+        self
+    }
+
+    fn attribute(self, kind: u16, value: &[u8]) -> Self {
+        let len = 4 + value.len();
+        self.out.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.out.extend_from_slice(&kind.to_ne_bytes());
+        self.out.extend_from_slice(value);
+        self.out.resize(align(self.out.len()), 0);
+        self
+    }
+
+    fn finish(self) {
+        let len = self.out.len() as u32;
+        self.out[..4].copy_from_slice(&len.to_ne_bytes());
+    }
+}
+
+/// A route l2vip installs: `local IP dev IFINDEX table local proto 76`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalRoute {
+    /// The VIP.
+    pub ip: IpAddr,
+    /// The interface the VIP lives on.
+    pub ifindex: u32,
+}
+
+fn family_of(ip: &IpAddr) -> (u8, u8) {
+    match ip {
+        IpAddr::V4(_) => (AF_INET, 32),
+        IpAddr::V6(_) => (AF_INET6, 128),
+    }
+}
+
+fn address_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// `RTM_NEWROUTE` (or `RTM_DELROUTE` when `add` is false) for `route`,
+/// asking for an acknowledgement. Adding never replaces a route someone
+/// else made (`NLM_F_EXCL`); deleting names l2vip's protocol, so the
+/// kernel only removes l2vip's own route.
+pub fn route_request(out: &mut Vec<u8>, add: bool, route: LocalRoute, seq: u32) {
+    let (family, len) = family_of(&route.ip);
+    let (kind, flags) = if add {
+        (RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    } else {
+        (RTM_DELROUTE, NLM_F_ACK)
+    };
+    let rtmsg = [
+        family,
+        len,
+        0,
+        0,
+        TABLE_LOCAL,
+        PROTOCOL,
+        SCOPE_HOST,
+        RTN_LOCAL,
+        0,
+        0,
+        0,
+        0,
+    ];
+    Builder::new(out, kind, flags, seq)
+        .bytes(&rtmsg)
+        .attribute(RTA_DST, &address_bytes(&route.ip))
+        .attribute(RTA_OIF, &route.ifindex.to_ne_bytes())
+        .attribute(RTA_TABLE, &u32::from(TABLE_LOCAL).to_ne_bytes())
+        .finish();
+}
+
+/// A dump request: `RTM_GETLINK` or `RTM_GETROUTE` for `family`.
+pub fn dump_request(out: &mut Vec<u8>, kind: u16, family: u8, seq: u32) {
+    let fixed: &[u8] = if kind == RTM_GETLINK {
+        &[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    } else {
+        &[family, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    };
+    Builder::new(out, kind, NLM_F_DUMP, seq)
+        .bytes(fixed)
+        .finish();
+}
+
+/// A link as the kernel describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The interface index.
+    pub index: u32,
+    /// Its name.
+    pub name: String,
+    /// `IFF_*` flags.
+    pub flags: u32,
+    /// Its hardware address, when it has a 6-byte one.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Link {
+    /// Administratively up with carrier: it can carry a VIP.
+    pub fn usable(&self) -> bool {
+        self.flags & (IFF_UP | IFF_LOWER_UP) == IFF_UP | IFF_LOWER_UP
+    }
+}
+
+/// A route from a dump or an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The routing table.
+    pub table: u32,
+    /// Who made it.
+    pub protocol: u8,
+    /// `RTN_*` type.
+    pub kind: u8,
+    /// Destination with its prefix length.
+    pub dst: Option<(IpAddr, u8)>,
+    /// Output interface.
+    pub oif: Option<u32>,
+}
+
+/// One message read from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A link exists or changed (`RTM_NEWLINK`).
+    Link(Link),
+    /// A link was deleted (`RTM_DELLINK`).
+    LinkGone(Link),
+    /// An address was added to (true) or removed from (false) an interface.
+    Address {
+        /// Added or removed.
+        added: bool,
+        /// The interface.
+        index: u32,
+        /// The address.
+        ip: IpAddr,
+    },
+    /// A route (`RTM_NEWROUTE`).
+    Route(Route),
+    /// The answer to request `seq`: 0 is success, otherwise a positive errno.
+    Ack {
+        /// The request.
+        seq: u32,
+        /// 0 or an errno.
+        errno: i32,
+    },
+    /// The end of the dump `seq`.
+    Done {
+        /// The request.
+        seq: u32,
+    },
+    /// Something l2vip does not use.
+    Other,
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Result<u16, Error> {
+    let raw = bytes.get(at..at + 2).ok_or(Error::Truncated)?;
+    Ok(u16::from_ne_bytes([raw[0], raw[1]]))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Result<u32, Error> {
+    let raw = bytes.get(at..at + 4).ok_or(Error::Truncated)?;
+    Ok(u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]))
+}
+
+/// The attributes after a fixed part: (type, value) pairs, checked.
+fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), Error>> {
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let item = (|| {
+            let len = usize::from(u16_at(bytes, 0)?);
+            let kind = u16_at(bytes, 2)? & 0x3fff;
+            if len < 4 {
+                return Err(Error::Malformed);
+            }
+            let value = bytes.get(4..len).ok_or(Error::Truncated)?;
+            Ok((kind, value, align(len).min(bytes.len())))
+        })();
+        match item {
+            Ok((kind, value, next)) => {
+                bytes = &bytes[next..];
+                Some(Ok((kind, value)))
+            }
+            Err(e) => {
+                bytes = &[];
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+fn ip_from(family: u8, value: &[u8]) -> Result<IpAddr, Error> {
+    match (family, value.len()) {
+        (AF_INET, 4) => Ok(IpAddr::V4(Ipv4Addr::new(
+            value[0], value[1], value[2], value[3],
+        ))),
+        (AF_INET6, 16) => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(value);
+            Ok(IpAddr::V6(Ipv6Addr::from(octets)))
+        }
+        _ => Err(Error::Malformed),
+    }
+}
+
+fn parse_link(body: &[u8]) -> Result<Link, Error> {
+    let fixed = body.get(..IFINFO_LEN).ok_or(Error::Truncated)?;
+    let index = u32_at(fixed, 4)?;
+    let flags = u32_at(fixed, 8)?;
+    let mut link = Link {
+        index,
+        name: String::new(),
+        flags,
+        mac: None,
+    };
+    for attribute in attributes(&body[IFINFO_LEN..]) {
+        let (kind, value) = attribute?;
+        match kind {
+            IFLA_IFNAME => {
+                let name = value.split(|b| *b == 0).next().unwrap_or_default();
+                link.name = std::str::from_utf8(name)
+                    .map_err(|_| Error::Malformed)?
+                    .to_string();
+            }
+            IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(value).ok(),
+            _ => {}
+        }
+    }
+    if link.name.is_empty() {
+        return Err(Error::Malformed);
+    }
+    Ok(link)
+}
+
+fn parse_address(body: &[u8], added: bool) -> Result<Message, Error> {
+    let fixed = body.get(..IFADDR_LEN).ok_or(Error::Truncated)?;
+    let family = fixed[0];
+    let index = u32_at(fixed, 4)?;
+    let mut address = None;
+    let mut local = None;
+    for attribute in attributes(&body[IFADDR_LEN..]) {
+        let (kind, value) = attribute?;
+        match kind {
+            IFA_ADDRESS => address = Some(ip_from(family, value)?),
+            IFA_LOCAL => local = Some(ip_from(family, value)?),
+            _ => {}
+        }
+    }
+    // On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
+    let ip = local.or(address).ok_or(Error::Malformed)?;
+    Ok(Message::Address { added, index, ip })
+}
+
+fn parse_route(body: &[u8]) -> Result<Message, Error> {
+    let fixed = body.get(..RTMSG_LEN).ok_or(Error::Truncated)?;
+    let family = fixed[0];
+    let mut route = Route {
+        table: u32::from(fixed[4]),
+        protocol: fixed[5],
+        kind: fixed[7],
+        dst: None,
+        oif: None,
+    };
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(Message::Other);
+    }
+    for attribute in attributes(&body[RTMSG_LEN..]) {
+        let (kind, value) = attribute?;
+        match kind {
+            RTA_DST => route.dst = Some((ip_from(family, value)?, fixed[1])),
+            RTA_OIF => route.oif = Some(u32_at(value, 0)?),
+            RTA_TABLE => route.table = u32_at(value, 0)?,
+            _ => {}
+        }
+    }
+    Ok(Message::Route(route))
+}
+
+/// Reads every message in one datagram from the kernel. A message whose
+/// length does not fit ends the walk with an error.
+pub fn messages(mut bytes: &[u8]) -> impl Iterator<Item = Result<Message, Error>> + '_ {
+    std::iter::from_fn(move || {
+        if bytes.len() < HEADER_LEN {
+            return None;
+        }
+        let step = (|| {
+            let len = u32_at(bytes, 0)? as usize;
+            if len < HEADER_LEN {
+                return Err(Error::Malformed);
+            }
+            let message = bytes.get(..len).ok_or(Error::Truncated)?;
+            let kind = u16_at(message, 4)?;
+            let seq = u32_at(message, 8)?;
+            let body = &message[HEADER_LEN..];
+            let parsed = match kind {
+                NLMSG_ERROR => {
+                    let raw = body.get(..4).ok_or(Error::Truncated)?;
+                    let error = i32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                    Message::Ack {
+                        seq,
+                        errno: error.checked_neg().ok_or(Error::Malformed)?,
+                    }
+                }
+                NLMSG_DONE => Message::Done { seq },
+                RTM_NEWLINK => Message::Link(parse_link(body)?),
+                RTM_DELLINK => Message::LinkGone(parse_link(body)?),
+                RTM_NEWADDR => parse_address(body, true)?,
+                RTM_DELADDR => parse_address(body, false)?,
+                RTM_NEWROUTE => parse_route(body)?,
+                _ => Message::Other,
+            };
+            Ok((parsed, align(len).min(bytes.len())))
+        })();
+        match step {
+            Ok((message, next)) => {
+                bytes = &bytes[next..];
+                Some(Ok(message))
+            }
+            Err(e) => {
+                bytes = &[];
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((HEADER_LEN + body.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&0u16.to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(body);
+        out.resize(align(out.len()), 0);
+        out
+    }
+
+    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(align(out.len()), 0);
+        out
+    }
+
+    #[test]
+    fn route_requests_are_what_ip_route_sends() {
+        let mut out = Vec::new();
+        let route = LocalRoute {
+            ip: "192.0.2.200".parse().unwrap(),
+            ifindex: 7,
+        };
+        route_request(&mut out, true, route, 9);
+        // Header, rtmsg, then RTA_DST (8), RTA_OIF (8), RTA_TABLE (8).
+        assert_eq!(out.len(), 16 + 12 + 24);
+        assert_eq!(u32_at(&out, 0).unwrap() as usize, out.len());
+        assert_eq!(u16_at(&out, 4).unwrap(), RTM_NEWROUTE);
+        assert_eq!(
+            u16_at(&out, 6).unwrap(),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        assert_eq!(u32_at(&out, 8).unwrap(), 9);
+        assert_eq!(&out[16..24], &[2, 32, 0, 0, 255, 76, 254, 2]);
+        assert_eq!(&out[28..36], &[8, 0, 1, 0, 192, 0, 2, 200]);
+        assert_eq!(u32_at(&out, 40).unwrap(), 7);
+
+        let v6 = LocalRoute {
+            ip: "2001:db8::200".parse().unwrap(),
+            ifindex: 3,
+        };
+        route_request(&mut out, false, v6, 10);
+        assert_eq!(u16_at(&out, 4).unwrap(), RTM_DELROUTE);
+        assert_eq!(u16_at(&out, 6).unwrap(), NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(&out[16..18], &[10, 128]);
+        assert_eq!(out.len(), 16 + 12 + 20 + 8 + 8);
+    }
+
+    #[test]
+    fn reads_links_addresses_routes_and_acks() {
+        let mut link = vec![0u8; IFINFO_LEN];
+        link[4..8].copy_from_slice(&5u32.to_ne_bytes());
+        link[8..12].copy_from_slice(&(IFF_UP | IFF_LOWER_UP).to_ne_bytes());
+        link.extend(attribute(IFLA_IFNAME, b"eth1\0"));
+        link.extend(attribute(IFLA_ADDRESS, &[2, 0x4c, 0x32, 0, 1, 1]));
+        let mut address = vec![AF_INET6, 64, 0, 0];
+        address.extend_from_slice(&5u32.to_ne_bytes());
+        address.extend(attribute(
+            IFA_ADDRESS,
+            &[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0],
+        ));
+        let mut route = vec![
+            AF_INET, 32, 0, 0, 255, PROTOCOL, SCOPE_HOST, RTN_LOCAL, 0, 0, 0, 0,
+        ];
+        route.extend(attribute(RTA_DST, &[192, 0, 2, 200]));
+        route.extend(attribute(RTA_OIF, &5u32.to_ne_bytes()));
+        let mut ack = (-17i32).to_ne_bytes().to_vec();
+        ack.extend_from_slice(&[0; 16]);
+
+        let mut datagram = header(RTM_NEWLINK, 0, &link);
+        datagram.extend(header(RTM_DELADDR, 0, &address));
+        datagram.extend(header(RTM_NEWROUTE, 4, &route));
+        datagram.extend(header(NLMSG_ERROR, 4, &ack));
+        datagram.extend(header(NLMSG_DONE, 4, &[0; 4]));
+        let read: Vec<Message> = messages(&datagram).map(Result::unwrap).collect();
+        assert_eq!(
+            read,
+            vec![
+                Message::Link(Link {
+                    index: 5,
+                    name: "eth1".into(),
+                    flags: IFF_UP | IFF_LOWER_UP,
+                    mac: Some([2, 0x4c, 0x32, 0, 1, 1]),
+                }),
+                Message::Address {
+                    added: false,
+                    index: 5,
+                    ip: "2001:db8::200".parse().unwrap()
+                },
+                Message::Route(Route {
+                    table: 255,
+                    protocol: PROTOCOL,
+                    kind: RTN_LOCAL,
+                    dst: Some(("192.0.2.200".parse().unwrap(), 32)),
+                    oif: Some(5),
+                }),
+                Message::Ack { seq: 4, errno: 17 },
+                Message::Done { seq: 4 },
+            ]
+        );
+        let Message::Link(link) = &read[0] else {
+            unreachable!()
+        };
+        assert!(link.usable());
+    }
+
+    #[test]
+    fn lengths_that_lie_end_the_walk() {
+        let mut link = vec![0u8; IFINFO_LEN];
+        link.extend(attribute(IFLA_IFNAME, b"eth0\0"));
+        let good = header(RTM_NEWLINK, 0, &link);
+        for cut in 0..good.len() {
+            // Every prefix and every corrupted length: an error or nothing, never a panic.
+            let _ = messages(&good[..cut]).count();
+            let mut bad = good.clone();
+            bad[cut] ^= 0xff;
+            let _ = messages(&bad).count();
+        }
+        let mut long = good.clone();
+        long[..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert_eq!(
+            messages(&long).collect::<Vec<_>>(),
+            vec![Err(Error::Truncated)]
+        );
+        let mut attr_lies = good.clone();
+        attr_lies[HEADER_LEN + IFINFO_LEN..HEADER_LEN + IFINFO_LEN + 2]
+            .copy_from_slice(&200u16.to_ne_bytes());
+        assert_eq!(
+            messages(&attr_lies).collect::<Vec<_>>(),
+            vec![Err(Error::Truncated)]
+        );
+        let mut nameless = vec![0u8; IFINFO_LEN];
+        nameless.extend(attribute(IFLA_ADDRESS, &[0; 6]));
+        assert_eq!(
+            messages(&header(RTM_NEWLINK, 0, &nameless)).collect::<Vec<_>>(),
+            vec![Err(Error::Malformed)]
+        );
+    }
+}
