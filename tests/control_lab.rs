@@ -302,7 +302,12 @@ fn forty_clients_at_once_and_the_daemon_keeps_serving() {
         return;
     }
     let lab = Lab::up(1, false);
-    let daemon = lab.daemon(1, r#"{"node": "n1", "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#);
+    // Idle clients are dropped after control.idle_s (60 s unless set).
+    let daemon = lab.daemon(
+        1,
+        r#"{"node": "n1", "control": {"idle_s": 2},
+        "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+    );
     assert!(
         daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
         "{}",
@@ -335,6 +340,19 @@ fn forty_clients_at_once_and_the_daemon_keeps_serving() {
     let (code, table, stderr) = daemon.cli(&["status"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(table.contains("web"), "{table}");
+
+    // A silent client is dropped after idle_s; an active one is not.
+    let mut silent = Conn::open(&daemon.socket);
+    let mut active = Conn::open(&daemon.socket);
+    let opened = Instant::now();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(active.request(json!({"command": "services"}))["ok"], true);
+    }
+    assert!(silent.closed(), "the silent client is still connected");
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    assert_eq!(active.request(json!({"command": "status"}))["ok"], true);
 }
 
 /// A user and a group made for one test, removed on drop.
@@ -623,10 +641,12 @@ fn a_reload_that_adds_a_vip_leaves_the_others_untouched() {
     }
     let ping = handle.join().expect("ping thread").expect("ping runs");
     let decoded = capture.stop();
-    // Replies need the owner's local route (not part of this daemon yet):
-    // what counts here is that the client kept sending to n1 throughout.
+    // Not one ping to VIP A was lost while both nodes reloaded.
     let summary = String::from_utf8_lossy(&ping.stdout);
-    assert!(summary.contains("25 packets transmitted"), "{summary}");
+    assert!(
+        summary.contains("25 packets transmitted, 25 received"),
+        "{summary}"
+    );
     assert_eq!(neighbour_mac(&lab, VIP4), Some(node_mac(1)));
     assert!(
         n1.wait_for_log("acquired extra", Duration::from_secs(2)),

@@ -58,7 +58,7 @@ pub struct Child {
 
 impl Child {
     /// Starts `/bin/sh -c command` with `env` added to the daemon's
-    /// environment, stdin from /dev/null and both output streams into one
+    /// environment (less its own `L2VIP_*` variables), stdin from /dev/null and both output streams into one
     /// pipe read by the caller's loop (`output_mut`).
     pub fn spawn(
         command: &str,
@@ -79,6 +79,13 @@ impl Child {
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
             .process_group(0);
+        // The L2VIP_* variables a child sees are the ones set here, never
+        // leftovers from the daemon's own environment.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("L2VIP_") {
+                builder.env_remove(key);
+            }
+        }
         for (key, value) in env {
             builder.env(key, value);
         }

@@ -3,10 +3,12 @@
 //!
 //! With a `local` route in the `local` table the kernel accepts traffic for
 //! the VIP without the address being configured on an interface. Linux then
-//! also answers ARP for it unless `arp_ignore` is at least 1 (answer only for
-//! addresses configured on the receiving interface), and it would use the
-//! VIP as the sender address of its own ARP requests unless `arp_announce`
-//! is 2 (which would point other hosts' caches at this node during linger).
+//! also answers ARP for it, on every interface (the weak host model), unless
+//! `arp_ignore` is at least 1 (answer only for addresses configured on the
+//! receiving interface), and it would use the VIP as the sender address of
+//! its own ARP requests unless `arp_announce` is 2 (which would point other
+//! hosts' caches at this node during linger). Both are raised on `all`: the
+//! kernel uses the larger of `all` and each interface's own value.
 //! IPv6 needs nothing: a local route is not an interface address, so the
 //! kernel neither answers Neighbor Solicitations for it nor uses it as the
 //! source of its own.
@@ -216,8 +218,7 @@ impl Routes {
     }
 }
 
-/// The values l2vip needs for `net.ipv4.conf.<interface>.<key>`: at least
-/// these (the kernel uses the larger of `all` and the interface's own).
+/// The values l2vip needs for `net.ipv4.conf.all.<key>`: at least these.
 pub const ARP_SETTINGS: [(&str, u8); 2] = [("arp_ignore", 1), ("arp_announce", 2)];
 
 /// The ARP sysctls l2vip raised, with their values before, to put back
@@ -232,8 +233,8 @@ fn sysctl_path(interface: &str, key: &str) -> String {
 }
 
 impl ArpSettings {
-    /// Raises `arp_ignore` and `arp_announce` on `interface` where they are
-    /// lower than needed, and logs each change.
+    /// Raises `arp_ignore` and `arp_announce` of `interface` ("all" for
+    /// every interface) where they are lower than needed; logs each change.
     pub fn ensure(&mut self, interface: &str) {
         for (key, needed) in ARP_SETTINGS {
             let path = sysctl_path(interface, key);

@@ -525,10 +525,8 @@ impl ActionsThread {
     fn configure(&mut self, services: Vec<Service>, hooks: Hooks, bind: Bind) {
         let now = Instant::now();
         self.bind = bind;
-        for service in &services {
-            if self.routes_for(service) {
-                self.arp.ensure(&service.interface);
-            }
+        if services.iter().any(|s| self.routes_for(s)) {
+            self.arp.ensure("all");
         }
         // Checks whose service and settings are unchanged keep their state.
         let mut old = std::mem::take(&mut self.checks);
@@ -597,16 +595,9 @@ impl ActionsThread {
             // Re-created: new defaults for its sysctls, and the kernel
             // dropped the routes that pointed at the old index.
             info!(
-                "{}: re-created (index {}); applying routes and settings again",
+                "{}: re-created (index {}); adding its routes again",
                 state.name, state.index
             );
-            if self
-                .services
-                .iter()
-                .any(|s| s.interface == state.name && self.routes_for(s))
-            {
-                self.arp.ensure(&state.name);
-            }
             self.routes.forget_interface(&state.name);
             let wanted = Self::wanted(&self.current);
             self.routes.apply(&wanted, true);

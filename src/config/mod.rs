@@ -201,6 +201,15 @@ pub struct Control {
     pub socket: String,
     /// A group whose members may use the read-only commands.
     pub group: Option<String>,
+    /// A client silent this long is disconnected.
+    pub idle_s: u64,
+}
+
+impl Control {
+    /// How long a client may stay silent.
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_s)
+    }
 }
 
 /// How a new owner makes the segment learn where a VIP lives.
@@ -350,6 +359,7 @@ fn default_state_file() -> Option<String> {
 struct RawControl {
     socket: Option<String>,
     group: Option<String>,
+    idle_s: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -565,6 +575,7 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
             .clone()
             .unwrap_or_else(|| DEFAULT_SOCKET.to_string()),
         group: raw.control.group.clone(),
+        idle_s: raw.control.idle_s.unwrap_or(60),
     };
     let control_key = |key| [Step::Key("control"), Step::Key(key)];
     if !control.socket.starts_with('/') || control.socket.len() > 107 {
@@ -574,6 +585,12 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
                 "control.socket: {:?} must be an absolute path of at most 107 bytes",
                 control.socket
             ),
+        ));
+    }
+    if !(1..=86_400).contains(&control.idle_s) {
+        return Err(fail(
+            &control_key("idle_s"),
+            format!("control.idle_s: {} is outside 1..86400", control.idle_s),
         ));
     }
     if let Some(group) = &control.group {
@@ -1031,7 +1048,10 @@ mod tests {
         assert_eq!(linger.message, "linger_s: 7200 is over 3600");
         let hook = error(r#"{"hooks": {"on_acquire": " "}}"#);
         assert_eq!(hook.message, "hooks.on_acquire: empty command");
+        let idle = error(r#"{"control": {"idle_s": 0}}"#);
+        assert_eq!(idle.message, "control.idle_s: 0 is outside 1..86400");
         let timeout = error(r#"{"hooks": {"timeout_ms": 5}}"#);
+
         assert!(
             timeout
                 .message

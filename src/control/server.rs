@@ -23,8 +23,6 @@ use crate::sys::cred;
 
 /// Most clients connected at once; one more gets `busy` and is closed.
 pub const MAX_CLIENTS: usize = 32;
-/// A client silent this long is disconnected.
-pub const IDLE: Duration = Duration::from_secs(60);
 /// A reply not written out within this is dropped with its client.
 const WRITE_LIMIT: usize = 4 << 20;
 
@@ -95,6 +93,8 @@ pub struct ControlServer {
     next_id: u64,
     owner_uid: u32,
     group: Option<(u32, Vec<String>)>,
+    /// A client silent this long is disconnected.
+    idle: Duration,
 }
 
 /// The gid and member names of group `name`, from /etc/group.
@@ -193,6 +193,7 @@ impl ControlServer {
                 next_id: 1,
                 owner_uid: cred::effective_uid(),
                 group,
+                idle: control.idle(),
             },
             mailbox,
         ))
@@ -226,7 +227,7 @@ impl ControlServer {
             let timeout = self
                 .clients
                 .values()
-                .map(|c| (c.last_active + IDLE).saturating_duration_since(Instant::now()))
+                .map(|c| (c.last_active + self.idle).saturating_duration_since(Instant::now()))
                 .min();
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -501,7 +502,7 @@ impl ControlServer {
             .clients
             .iter()
             .filter(|(_, c)| {
-                now.saturating_duration_since(c.last_active) >= IDLE && c.waiting.is_none()
+                now.saturating_duration_since(c.last_active) >= self.idle && c.waiting.is_none()
             })
             .map(|(t, _)| *t)
             .collect();

@@ -339,6 +339,11 @@ impl ResponderThread {
             let received = match socket.recv(&mut self.buffer[..]) {
                 Ok(Some(received)) => received,
                 Ok(None) => return true,
+                // The interface went away; the link thread reports it.
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                    debug!("{}: receive failed: {e}", port.name);
+                    return true;
+                }
                 Err(e) => {
                     warn!("{}: receive failed: {e}", port.name);
                     return true;

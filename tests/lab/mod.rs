@@ -235,7 +235,11 @@ impl Lab {
         if let Some(object) = value.as_object_mut() {
             let control = object
                 .entry("control")
-                .or_insert_with(|| serde_json::json!({ "socket": socket.display().to_string() }));
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(keys) = control.as_object_mut() {
+                keys.entry("socket")
+                    .or_insert_with(|| serde_json::json!(socket.display().to_string()));
+            }
             if let Some(path) = control["socket"].as_str() {
                 socket = PathBuf::from(path);
             }
