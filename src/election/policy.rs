@@ -1024,6 +1024,73 @@ mod tests {
             .collect();
         assert_eq!(released.len(), 2, "{released:?}");
         assert!(released.iter().all(|c| c.reason.contains("preempted")));
+        assert!(released.iter().all(|c| c.planned), "a planned move");
+    }
+
+    /// Two nodes that have heard each other for a while; `a` owns both.
+    fn settled(t0: Instant) -> (Policy, Policy, Instant) {
+        let mut a = node("a", 200, false, t0);
+        let mut b = node("b", 50, false, t0);
+        let mut now = t0;
+        while now < t0 + LEASE * 2 {
+            now += INTERVAL;
+            deliver(&mut a, &mut b, now).unwrap();
+            deliver(&mut b, &mut a, now).unwrap();
+            a.on_tick(now);
+            b.on_tick(now);
+        }
+        assert_eq!(owned(&a), vec![0, 1]);
+        a.take_changes();
+        b.take_changes();
+        (a, b, now)
+    }
+
+    #[test]
+    fn unfit_releases_at_once_and_fit_again_moves_nothing_back() {
+        let (mut a, mut b, now) = settled(Instant::now());
+        a.set_unfit(now, 1, Some("link down"));
+        assert_eq!(owned(&a), vec![0], "only the unfit service goes");
+        let changes = a.take_changes();
+        assert_eq!(changes.len(), 1);
+        assert_eq!((changes[0].service, changes[0].reason), (1, "link down"));
+        assert!(!changes[0].planned, "a fault, not a planned move");
+        assert!(a.wants_send(now), "the release goes out at once");
+        deliver(&mut a, &mut b, now).unwrap();
+        assert_eq!(owned(&b), vec![1], "b takes it on that heartbeat");
+        assert_eq!(a.unfit(1), Some("link down"));
+        deliver(&mut b, &mut a, now).unwrap();
+
+        let later = now + INTERVAL;
+        a.set_unfit(later, 1, None);
+        deliver(&mut a, &mut b, later).unwrap();
+        deliver(&mut b, &mut a, later).unwrap();
+        a.on_tick(later);
+        assert_eq!(owned(&a), vec![0], "sticky: b keeps it");
+        // a is a candidate again: a hand-over from b gives it back.
+        b.handover(later, 0).expect_err("b does not own 0");
+        b.handover(later, 1).expect("a is a candidate again");
+        deliver(&mut b, &mut a, later).unwrap();
+        assert_eq!(owned(&a), vec![0, 1]);
+    }
+
+    #[test]
+    fn drain_is_planned_and_a_new_service_list_keeps_what_is_unfit() {
+        let (mut a, _b, now) = settled(Instant::now());
+        a.set_draining(now, true);
+        let changes = a.take_changes();
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|c| c.planned && c.reason == "draining"));
+        a.set_draining(now, false);
+
+        let mut more = services();
+        more.push(ServiceSpec {
+            name: "c".into(),
+            ip: "192.0.2.9".into(),
+            nodes: Vec::new(),
+        });
+        a.set_services(now, more, vec![None, None, Some("health check pending")]);
+        assert_eq!(a.unfit(2), Some("health check pending"));
+        assert!(!a.me_candidate(2));
     }
 
     #[test]
