@@ -184,12 +184,8 @@ impl Supervisor {
         interfaces.dedup();
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
-        let (mut actions, actions_mailbox) = ActionsThread::new(
-            &config.node,
-            config.hooks.clone(),
-            responder_mailbox.clone(),
-        )
-        .map_err(|e| e.to_string())?;
+        let (mut actions, actions_mailbox) =
+            ActionsThread::new(config, responder_mailbox.clone()).map_err(|e| e.to_string())?;
         let (election, election_mailbox) = ElectionThread::new(
             config,
             path,

@@ -339,7 +339,13 @@ fn a_vip_link_going_down_moves_its_vips_within_an_interval() {
     assert!(out.status.success());
     assert!(daemons[0].wait_for_log("eth1: up", Duration::from_secs(2)));
     std::thread::sleep(Duration::from_millis(LEASE_MS * 2));
-    assert_eq!(arp_answerers(&lab, VIP4), only(&vip_link_mac(2)));
+    assert_eq!(
+        arp_answerers(&lab, VIP4),
+        only(&vip_link_mac(2)),
+        "{}\n{}",
+        daemons[0].log(),
+        daemons[1].log()
+    );
     assert_eq!(nd_answerers(&lab, VIP6), only(&vip_link_mac(2)));
     let (code, _, stderr) = daemons[1].cli(&["handover"]);
     assert_eq!(code, Some(0), "n1 is no candidate again: {stderr}");

@@ -22,7 +22,7 @@ use super::children::{Child, Outcome};
 use super::health::Health;
 use super::routes::{ArpSettings, Routes};
 use crate::channel::{mailbox, Mailbox};
-use crate::config::{self, Bind, Check, Hooks, Service};
+use crate::config::{self, Bind, Check, Config, Hooks, Service};
 use crate::election::thread::Command as ElectionCommand;
 use crate::link::LinkState;
 use crate::ownership::{Ownership, Vip};
@@ -121,7 +121,8 @@ pub struct ActionsThread {
     hooks: Hooks,
     bind: Bind,
     services: Vec<Service>,
-    indices: HashMap<String, u32>,
+    /// Interfaces by name: (index, usable), as last reported.
+    links: HashMap<String, (u32, bool)>,
     checks: BTreeMap<String, CheckState>,
     runs: HashMap<Token, Run>,
     hook_queue: BTreeMap<String, VecDeque<HookEvent>>,
@@ -130,9 +131,10 @@ pub struct ActionsThread {
 
 impl ActionsThread {
     /// Opens the route socket and removes routes a crashed run left.
+    /// The ARP settings are applied here, before any thread runs, so no
+    /// ARP exchange of this node happens with the kernel's defaults.
     pub fn new(
-        node: &str,
-        hooks: Hooks,
+        config: &Config,
         responder: Mailbox<ResponderCommand>,
     ) -> io::Result<(ActionsThread, Mailbox<Command>)> {
         let poll = Poll::new()?;
@@ -144,20 +146,28 @@ impl ActionsThread {
             Ok(count) => info!("removed {count} l2vip routes left by an earlier run"),
             Err(e) => warn!("cannot look for stale l2vip routes: {e}"),
         }
+        let mut arp = ArpSettings::default();
+        if config
+            .services
+            .iter()
+            .any(|s| s.bind.unwrap_or(config.bind) == Bind::Route)
+        {
+            arp.ensure("all");
+        }
         Ok((
             ActionsThread {
                 poll,
                 commands,
-                node: node.to_string(),
+                node: config.node.clone(),
                 responder,
                 election: None,
                 routes,
-                arp: ArpSettings::default(),
+                arp,
                 current: Arc::new(Ownership::default()),
-                hooks,
-                bind: Bind::Route,
+                hooks: config.hooks.clone(),
+                bind: config.bind,
                 services: Vec::new(),
-                indices: HashMap::new(),
+                links: HashMap::new(),
                 checks: BTreeMap::new(),
                 runs: HashMap::new(),
                 hook_queue: BTreeMap::new(),
@@ -590,12 +600,23 @@ impl ActionsThread {
         if !managed || !state.present {
             return;
         }
-        let before = self.indices.insert(state.name.clone(), state.index);
-        if before.is_some_and(|index| index != state.index) {
-            // Re-created: new defaults for its sysctls, and the kernel
-            // dropped the routes that pointed at the old index.
+        let before = self
+            .links
+            .insert(state.name.clone(), (state.index, state.usable));
+        let why = match before {
+            // Re-created: the kernel dropped the routes on the old index.
+            Some((index, _)) if index != state.index => "re-created",
+            // Back up: the kernel flushed its IPv6 routes when it went down.
+            Some((_, false)) if state.usable => "up again",
+            _ => return,
+        };
+        let mine = self
+            .routes
+            .installed()
+            .any(|(_, interface)| interface == state.name);
+        if mine {
             info!(
-                "{}: re-created (index {}); adding its routes again",
+                "{} {why} (index {}): adding its routes again",
                 state.name, state.index
             );
             self.routes.forget_interface(&state.name);

@@ -14,7 +14,9 @@
 #   (MAC 02:4c:32:00:01:64) and node 1 eth1 (MAC 02:4c:32:00:01:01), to send
 #   frames to a node on an interface that holds no VIP.
 #   --vip-link gives every node a second bridge port, eth1 (no addresses,
-#   MAC 02:4c:32:00:02:0I), so VIPs can live apart from the heartbeats.
+#   MAC 02:4c:32:00:02:0I), so VIPs can live apart from the heartbeats. Two
+#   ports on one segment need arp_ignore=1 on the node (as on any such
+#   host), or its kernel answers ARP for eth0's address on eth1 too.
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -90,6 +92,7 @@ up() {
 
     if [[ $side == --vip-link ]]; then
         for (( i = 1; i <= nodes; i++ )); do
+            ip netns exec "$name-n$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 >/dev/null
             attach "$name-n$i" eth1 "02:4c:32:00:02:0$i" "q$i"
         done
     elif [[ $side == --side-link ]]; then
