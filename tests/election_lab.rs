@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use lab::{
-    arp_answerers, epoch_now, first_gratuitous, nd_answerers, neighbour_mac, node_mac, Daemon, Lab,
+    arp_answerers, epoch_now, first_gratuitous, nd_answerers, neighbour_mac, node_mac, peers,
+    Daemon, Lab,
 };
 
 const VIP4: &str = "192.0.2.200";
@@ -22,14 +23,6 @@ const LEASE_MS: u64 = 500;
 const FAILOVER_BOUND: Duration = Duration::from_millis(LEASE_MS + 1000);
 /// Start-up: the hold (max(3 x interval, lease / 2)) plus slack.
 const START_BOUND: Duration = Duration::from_secs(5);
-
-fn peers(node: usize, nodes: usize) -> String {
-    (1..=nodes)
-        .filter(|j| *j != node)
-        .map(|j| format!("\"192.0.2.{}\"", 10 + j))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// A node's config: priority 200 - 50 x node (n1 ranks best), the two VIPs.
 fn config(node: usize, nodes: usize, extra: &str) -> String {

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use lab::{
-    arp_answerers, epoch_now, first_gratuitous, nd_answerers, neighbour_mac, node_mac,
-    vip_link_mac, Daemon, Lab,
+    arp_answerers, cache_moves_to, epoch_now, first_gratuitous, nd_answerers, neighbour_mac,
+    node_mac, peers, vip_link_mac, Daemon, Lab,
 };
 
 const VIP4: &str = "192.0.2.200";
@@ -23,14 +23,6 @@ const LEASE_MS: u64 = 500;
 const START_BOUND: Duration = Duration::from_secs(5);
 /// A crash: the lease, the first burst round, a second of slack.
 const FAILOVER_BOUND: Duration = Duration::from_millis(LEASE_MS + 1000);
-
-fn peers(node: usize, nodes: usize) -> String {
-    (1..=nodes)
-        .filter(|j| *j != node)
-        .map(|j| format!("\"192.0.2.{}\"", 10 + j))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Node `node`'s config: priority 200 - 50 x node (n1 ranks best), the
 /// two VIPs on `interface`, `extra` top-level keys and `service_extra`
@@ -155,14 +147,11 @@ fn the_owners_kernel_answers_pings_before_and_after_a_failover() {
 
     // A crash: n2 takes over after the lease and its kernel answers.
     daemons[0].stop_with("KILL", Duration::from_secs(2));
-    let moved = Lab::wait_until(FAILOVER_BOUND + Duration::from_secs(2), || {
-        neighbour_mac(&lab, VIP4) == Some(node_mac(2))
-    });
-    assert!(
-        moved,
-        "{:?}\n{}",
-        neighbour_mac(&lab, VIP4),
-        daemons[1].log()
+    cache_moves_to(
+        &lab,
+        VIP4,
+        &node_mac(2),
+        FAILOVER_BOUND + Duration::from_secs(2),
     );
     for vip in [VIP4, VIP6] {
         assert_eq!(pings(&lab, "c", vip, 3), 3, "ping {vip} after the failover");
@@ -239,14 +228,7 @@ fn linger_serves_clients_with_stale_caches_until_it_ends() {
     let drained_at = Instant::now();
     let (code, _, stderr) = daemons[0].cli(&["drain"]);
     assert_eq!(code, Some(0), "{stderr}");
-    let moved = Lab::wait_until(Duration::from_secs(1), || {
-        neighbour_mac(&lab, VIP4) == Some(node_mac(2))
-    });
-    assert!(
-        moved,
-        "the normal client did not move: {:?}",
-        neighbour_mac(&lab, VIP4)
-    );
+    cache_moves_to(&lab, VIP4, &node_mac(2), Duration::from_secs(1));
     // During linger: both nodes route the VIPs, only n2 answers ARP/NS,
     // the pinned client still reaches n1 and the normal one reaches n2.
     assert!(l2vip_routes(&lab, "n1").contains("local 192.0.2.200"));
@@ -354,18 +336,13 @@ fn a_vip_link_going_down_moves_its_vips_within_an_interval() {
         "{}",
         daemons[0].log()
     );
-    assert!(
-        Lab::wait_until(Duration::from_secs(2), || neighbour_mac(&lab, VIP4)
-            == Some(vip_link_mac(1))),
-        "{:?}",
-        neighbour_mac(&lab, VIP4)
-    );
+    cache_moves_to(&lab, VIP4, &vip_link_mac(1), Duration::from_secs(2));
     assert_eq!(pings(&lab, "c", VIP6, 2), 2);
 }
 
 /// The VIP interface deleted and re-created with another MAC (a new
 /// ifindex): the node reopens its sockets, routes the VIP again and
-/// announces the new MAC.
+/// announces the new MAC; a later MAC change is announced too.
 #[test]
 fn a_recreated_interface_gets_its_vips_back() {
     if !lab::available("a_recreated_interface_gets_its_vips_back") {
@@ -430,6 +407,19 @@ fn a_recreated_interface_gets_its_vips_back() {
     assert!(l2vip_routes(&lab, "n1").contains("local 192.0.2.200 dev eth1"));
     assert_eq!(pings(&lab, "c", VIP4, 2), 2);
     assert_eq!(pings(&lab, "c", VIP6, 2), 2);
+
+    // A MAC change while owning: announced, so the client follows at once.
+    let newer_mac = "02:4c:32:00:04:01";
+    let out = lab.run("n1", &["ip", "link", "set", "eth1", "address", newer_mac]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        daemon.wait_for_log("MAC changed", Duration::from_secs(2)),
+        "{}",
+        daemon.log()
+    );
+    cache_moves_to(&lab, VIP4, newer_mac, Duration::from_secs(2));
+    cache_moves_to(&lab, VIP6, newer_mac, Duration::from_secs(2));
+    assert_eq!(arp_answerers(&lab, VIP4), only(newer_mac));
 }
 
 /// A TCP service for health checks to connect to; ended on drop.
@@ -511,12 +501,7 @@ fn a_failing_tcp_health_check_moves_the_vips() {
         "{status}"
     );
     assert_eq!(web["unfit"], "health check failing");
-    assert!(
-        Lab::wait_until(Duration::from_secs(2), || neighbour_mac(&lab, VIP4)
-            == Some(node_mac(2))),
-        "{:?}",
-        neighbour_mac(&lab, VIP4)
-    );
+    cache_moves_to(&lab, VIP4, &node_mac(2), Duration::from_secs(2));
     assert_eq!(pings(&lab, "c", VIP4, 2), 2);
 }
 
@@ -585,12 +570,7 @@ fn hooks_run_with_their_environment_and_a_hanging_one_is_killed() {
     );
     assert!(read("n1-release-web6").contains("L2VIP_EVENT=release\n"));
     assert!(read("n1-release-web6").contains("L2VIP_VIP=2001:db8::200\n"));
-    assert!(
-        Lab::wait_until(Duration::from_secs(2), || neighbour_mac(&lab, VIP4)
-            == Some(node_mac(2))),
-        "{:?}",
-        neighbour_mac(&lab, VIP4)
-    );
+    cache_moves_to(&lab, VIP4, &node_mac(2), Duration::from_secs(2));
     assert_eq!(pings(&lab, "c", VIP4, 2), 2);
     let (_, status, _) = daemons[0].cli(&["status"]);
     assert!(status.contains("failing: exit 1"), "{status}");

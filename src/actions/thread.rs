@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -323,7 +323,7 @@ impl ActionsThread {
         check.next_at = now + check.spec.interval();
         let timeout = check.spec.timeout();
         let started = match &check.spec.check {
-            Check::Tcp(address) => connect(*address).and_then(|mut stream| {
+            Check::Tcp(address) => TcpStream::connect(*address).and_then(|mut stream| {
                 self.poll
                     .registry()
                     .register(&mut stream, token, Interest::WRITABLE)?;
@@ -334,7 +334,8 @@ impl ActionsThread {
                 })
             }),
             Check::Exec(command) => {
-                let env = service_env(&self.node, &check.service);
+                let service = &check.service;
+                let env = vip_env(&self.node, &service.name, service.ip, &service.interface);
                 let label = format!("health check of {name}");
                 Child::spawn(command, &env, label, timeout).and_then(|mut child| {
                     if let Some(output) = child.output_mut() {
@@ -499,7 +500,8 @@ impl ActionsThread {
         let Some(command) = command else {
             return self.next_hook(service);
         };
-        let mut env = vip_env(&self.node, &event.vip);
+        let vip = &event.vip;
+        let mut env = vip_env(&self.node, &vip.name, vip.ip, &vip.interface);
         env.push(("L2VIP_EVENT", event.event.to_string()));
         let label = format!("hook {name} for {service}");
         let token = self.token();
@@ -660,24 +662,12 @@ impl ActionsThread {
     }
 }
 
-fn connect(address: SocketAddr) -> io::Result<TcpStream> {
-    TcpStream::connect(address)
-}
-
-fn service_env(node: &str, service: &Service) -> Vec<(&'static str, String)> {
+/// What a hook or check learns about its VIP from the environment.
+fn vip_env(node: &str, name: &str, ip: IpAddr, interface: &str) -> Vec<(&'static str, String)> {
     vec![
         ("L2VIP_NODE", node.to_string()),
-        ("L2VIP_SERVICE", service.name.clone()),
-        ("L2VIP_VIP", service.ip.to_string()),
-        ("L2VIP_INTERFACE", service.interface.clone()),
-    ]
-}
-
-fn vip_env(node: &str, vip: &Vip) -> Vec<(&'static str, String)> {
-    vec![
-        ("L2VIP_NODE", node.to_string()),
-        ("L2VIP_SERVICE", vip.name.clone()),
-        ("L2VIP_VIP", vip.ip.to_string()),
-        ("L2VIP_INTERFACE", vip.interface.clone()),
+        ("L2VIP_SERVICE", name.to_string()),
+        ("L2VIP_VIP", ip.to_string()),
+        ("L2VIP_INTERFACE", interface.to_string()),
     ]
 }

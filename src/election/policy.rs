@@ -1095,19 +1095,7 @@ mod tests {
 
     #[test]
     fn a_dead_peer_expires_after_the_lease() {
-        let t0 = Instant::now();
-        let mut a = node("a", 200, false, t0);
-        let mut b = node("b", 50, false, t0);
-        let mut now = t0;
-        while now < t0 + LEASE * 2 {
-            now += INTERVAL;
-            deliver(&mut a, &mut b, now).unwrap();
-            deliver(&mut b, &mut a, now).unwrap();
-            a.on_tick(now);
-            b.on_tick(now);
-        }
-        assert_eq!(owned(&a), vec![0, 1]);
-        let last = now;
+        let (_a, mut b, last) = settled(Instant::now());
         // a goes silent: b waits exactly the lease.
         assert_eq!(b.poll_at(last).min(last + LEASE), b.poll_at(last));
         b.on_tick(last + LEASE - Duration::from_millis(1));

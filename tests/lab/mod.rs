@@ -546,3 +546,24 @@ pub fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
         .parse()
         .ok()
 }
+
+/// The heartbeat peers of node `node` in a lab of `nodes` nodes, as the
+/// inside of a JSON array.
+pub fn peers(node: usize, nodes: usize) -> String {
+    (1..=nodes)
+        .filter(|j| *j != node)
+        .map(|j| format!("\"192.0.2.{}\"", 10 + j))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Waits until the client's neighbour entry for `ip` holds `mac`; fails
+/// the test with the entry it holds when `limit` passes.
+pub fn cache_moves_to(lab: &Lab, ip: &str, mac: &str, limit: Duration) {
+    let moved = Lab::wait_until(limit, || neighbour_mac(lab, ip).as_deref() == Some(mac));
+    assert!(
+        moved,
+        "the client's entry for {ip} is {:?}, not {mac}",
+        neighbour_mac(lab, ip)
+    );
+}
