@@ -459,7 +459,7 @@ fn drain_moves_the_vips_at_once_and_undrain_leaves_them_there() {
         return;
     }
     let lab = Lab::up(2, false);
-    let (n1, _n2) = pair(&lab, "");
+    let (n1, n2) = pair(&lab, "");
     for vip in [VIP4, VIP6] {
         lab.run("c", &["ping", "-c", "1", "-W", "1", vip]);
     }
@@ -494,6 +494,30 @@ fn drain_moves_the_vips_at_once_and_undrain_leaves_them_there() {
     std::thread::sleep(Duration::from_millis(LEASE_MS * 3));
     assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(2)));
     assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(2)));
+
+    // n1 lingers (the default 120 s) until the VIPs come back to it; then
+    // it owns them and n2 lingers instead.
+    let state = |daemon: &Daemon| {
+        let (_, raw, _) = daemon.cli(&["status", "--json"]);
+        let raw: Value = serde_json::from_str(&raw).expect("JSON");
+        let web = raw["data"]["services"][0].clone();
+        (
+            web["state"].as_str().unwrap_or_default().to_string(),
+            web["linger_left_s"].clone(),
+        )
+    };
+    let (lingering, left) = state(&n1);
+    assert_eq!(lingering, "lingering");
+    assert!(left.as_u64().is_some_and(|s| s > 100), "{left}");
+    let (code, _, stderr) = n2.cli(&["handover"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(1)),
+        "{}",
+        n1.log()
+    );
+    assert_eq!(state(&n1), ("owner".to_string(), Value::Null));
+    assert_eq!(state(&n2).0, "lingering");
 }
 
 #[test]

@@ -199,7 +199,7 @@ fn linger_serves_clients_with_stale_caches_until_it_ends() {
     if !lab::available("linger_serves_clients_with_stale_caches_until_it_ends") {
         return;
     }
-    const LINGER_S: u64 = 4;
+    const LINGER_S: u64 = 6;
     let lab = Lab::up(3, false);
     let extra = format!(r#", "linger_s": {LINGER_S}"#);
     let daemons = start(&lab, 2, |i| config(i, 2, "eth0", &extra, ""));
@@ -233,12 +233,28 @@ fn linger_serves_clients_with_stale_caches_until_it_ends() {
     // the pinned client still reaches n1 and the normal one reaches n2.
     assert!(l2vip_routes(&lab, "n1").contains("local 192.0.2.200"));
     assert!(l2vip_routes(&lab, "n2").contains("local 192.0.2.200"));
+    let capture = lab.capture("c", "eth0", "arp or (icmp6 and ip6[40] == 136)");
     assert_eq!(arp_answerers(&lab, VIP4), only(&node_mac(2)));
     assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
     for vip in [VIP4, VIP6] {
         assert_eq!(pings(&lab, "n3", vip, 2), 2, "pinned client during linger");
         assert_eq!(pings(&lab, "c", vip, 2), 2, "normal client during linger");
     }
+    // The capture: every ARP reply and NA for a VIP on the wire came from n2.
+    let decoded = capture.stop();
+    let answers: Vec<&str> = decoded
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("Reply {VIP4} is-at"))
+                || (l.contains("neighbor advertisement") && l.contains(&format!("tgt is {VIP6}")))
+        })
+        .collect();
+    let senders: BTreeSet<String> = answers
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert!(answers.len() >= 4, "{decoded}");
+    assert_eq!(senders, only(&node_mac(2)), "{decoded}");
     let (_, status, _) = daemons[0].cli(&["status"]);
     assert!(status.contains("lingering"), "{status}");
     assert!(
