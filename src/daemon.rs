@@ -42,10 +42,8 @@ pub fn hostname() -> Option<String> {
 /// interfaces exist here. The error is one line naming file, line and key.
 pub fn load_config(path: &Path) -> Result<Config, String> {
     let host = hostname();
-    let config = config::load(path, host.as_deref())?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    config::check_interfaces(&text, &config, |name| {
+    let (config, source) = config::load(path, host.as_deref())?;
+    config::check_interfaces(&source, &config, |name| {
         if iface::index(name).is_none() {
             return Err(format!("no interface named {name:?} on this system"));
         }

@@ -13,4 +13,5 @@ pub mod responder;
 pub mod state;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod syslog;
 pub mod wire;

@@ -9,18 +9,23 @@ use l2vip::control::client::{self, ClientError};
 use l2vip::control::protocol::Request;
 use l2vip::control::render;
 use l2vip::daemon;
+use l2vip::syslog;
 use serde_json::Value;
 
 const USAGE: &str = "\
-usage: l2vip daemon [-c FILE] [-v]     run the daemon in the foreground
-       l2vip check-config [-c FILE]    validate FILE, print the normalized config
+usage: l2vip daemon [-c FILE] [-v] [--syslog]
+                                       run the daemon in the foreground
+       l2vip check-config [-c FILE] [--offline]
+                                       validate FILE, print the normalized config
        l2vip status | services | metrics [--prometheus]
        l2vip drain | undrain | handover [SERVICE] | reload
        l2vip add NAME IP INTERFACE [NODE...] | remove NAME
        l2vip --version
 
-  -c, --config FILE   configuration file (default /etc/l2vip/config.json)
+  -c, --config FILE   configuration file, JSON or UCI (default /etc/l2vip/config.json)
   -v, --verbose       log debug detail (RUST_LOG overrides)
+  --syslog            log to /dev/log (RFC 3164, facility daemon) instead of stderr
+  --offline           check the file alone, not against this system (interfaces, key)
   --socket PATH       control socket (default /var/run/l2vip/control.sock)
   --json              print the daemon's answer as JSON, unchanged
 
@@ -185,12 +190,16 @@ fn client_command(command: &str, args: &[String]) -> u8 {
 struct Options {
     config: PathBuf,
     verbose: bool,
+    syslog: bool,
+    offline: bool,
 }
 
-fn parse_options(args: &[String]) -> Result<Options, String> {
+fn parse_options(command: &str, args: &[String]) -> Result<Options, String> {
     let mut options = Options {
         config: PathBuf::from(DEFAULT_PATH),
         verbose: false,
+        syslog: false,
+        offline: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -200,32 +209,64 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 options.config = PathBuf::from(path);
             }
             "-v" | "--verbose" => options.verbose = true,
+            "--syslog" if command == "daemon" => options.syslog = true,
+            "--offline" if command == "check-config" => options.offline = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(options)
 }
 
-fn init_logging(verbose: bool) {
+fn init_logging(verbose: bool, to_syslog: bool) {
     let default = if verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "l2vip: {}: {}",
-                record.level().as_str().to_lowercase(),
-                record.args()
-            )
-        })
-        .init();
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
+    let sink = to_syslog.then(syslog::Syslog::connect);
+    match sink {
+        Some(Ok(sink)) => {
+            let pid = std::process::id();
+            builder
+                .format(move |buf, record| {
+                    writeln!(
+                        buf,
+                        "<{}>l2vip[{pid}]: {}",
+                        syslog::priority(record.level()),
+                        record.args()
+                    )
+                })
+                .target(env_logger::Target::Pipe(Box::new(sink)));
+        }
+        other => {
+            builder.format(|buf, record| {
+                writeln!(
+                    buf,
+                    "l2vip: {}: {}",
+                    record.level().as_str().to_lowercase(),
+                    record.args()
+                )
+            });
+            if let Some(Err(e)) = other {
+                eprintln!(
+                    "l2vip: warn: cannot log to {}: {e}; logging to stderr",
+                    syslog::PATH
+                );
+            }
+        }
+    }
+    builder.init();
 }
 
 fn check_config(options: &Options) -> u8 {
-    let loaded = daemon::load_config(&options.config).and_then(|config| {
-        daemon::load_key(&config)
-            .map(|_| config)
-            .map_err(|e| format!("{}: {e}", options.config.display()))
-    });
+    let loaded = if options.offline {
+        let host = daemon::hostname();
+        l2vip::config::load(&options.config, host.as_deref()).map(|(config, _)| config)
+    } else {
+        daemon::load_config(&options.config).and_then(|config| {
+            daemon::load_key(&config)
+                .map(|_| config)
+                .map_err(|e| format!("{}: {e}", options.config.display()))
+        })
+    };
     match loaded {
         Ok(config) => match serde_json::to_string_pretty(&config) {
             Ok(text) => {
@@ -261,9 +302,9 @@ fn main() -> ExitCode {
         }
         "status" | "services" | "metrics" | "drain" | "undrain" | "handover" | "add" | "remove"
         | "reload" => client_command(command, rest),
-        "daemon" | "check-config" => match parse_options(rest) {
+        "daemon" | "check-config" => match parse_options(command, rest) {
             Ok(options) if command == "daemon" => {
-                init_logging(options.verbose);
+                init_logging(options.verbose, options.syslog);
                 daemon::run(&options.config)
             }
             Ok(options) => check_config(&options),

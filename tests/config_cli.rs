@@ -266,3 +266,59 @@ fn heartbeat_key_file_must_be_private_and_long_enough() {
         }
     }
 }
+
+/// The shipped examples and the README's full UCI example are valid
+/// (offline: their interfaces need not exist here); a broken UCI file
+/// names the section, the option and the line.
+#[test]
+fn shipped_and_documented_configurations_are_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let start = readme
+        .find("```\nconfig l2vip 'main'")
+        .expect("the README has a UCI example");
+    let block = &readme[start + 4..];
+    let example = &block[..block.find("```").expect("the example ends")];
+    let documented = write_config("readme.uci", example);
+    let root = env!("CARGO_MANIFEST_DIR");
+    for path in [
+        format!("{root}/rootfs/etc/config/l2vip"),
+        format!("{root}/rootfs/etc/l2vip/config.json"),
+        documented.display().to_string(),
+    ] {
+        let out = l2vip(&["check-config", "--offline", "-c", &path]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let normalized: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("check-config prints JSON");
+        assert!(normalized["services"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()));
+    }
+    let out = l2vip(&[
+        "check-config",
+        "--offline",
+        "-c",
+        &documented.display().to_string(),
+    ]);
+    let normalized: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(normalized["heartbeat"]["peers"][1], "192.0.2.13:7947");
+    assert_eq!(normalized["services"][0]["health"]["tcp"], "127.0.0.1:80");
+    assert_eq!(normalized["services"][0]["nodes"][1], "r2");
+    assert_eq!(normalized["control"]["group"], "l2vip");
+
+    rejected(
+        "broken.uci",
+        "config l2vip\n\toption node 'a'\nconfig service 'web'\n\toption ip '192.0.2.300'\n\toption interface 'eth0'\n",
+        &["line 4: config service 'web', option ip:", "192.0.2.300"],
+    );
+    rejected(
+        "unknown.uci",
+        "config l2vip\n\toption nodes 'a'\n",
+        &["line 2: config l2vip, option nodes: unknown option (known: enabled, node,"],
+    );
+}

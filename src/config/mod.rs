@@ -5,6 +5,7 @@
 //! hostname, which interfaces exist) are passed in by the caller.
 
 mod locate;
+pub mod uci;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -381,10 +382,10 @@ struct RawService {
     health: Option<RawHealth>,
 }
 
-/// Reads a configuration file; the error names the file.
-pub fn load(path: &Path, hostname: Option<&str>) -> Result<Config, String> {
+/// Reads a configuration file (JSON or UCI); the error names the file.
+pub fn load(path: &Path, hostname: Option<&str>) -> Result<(Config, Source), String> {
     let text = read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse(&text, hostname).map_err(|e| format!("{}: {e}", path.display()))
+    parse_source(&text, hostname).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
@@ -400,33 +401,80 @@ fn read_text(path: &Path) -> Result<String, String> {
     }
 }
 
-/// Parses and validates a JSON configuration. `hostname` names the node
-/// when the file does not.
-pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> {
-    // serde would also take an array for a struct; a config is an object.
-    if !text.trim_start().starts_with('{') {
-        return Err(ConfigError {
-            line: None,
-            message: "the configuration must be one JSON object ({ ... })".into(),
-        });
-    }
-    let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
-        let suffix = format!(" at line {} column {}", e.line(), e.column());
-        let message = e.to_string();
-        let message = message
-            .strip_suffix(&suffix)
-            .unwrap_or(&message)
-            .to_string();
-        ConfigError {
-            line: (e.line() > 0).then_some(e.line()),
-            message,
-        }
-    })?;
-    let fail = |path: &[Step<'_>], message: String| ConfigError {
-        line: line_of(text, path),
-        message,
-    };
+/// Where a configuration was read from, to point errors at its lines.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A JSON file's text.
+    Json(String),
+    /// A UCI file: where each value came from.
+    Uci(uci::Places),
+}
 
+impl Source {
+    /// An error about the value at `path`, with its line (and, for UCI,
+    /// its section and option).
+    pub fn fail(&self, path: &[Step<'_>], message: String) -> ConfigError {
+        match self {
+            Source::Json(text) => ConfigError {
+                line: line_of(text, path),
+                message,
+            },
+            Source::Uci(places) => places.fail(path, message),
+        }
+    }
+}
+
+const NOT_A_CONFIG: &str =
+    "the configuration must be one JSON object ({ ... }) or OpenWrt UCI `config` sections";
+
+/// Parses and validates a configuration, JSON or UCI (told apart by the
+/// first character: `{` is JSON). `hostname` names the node when the file
+/// does not.
+pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> {
+    parse_source(text, hostname).map(|(config, _)| config)
+}
+
+/// As `parse`, also returning the `Source` for later checks.
+pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Source), ConfigError> {
+    let not_a_config = || ConfigError {
+        line: None,
+        message: NOT_A_CONFIG.into(),
+    };
+    let start = text.trim_start();
+    let (raw, source): (RawConfig, Source) = if start.starts_with('{') {
+        let raw = serde_json::from_str(text).map_err(|e| {
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let message = e.to_string();
+            let message = message
+                .strip_suffix(&suffix)
+                .unwrap_or(&message)
+                .to_string();
+            ConfigError {
+                line: (e.line() > 0).then_some(e.line()),
+                message,
+            }
+        })?;
+        (raw, Source::Json(text.to_string()))
+    } else if start.is_empty() || start.starts_with('[') {
+        // serde would also take an array for a struct; a config is an object.
+        return Err(not_a_config());
+    } else {
+        let (value, places) = uci::to_json(text)?;
+        if value.as_object().is_some_and(|o| o.is_empty()) && !text.contains("config") {
+            return Err(not_a_config());
+        }
+        let raw = serde_json::from_value(value).map_err(|e| ConfigError {
+            line: None,
+            message: e.to_string(),
+        })?;
+        (raw, Source::Uci(places))
+    };
+    let config = build(&raw, hostname, &|path, message| source.fail(path, message))?;
+    Ok((config, source))
+}
+
+/// Validates what was read into the model.
+fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Config, ConfigError> {
     let node = match (&raw.node, hostname) {
         (Some(node), _) => {
             check_name(node).map_err(|why| fail(&[Step::Key("node")], format!("node: {why}")))?;
@@ -610,7 +658,7 @@ pub fn parse(text: &str, hostname: Option<&str>) -> Result<Config, ConfigError> 
         bind: raw.bind.unwrap_or(Bind::Route),
         linger_s,
         hooks,
-        state_file: match raw.state_file {
+        state_file: match raw.state_file.clone() {
             Some(path) if !path.starts_with('/') => {
                 return Err(fail(
                     &[Step::Key("state_file")],
@@ -866,7 +914,7 @@ fn check_command(command: &str) -> Result<(), String> {
 /// Checks every service's interface with `usable`, which says why an
 /// interface cannot carry VIPs (missing, not Ethernet), or `Ok`.
 pub fn check_interfaces(
-    text: &str,
+    source: &Source,
     config: &Config,
     usable: impl Fn(&str) -> Result<(), String>,
 ) -> Result<(), ConfigError> {
@@ -877,10 +925,7 @@ pub fn check_interfaces(
                 Step::Index(index),
                 Step::Key("interface"),
             ];
-            return Err(ConfigError {
-                line: line_of(text, &path),
-                message: format!("services[{index}].interface: {why}"),
-            });
+            return Err(source.fail(&path, format!("services[{index}].interface: {why}")));
         }
     }
     Ok(())
@@ -1261,11 +1306,70 @@ mod tests {
     }
 
     #[test]
+    fn uci_reads_into_the_same_model_as_json() {
+        let uci = "\
+config l2vip 'main'
+\toption node 'r1'
+\toption priority '150'
+\toption linger_s '30'
+
+config heartbeat
+\toption interval_ms '500'
+\tlist peer '192.0.2.12'
+
+config hooks
+\toption on_acquire 'logger acquired'
+
+config service 'web'
+\toption ip '192.0.2.200'
+\toption interface 'eth0'
+\toption health_exec 'true'
+";
+        let json = r#"{"node": "r1", "priority": 150, "linger_s": 30,
+            "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12"]},
+            "hooks": {"on_acquire": "logger acquired"},
+            "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0",
+                          "health": {"exec": "true"}}]}"#;
+        assert_eq!(parse(uci, None).unwrap(), parse(json, None).unwrap());
+
+        let bad_ip = uci.replace("192.0.2.200", "192.0.2.300");
+        assert_eq!(
+            parse(&bad_ip, None).unwrap_err().to_string(),
+            "line 14: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
+        );
+        let bad_lease = uci.replace("option interval_ms '500'", "option lease_ms '100'");
+        assert!(
+            parse(&bad_lease, None)
+                .unwrap_err()
+                .to_string()
+                .starts_with("line 7: config heartbeat, option lease_ms: 100 must be at least"),
+            "{}",
+            parse(&bad_lease, None).unwrap_err()
+        );
+        let twice = format!(
+            "{uci}config service 'web2'\n\toption ip '192.0.2.200'\n\toption interface 'eth0'\n"
+        );
+        assert_eq!(
+            parse(&twice, None).unwrap_err().to_string(),
+            "line 18: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
+        );
+        let (config, source) = parse_source(uci, None).unwrap();
+        let missing = check_interfaces(&source, &config, |_| Err("no such interface".into()));
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "line 15: config service 'web', option interface: no such interface"
+        );
+        for text in ["", "  \n", "[1]", "hello"] {
+            assert!(parse(text, None).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
     fn missing_interface() {
         let text = "{\"node\": \"a\", \"services\": [\n{\"name\": \"a\", \"ip\": \"192.0.2.1\",\n \"interface\": \"eth9\"}]}";
-        let config = parse(text, None).unwrap();
-        assert!(check_interfaces(text, &config, |_| Ok(())).is_ok());
-        let error = check_interfaces(text, &config, |name| {
+        let (config, source) = parse_source(text, None).unwrap();
+        assert!(check_interfaces(&source, &config, |_| Ok(())).is_ok());
+        let error = check_interfaces(&source, &config, |name| {
             Err(format!("no interface named {name:?} on this system"))
         })
         .unwrap_err();

@@ -45,8 +45,9 @@ impl NetlinkSocket {
         ))?;
         if !nonblocking {
             let timeout = libc::timeval {
-                tv_sec: timeout.as_secs() as libc::time_t,
-                tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+                // Both fit every width of time_t and suseconds_t (32-bit musl too).
+                tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
+                tv_usec: timeout.subsec_micros() as _,
             };
             socket.set(libc::SO_RCVTIMEO, &timeout)?;
         }

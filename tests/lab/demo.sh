@@ -15,7 +15,7 @@ capture_pid=
 cleanup() {
     local pid
     for pid in $daemon_pid $capture_pid; do
-        kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+        if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
     done
     "$here/lab.sh" down "$lab" || true
     rm -rf "$work"

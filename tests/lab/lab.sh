@@ -57,7 +57,7 @@ attach() {
 up() {
     local name=$1 nodes=$2 side=${3:-}
     [[ $name =~ ^[a-z0-9]{1,10}$ ]] || die "lab name must be 1-10 of [a-z0-9]: '$name'"
-    [[ $nodes =~ ^[0-9]+$ ]] && (( nodes >= 1 && nodes <= 9 )) || die "nodes must be 1..9"
+    if ! [[ $nodes =~ ^[0-9]+$ ]] || (( nodes < 1 || nodes > 9 )); then die "nodes must be 1..9"; fi
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
     down "$name"
     trap 'down "$name"' ERR

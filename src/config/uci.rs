@@ -1,0 +1,636 @@
+//! OpenWrt's UCI format (`/etc/config/l2vip`), read into the same model as
+//! the JSON file.
+//!
+//! ```text
+//! config l2vip 'main'
+//!     option node 'r1'
+//!     option priority '150'
+//! config heartbeat
+//!     list peer '192.0.2.12'
+//! config service 'web'
+//!     option ip '192.0.2.200'
+//!     option interface 'br-lan'
+//! ```
+//!
+//! The reader turns sections into the JSON document the rest of the
+//! configuration code validates, and remembers where each value came from,
+//! so an error names the section, the option and the line.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Number, Value};
+
+use super::locate::Step;
+use super::ConfigError;
+
+/// One `config TYPE ['NAME']` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Section {
+    kind: String,
+    name: Option<String>,
+    line: usize,
+    options: Vec<Opt>,
+}
+
+/// One `option` or `list` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Opt {
+    name: String,
+    value: String,
+    list: bool,
+    line: usize,
+}
+
+impl Section {
+    fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("config {} '{name}'", self.kind),
+            None => format!("config {}", self.kind),
+        }
+    }
+}
+
+/// Splits one line into words: bare, 'single quoted' (no escapes) or
+/// "double quoted" (backslash escapes), adjacent pieces joined, as the UCI
+/// shell-like syntax has it. `#` at the start of a word begins a comment.
+fn words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.peek() {
+            None | Some('#') => return Ok(words),
+            _ => {}
+        }
+        let mut word = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() {
+                break;
+            }
+            chars.next();
+            match c {
+                '\'' => loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated ' quote".into()),
+                    }
+                },
+                '"' => loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => word.push(c),
+                            None => return Err("unterminated \" quote".into()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated \" quote".into()),
+                    }
+                },
+                '\\' => match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("a backslash at the end of the line".into()),
+                },
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+}
+
+fn parse_sections(text: &str) -> Result<Vec<Section>, ConfigError> {
+    let mut sections: Vec<Section> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let fail = |message: String| ConfigError {
+            line: Some(number),
+            message,
+        };
+        let words = words(line).map_err(fail)?;
+        let Some((keyword, rest)) = words.split_first() else {
+            continue;
+        };
+        match keyword.as_str() {
+            "config" => {
+                let (kind, name) = match rest {
+                    [kind] => (kind, None),
+                    [kind, name] => (kind, Some(name.clone())),
+                    _ => return Err(fail("config: expected `config TYPE ['NAME']`".into())),
+                };
+                if name.as_deref() == Some("") {
+                    return Err(fail(format!("config {kind}: empty section name")));
+                }
+                sections.push(Section {
+                    kind: kind.clone(),
+                    name,
+                    line: number,
+                    options: Vec::new(),
+                });
+            }
+            "option" | "list" => {
+                let [name, value] = rest else {
+                    return Err(fail(format!(
+                        "{keyword}: expected `{keyword} NAME 'VALUE'`"
+                    )));
+                };
+                let Some(section) = sections.last_mut() else {
+                    return Err(fail(format!(
+                        "{keyword} {name}: outside any config section"
+                    )));
+                };
+                let list = keyword == "list";
+                if !list && section.options.iter().any(|o| o.name == *name && !o.list) {
+                    return Err(fail(format!(
+                        "{}, option {name}: set twice",
+                        section.label()
+                    )));
+                }
+                section.options.push(Opt {
+                    name: name.clone(),
+                    value: value.clone(),
+                    list,
+                    line: number,
+                });
+            }
+            // `package l2vip` may open a file exported by `uci export`.
+            "package" => {}
+            other => return Err(fail(format!("{other:?}: expected config, option or list"))),
+        }
+    }
+    Ok(sections)
+}
+
+/// Where each value of the built document came from: a JSON path (steps
+/// joined by '/') to its line and its UCI name.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    places: BTreeMap<String, (usize, String)>,
+}
+
+fn key_of(path: &[Step<'_>]) -> String {
+    path.iter()
+        .map(|step| match step {
+            Step::Key(key) => key.to_string(),
+            Step::Index(index) => index.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+impl Places {
+    fn add(&mut self, path: &[Step<'_>], line: usize, label: String) {
+        self.places.insert(key_of(path), (line, label));
+    }
+
+    /// An error about the value at `path`: the message's leading JSON key
+    /// ("services[0].ip: ...") becomes the UCI name of the nearest place.
+    pub fn fail(&self, path: &[Step<'_>], message: String) -> ConfigError {
+        for len in (0..=path.len()).rev() {
+            if let Some((line, label)) = self.places.get(&key_of(&path[..len])) {
+                let rest = message
+                    .split_once(": ")
+                    .map(|(_, rest)| rest)
+                    .unwrap_or(&message);
+                return ConfigError {
+                    line: Some(*line),
+                    message: format!("{label}: {rest}"),
+                };
+            }
+        }
+        ConfigError {
+            line: None,
+            message,
+        }
+    }
+}
+
+/// How an option's text becomes a JSON value.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Number,
+    Bool,
+    /// Empty text means "none" (JSON null).
+    TextOrNone,
+}
+
+fn convert(kind: Kind, text: &str) -> Result<Value, String> {
+    match kind {
+        Kind::Text => Ok(Value::String(text.to_string())),
+        Kind::TextOrNone if text.is_empty() => Ok(Value::Null),
+        Kind::TextOrNone => Ok(Value::String(text.to_string())),
+        Kind::Number => text
+            .parse::<u64>()
+            .map(|n| Value::Number(Number::from(n)))
+            .map_err(|_| format!("{text:?} is not a whole number")),
+        Kind::Bool => match text {
+            "1" | "true" | "yes" | "on" | "enabled" => Ok(Value::Bool(true)),
+            "0" | "false" | "no" | "off" | "disabled" => Ok(Value::Bool(false)),
+            _ => Err(format!("{text:?} is not a boolean (use 0 or 1)")),
+        },
+    }
+}
+
+/// One UCI option: its name, the JSON path below the section's object it
+/// fills, how it converts, and whether it is a `list`.
+struct Rule {
+    option: &'static str,
+    path: &'static [&'static str],
+    kind: Kind,
+    list: bool,
+}
+
+const fn rule(option: &'static str, path: &'static [&'static str], kind: Kind) -> Rule {
+    Rule {
+        option,
+        path,
+        kind,
+        list: false,
+    }
+}
+
+const fn list(option: &'static str, path: &'static [&'static str], kind: Kind) -> Rule {
+    Rule {
+        option,
+        path,
+        kind,
+        list: true,
+    }
+}
+
+/// `config l2vip`: the top-level keys. `enabled` is for the init script.
+const MAIN: &[Rule] = &[
+    rule("enabled", &[], Kind::Bool),
+    rule("node", &["node"], Kind::Text),
+    rule("cluster", &["cluster"], Kind::Text),
+    rule("priority", &["priority"], Kind::Number),
+    rule("mode", &["mode"], Kind::Text),
+    rule("preempt", &["preempt"], Kind::Bool),
+    rule("bind", &["bind"], Kind::Text),
+    rule("linger_s", &["linger_s"], Kind::Number),
+    rule("state_file", &["state_file"], Kind::TextOrNone),
+];
+
+const HEARTBEAT: &[Rule] = &[
+    rule("port", &["port"], Kind::Number),
+    rule("bind", &["bind"], Kind::Text),
+    rule("interval_ms", &["interval_ms"], Kind::Number),
+    rule("lease_ms", &["lease_ms"], Kind::Number),
+    list("peer", &["peers"], Kind::Text),
+    rule("multicast_group", &["multicast", "group"], Kind::Text),
+    rule(
+        "multicast_interface",
+        &["multicast", "interface"],
+        Kind::Text,
+    ),
+    rule("key_file", &["key_file"], Kind::Text),
+];
+
+const ANNOUNCE: &[Rule] = &[
+    rule("count", &["count"], Kind::Number),
+    rule("interval_ms", &["interval_ms"], Kind::Number),
+    rule("refresh_s", &["refresh_s"], Kind::Number),
+];
+
+const CONTROL: &[Rule] = &[
+    rule("socket", &["socket"], Kind::Text),
+    rule("group", &["group"], Kind::Text),
+    rule("idle_s", &["idle_s"], Kind::Number),
+];
+
+const HOOKS: &[Rule] = &[
+    rule("on_acquire", &["on_acquire"], Kind::Text),
+    rule("on_release", &["on_release"], Kind::Text),
+    rule("timeout_ms", &["timeout_ms"], Kind::Number),
+];
+
+const SERVICE: &[Rule] = &[
+    rule("name", &["name"], Kind::Text),
+    rule("ip", &["ip"], Kind::Text),
+    rule("interface", &["interface"], Kind::Text),
+    list("node", &["nodes"], Kind::Text),
+    rule("bind", &["bind"], Kind::Text),
+    rule("health_tcp", &["health", "tcp"], Kind::Text),
+    rule("health_exec", &["health", "exec"], Kind::Text),
+    rule(
+        "health_interval_ms",
+        &["health", "interval_ms"],
+        Kind::Number,
+    ),
+    rule("health_timeout_ms", &["health", "timeout_ms"], Kind::Number),
+    rule("health_rise", &["health", "rise"], Kind::Number),
+    rule("health_fall", &["health", "fall"], Kind::Number),
+];
+
+/// The section types, the JSON key each fills (none: the top level) and
+/// their options.
+const SECTIONS: &[(&str, Option<&str>, &[Rule])] = &[
+    ("l2vip", None, MAIN),
+    ("heartbeat", Some("heartbeat"), HEARTBEAT),
+    ("announce", Some("announce"), ANNOUNCE),
+    ("control", Some("control"), CONTROL),
+    ("hooks", Some("hooks"), HOOKS),
+];
+
+/// Puts `value` at `path` below `object`, making objects on the way.
+fn insert(object: &mut Map<String, Value>, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = object;
+    for key in parents {
+        let entry = at
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else {
+            return;
+        };
+        at = next;
+    }
+    match (at.get_mut(*last), value) {
+        (Some(Value::Array(items)), Value::Array(more)) => items.extend(more),
+        (_, value) => {
+            at.insert(last.to_string(), value);
+        }
+    }
+}
+
+/// Fills `object` from `section`'s options by `rules`; `base` is the JSON
+/// path of `object`. Records each value's place.
+fn fill(
+    section: &Section,
+    rules: &[Rule],
+    object: &mut Map<String, Value>,
+    base: &[Step<'_>],
+    places: &mut Places,
+) -> Result<(), ConfigError> {
+    for opt in &section.options {
+        let fail = |message: String| ConfigError {
+            line: Some(opt.line),
+            message: format!("{}, option {}: {message}", section.label(), opt.name),
+        };
+        let Some(rule) = rules.iter().find(|r| r.option == opt.name) else {
+            let known: Vec<&str> = rules.iter().map(|r| r.option).collect();
+            return Err(fail(format!(
+                "unknown option (known: {})",
+                known.join(", ")
+            )));
+        };
+        if rule.list != opt.list {
+            return Err(fail(if rule.list {
+                format!("a list: write `list {} '...'`", opt.name)
+            } else {
+                format!("a single value: write `option {} '...'`", opt.name)
+            }));
+        }
+        let value = convert(rule.kind, &opt.value).map_err(fail)?;
+        if rule.path.is_empty() {
+            continue;
+        }
+        let mut path: Vec<Step<'_>> = base.to_vec();
+        path.extend(rule.path.iter().map(|k| Step::Key(k)));
+        let label = format!("{}, option {}", section.label(), opt.name);
+        if rule.list {
+            let count = object_list_len(object, rule.path);
+            let mut item = path.clone();
+            item.push(Step::Index(count));
+            places.add(&item, opt.line, label.clone());
+            // The list as a whole points at its first line.
+            if count == 0 {
+                places.add(&path, opt.line, label);
+            }
+            insert(object, rule.path, Value::Array(vec![value]));
+        } else {
+            places.add(&path, opt.line, label);
+            insert(object, rule.path, value);
+        }
+    }
+    Ok(())
+}
+
+fn object_list_len(object: &Map<String, Value>, path: &[&str]) -> usize {
+    let mut at = object;
+    let Some((last, parents)) = path.split_last() else {
+        return 0;
+    };
+    for key in parents {
+        match at.get(*key) {
+            Some(Value::Object(next)) => at = next,
+            _ => return 0,
+        }
+    }
+    at.get(*last).and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+/// Reads UCI text into the JSON document of the same configuration, and
+/// where each of its values came from.
+pub fn to_json(text: &str) -> Result<(Value, Places), ConfigError> {
+    let sections = parse_sections(text)?;
+    let mut document = Map::new();
+    let mut places = Places::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut services = Vec::new();
+    for section in &sections {
+        let fail = |message: String| ConfigError {
+            line: Some(section.line),
+            message: format!("{}: {message}", section.label()),
+        };
+        if section.kind == "service" {
+            let index = services.len();
+            let base = [Step::Key("services"), Step::Index(index)];
+            places.add(&base, section.line, section.label());
+            let mut service = Map::new();
+            fill(section, SERVICE, &mut service, &base, &mut places)?;
+            match (&section.name, service.get("name")) {
+                (Some(name), None) => {
+                    let mut name_path = base.to_vec();
+                    name_path.push(Step::Key("name"));
+                    places.add(&name_path, section.line, section.label());
+                    service.insert("name".into(), Value::String(name.clone()));
+                }
+                (None, None) => {
+                    return Err(fail(
+                        "a service needs a name: `config service 'NAME'` or `option name`".into(),
+                    ))
+                }
+                _ => {}
+            }
+            for required in ["ip", "interface"] {
+                if !service.contains_key(required) {
+                    return Err(fail(format!("option {required} is missing")));
+                }
+            }
+            services.push(Value::Object(service));
+            continue;
+        }
+        let Some((kind, key, rules)) = SECTIONS.iter().find(|(kind, _, _)| *kind == section.kind)
+        else {
+            let known: Vec<&str> = SECTIONS
+                .iter()
+                .map(|(kind, _, _)| *kind)
+                .chain(["service"])
+                .collect();
+            return Err(fail(format!(
+                "unknown section type (known: {})",
+                known.join(", ")
+            )));
+        };
+        if seen.contains(kind) {
+            return Err(fail(format!(
+                "a second `config {kind}` section; there is one"
+            )));
+        }
+        seen.push(kind);
+        match key {
+            None => fill(section, rules, &mut document, &[], &mut places)?,
+            Some(key) => {
+                let base = [Step::Key(key)];
+                places.add(&base, section.line, section.label());
+                let mut object = Map::new();
+                fill(section, rules, &mut object, &base, &mut places)?;
+                document.insert(key.to_string(), Value::Object(object));
+            }
+        }
+    }
+    if !services.is_empty() {
+        places.add(
+            &[Step::Key("services")],
+            sections
+                .iter()
+                .find(|s| s.kind == "service")
+                .map_or(1, |s| s.line),
+            "config service".into(),
+        );
+        document.insert("services".into(), Value::Array(services));
+    }
+    Ok((Value::Object(document), places))
+}
+
+/// Whether the UCI file says `option enabled '0'` in its `config l2vip`.
+pub fn disabled(text: &str) -> bool {
+    parse_sections(text).is_ok_and(|sections| {
+        sections.iter().filter(|s| s.kind == "l2vip").any(|s| {
+            s.options.iter().any(|o| {
+                o.name == "enabled" && convert(Kind::Bool, &o.value) == Ok(Value::Bool(false))
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_follow_the_shell_like_quoting() {
+        assert_eq!(
+            words(r#"  option on_acquire 'logger -t l2vip "got it"' # comment"#).unwrap(),
+            vec!["option", "on_acquire", r#"logger -t l2vip "got it""#]
+        );
+        assert_eq!(
+            words(r#"option x "a \"b\" c"'d'e"#).unwrap(),
+            vec!["option", "x", r#"a "b" cde"#]
+        );
+        assert_eq!(words("option x ''").unwrap(), vec!["option", "x", ""]);
+        assert!(words("option x 'open").is_err());
+        assert!(words("# only a comment").unwrap().is_empty());
+    }
+
+    #[test]
+    fn sections_become_the_json_document() {
+        let text = "\
+package l2vip
+
+config l2vip 'main'
+\toption enabled '1'
+\toption node 'r1'
+\toption priority '150'
+\toption preempt 'yes'
+\toption state_file ''
+
+config heartbeat
+\toption interval_ms 500
+\tlist peer '192.0.2.12'
+\tlist peer '192.0.2.13:7947'
+\toption multicast_group '239.255.76.47'
+\toption multicast_interface 'br-lan'
+
+config service 'web'
+\toption ip '192.0.2.200'
+\toption interface 'br-lan'
+\tlist node 'r1'
+\toption health_tcp '127.0.0.1:80'
+\toption health_fall '2'
+";
+        let (value, places) = to_json(text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "node": "r1", "priority": 150, "preempt": true, "state_file": null,
+                "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12", "192.0.2.13:7947"],
+                              "multicast": {"group": "239.255.76.47", "interface": "br-lan"}},
+                "services": [{"name": "web", "ip": "192.0.2.200", "interface": "br-lan", "nodes": ["r1"],
+                              "health": {"tcp": "127.0.0.1:80", "fall": 2}}]
+            })
+        );
+        let error = places.fail(
+            &[Step::Key("heartbeat"), Step::Key("peers"), Step::Index(1)],
+            "heartbeat.peers[1]: bad".into(),
+        );
+        assert_eq!(error.line, Some(13));
+        assert_eq!(error.message, "config heartbeat, option peer: bad");
+        assert!(!disabled(text));
+        assert!(disabled("config l2vip\n\toption enabled '0'\n"));
+    }
+
+    #[test]
+    fn mistakes_name_section_option_and_line() {
+        let error = |text: &str| to_json(text).unwrap_err().to_string();
+        assert_eq!(
+            error("config heartbeat\n\toption intervall '5'\n"),
+            "line 2: config heartbeat, option intervall: unknown option (known: port, bind, \
+             interval_ms, lease_ms, peer, multicast_group, multicast_interface, key_file)"
+        );
+        assert_eq!(
+            error("config l2vip\n\toption priority 'high'\n"),
+            "line 2: config l2vip, option priority: \"high\" is not a whole number"
+        );
+        assert_eq!(
+            error("config heartbeat\n\toption peer '192.0.2.1'\n"),
+            "line 2: config heartbeat, option peer: a list: write `list peer '...'`"
+        );
+        assert_eq!(
+            error("config service\n\toption ip '192.0.2.1'\n"),
+            "line 1: config service: a service needs a name: `config service 'NAME'` or `option name`"
+        );
+        assert_eq!(
+            error("config service 'x'\n\toption ip '192.0.2.1'\n"),
+            "line 1: config service 'x': option interface is missing"
+        );
+        assert_eq!(
+            error("config vrrp\n"),
+            "line 1: config vrrp: unknown section type (known: l2vip, heartbeat, announce, control, hooks, service)"
+        );
+        assert_eq!(
+            error("option node 'a'\n"),
+            "line 1: option node: outside any config section"
+        );
+        assert_eq!(
+            error("config l2vip\n\toption node 'a\n"),
+            "line 2: unterminated ' quote"
+        );
+        assert_eq!(
+            error("config l2vip\n\toption node 'a'\n\toption node 'b'\n"),
+            "line 3: config l2vip, option node: set twice"
+        );
+        assert_eq!(
+            error("config l2vip\nconfig l2vip\n"),
+            "line 2: config l2vip: a second `config l2vip` section; there is one"
+        );
+    }
+}
