@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# l2vip demo: one node answers for an IPv4 and an IPv6 VIP, in a throwaway
-# lab of network namespaces (tests/lab/lab.sh). Needs root; leaves nothing
-# behind. Run from anywhere: sudo tests/lab/demo.sh
+# l2vip demo: three nodes keep two virtual IPs reachable for a client, in a
+# throwaway lab of network namespaces (tests/lab/lab.sh). A node crashes,
+# then one is drained for maintenance; the client's pings tell how long
+# each interruption lasted. Needs root; leaves nothing behind.
+#
+#   sudo tests/lab/demo.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -9,24 +12,30 @@ root=$(cd "$here/../.." && pwd)
 lab=demo$$
 lab=${lab:0:10}
 work=$(mktemp -d)
-daemon_pid=
-capture_pid=
+pids=()
+
+# Shortened timers (the defaults are a heartbeat every 1 s and a 10 s lease).
+INTERVAL_MS=200
+LEASE_MS=1000
 
 cleanup() {
     local pid
-    for pid in $daemon_pid $capture_pid; do
-        if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
     done
+    sleep 0.3
     "$here/lab.sh" down "$lab" || true
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+explain() { printf '   %s\n' "$@"; }
 in_client() { ip netns exec "$lab-c" "$@"; }
+status() { "$bin" status --socket "$work/n$1.sock" | sed 's/^/   /'; }
 
 [[ $(id -u) == 0 ]] || { echo "demo.sh: needs root (it builds network namespaces): sudo $0" >&2; exit 2; }
-for tool in ip arping ndisc6 tcpdump; do
+for tool in ip ping python3; do
     command -v "$tool" >/dev/null || { echo "demo.sh: needs $tool (see .ci/run for the packages)" >&2; exit 2; }
 done
 
@@ -34,13 +43,19 @@ say "Building l2vip (release)"
 (cd "$root" && cargo build --release --locked --quiet)
 bin=$root/target/release/l2vip
 
-say "A lab: node n1 (192.0.2.11, MAC 02:4c:32:00:00:01) and a client (192.0.2.100) on one switch"
-"$here/lab.sh" up "$lab" 1
-
-cat > "$work/config.json" <<JSON
+say "A lab: three servers n1, n2, n3 and a client on one switch"
+"$here/lab.sh" up "$lab" 3
+explain "n1 192.0.2.11, n2 192.0.2.12, n3 192.0.2.13, client 192.0.2.100 (and IPv6 2001:db8::...)." \
+    "The service addresses (VIPs) 192.0.2.200 and 2001:db8::200 belong to none of them:" \
+    "l2vip decides which server answers for them, and moves them when that server fails."
+for i in 1 2 3; do
+    peers=$(for j in 1 2 3; do if [[ $j != "$i" ]]; then printf '"192.0.2.%d",' $((10 + j)); fi; done)
+    cat >"$work/n$i.json" <<JSON
 {
-  "node": "n1",
-  "control": {"socket": "$work/control.sock"},
+  "node": "n$i",
+  "priority": $((200 - 50 * i)),
+  "heartbeat": {"interval_ms": $INTERVAL_MS, "lease_ms": $LEASE_MS, "peers": [${peers%,}]},
+  "control": {"socket": "$work/n$i.sock"},
   "state_file": null,
   "services": [
     {"name": "web",  "ip": "192.0.2.200",   "interface": "eth0"},
@@ -48,43 +63,61 @@ cat > "$work/config.json" <<JSON
   ]
 }
 JSON
-echo "config:"; sed 's/^/  /' "$work/config.json"
+done
+explain "Each node's configuration is the default apart from the timers: a heartbeat every" \
+    "$INTERVAL_MS ms, and a node silent for $LEASE_MS ms is considered dead. n1's file:"
+sed 's/^/     /' "$work/n1.json"
 
-say "The client believes the VIPs live at 02:4c:32:00:00:99 (a stale cache)"
-in_client ip neigh replace 192.0.2.200 lladdr 02:4c:32:00:00:99 dev eth0 nud stale
-in_client ip neigh replace 2001:db8::200 lladdr 02:4c:32:00:00:99 dev eth0 nud stale
-in_client ip neigh show 192.0.2.200; in_client ip neigh show 2001:db8::200
+say "Starting l2vip on the three nodes"
+for i in 1 2 3; do
+    ip netns exec "$lab-n$i" "$bin" daemon -c "$work/n$i.json" 2>"$work/n$i.log" &
+    pids+=($!)
+done
+for _ in $(seq 1 50); do
+    grep -q "acquired web6" "$work/n1.log" 2>/dev/null && break
+    sleep 0.1
+done
+sleep 0.5
+status 1
+explain "n1 has the highest priority, so it owns both VIPs; n2 and n3 stand by."
 
-say "Starting l2vip on n1; the client records what it sends"
-# `ip netns exec` execs tcpdump, so $! is tcpdump's own PID.
-ip netns exec "$lab-c" tcpdump --immediate-mode -i eth0 -e -n -l \
-    'ether src 02:4c:32:00:00:01 and (arp or (icmp6 and ip6[40] == 136))' >"$work/capture" 2>/dev/null &
-capture_pid=$!
-sleep 1
-ip netns exec "$lab-n1" "$bin" daemon -c "$work/config.json" 2>"$work/log" &
-daemon_pid=$!
-sleep 2.5
-sed 's/^/  n1 | /' "$work/log"
+say "The client pings the VIPs"
+in_client ping -c 3 -i 0.2 192.0.2.200 | sed 's/^/   /'
+in_client ping -c 3 -i 0.2 2001:db8::200 | sed 's/^/   /'
 
-say "l2vip status (over its control socket)"
-"$bin" status --socket "$work/control.sock" | sed 's/^/  /'
+# Pings every 10 ms for a few seconds in the background; the longest
+# silence between two answers is the outage the client saw.
+probe_start() {
+    ip netns exec "$lab-c" ping -D -n -i 0.01 -w "$1" 192.0.2.200 >"$work/probe" 2>&1 &
+    probe=$!
+    sleep 1
+}
+probe_report() {
+    wait "$probe" 2>/dev/null || true
+    python3 - "$work/probe" <<'PY'
+import re, sys
+times = [float(m.group(1)) for m in map(re.compile(r"^\[(\d+\.\d+)\].*bytes from").match, open(sys.argv[1])) if m]
+gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+print(f"   The client got {len(times)} answers; its longest wait between two: {gap * 1000:.0f} ms")
+PY
+}
 
-say "Without asking anything, the client's cache now points at n1 (gratuitous ARP / unsolicited NA)"
-in_client ip neigh show 192.0.2.200; in_client ip neigh show 2001:db8::200
+say "n1 fails like a server losing power, while the client pings every 10 ms"
+probe_start 4
+kill -KILL "${pids[0]}"
+ip -n "$lab-n1" link set eth0 down
+explain "l2vip on n1 is killed (SIGKILL: no goodbye) and n1's network link goes down." \
+    "n2 and n3 stop hearing n1. After the lease ($LEASE_MS ms) n2, the next in line, takes the" \
+    "VIPs and tells the switch and the client (gratuitous ARP, unsolicited Neighbor Advertisement)."
+probe_report
+status 2
 
-say "The client asks: arping 192.0.2.200, ndisc6 2001:db8::200"
-in_client arping -c 2 -I eth0 192.0.2.200 || true
-in_client ndisc6 -1 2001:db8::200 eth0 || true
+say "Planned maintenance: 'l2vip drain' on n2, while the client pings every 10 ms"
+probe_start 3
+"$bin" drain --socket "$work/n2.sock" | sed 's/^/   /'
+explain "n2 gives the VIPs up at once and says so; n3 takes them without waiting for any lease." \
+    "n2 keeps accepting traffic for the VIPs a while longer (linger) for clients that were slow to follow."
+probe_report
+status 3
 
-say "An address that is not a VIP gets no answer: arping 192.0.2.201"
-in_client arping -c 1 -w 2 -I eth0 192.0.2.201 || true
-
-kill -TERM "$capture_pid" 2>/dev/null; wait "$capture_pid" 2>/dev/null || true; capture_pid=
-say "What n1 sent, as the client's tcpdump decoded it (first lines)"
-head -n 6 "$work/capture" | cut -c 17-
-
-say "Stopping l2vip (SIGTERM); its counters:"
-kill -USR1 "$daemon_pid"; sleep 0.3
-kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=
-grep 'counters:' "$work/log" | tail -n 1 | sed 's/.*counters: //' | tr ' ' '\n' | grep -v '=0$' | sed 's/^/  /'
-say "Done: the lab is removed."
+say "Done: stopping the daemons and removing the lab."
