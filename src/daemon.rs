@@ -52,6 +52,15 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
             .map_err(|e| format!("{name:?}: {e}"))
     })
     .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(user) = &config.user {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        if crate::sys::privilege::find_user(&passwd, user).is_none() {
+            return Err(format!(
+                "{}: user: no user named {user:?} in /etc/passwd",
+                path.display()
+            ));
+        }
+    }
     if let Some(multicast) = &config.heartbeat.multicast {
         if iface::index(&multicast.interface).is_none() {
             return Err(format!(
@@ -100,6 +109,22 @@ pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, String> {
         )));
     }
     Ok(Some(key))
+}
+
+/// Switches to `name`, keeping CAP_NET_RAW and CAP_NET_ADMIN only.
+fn drop_privileges(name: &str) -> Result<(), String> {
+    use crate::sys::privilege::{self, CAP_NET_ADMIN, CAP_NET_RAW};
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("user {name}: cannot read /etc/passwd: {e}"))?;
+    let user = privilege::find_user(&passwd, name)
+        .ok_or_else(|| format!("user {name}: no such user in /etc/passwd"))?;
+    privilege::drop_to(&user, &[CAP_NET_RAW, CAP_NET_ADMIN])
+        .map_err(|e| format!("user {name}: cannot switch to it: {e}"))?;
+    info!(
+        "running as {name} (uid {}, gid {}) with CAP_NET_RAW and CAP_NET_ADMIN only",
+        user.uid, user.gid
+    );
+    Ok(())
 }
 
 /// A thread's end, reported to the supervisor.
@@ -205,6 +230,10 @@ impl Supervisor {
             responder_mailbox.clone(),
         )
         .map_err(|e| format!("control socket: {e}"))?;
+        // Every socket is open: give up root before any thread exists.
+        if let Some(user) = &config.user {
+            drop_privileges(user)?;
+        }
         let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
         let actions_handle = spawn("actions", end_mailbox.clone(), move || actions.run())

@@ -362,11 +362,12 @@ struct TestUser {
 }
 
 impl TestUser {
-    fn create() -> TestUser {
+    /// `tag` tells apart the users of tests that run at the same time.
+    fn create(tag: &str) -> TestUser {
         let suffix = std::process::id() % 100_000;
         let user = TestUser {
-            user: format!("l2vu{suffix}"),
-            group: format!("l2vg{suffix}"),
+            user: format!("l2vu{suffix}{tag}"),
+            group: format!("l2vg{suffix}{tag}"),
         };
         let ok = |args: &[&str]| {
             let out = Command::new(args[0])
@@ -423,7 +424,7 @@ fn the_read_only_group_may_look_but_not_touch() {
         return;
     }
     let lab = Lab::up(1, false);
-    let user = TestUser::create();
+    let user = TestUser::create("r");
     let socket = lab.dir.join("ro.sock");
     let daemon = lab.daemon(
         1,
@@ -692,4 +693,90 @@ fn a_reload_that_adds_a_vip_leaves_the_others_untouched() {
         arp_answerers(&lab, "192.0.2.220"),
         BTreeSetOf::one(&node_mac(1))
     );
+}
+
+/// `"user"`: the daemon opens what needs root, then runs as that user with
+/// CAP_NET_RAW and CAP_NET_ADMIN only, and still answers ARP/NDP, wins the
+/// election, routes its VIPs and cleans up at exit; its hooks get no
+/// capabilities at all.
+#[test]
+fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
+    if !lab::available("the_daemon_runs_as_an_unprivileged_user_with_two_capabilities") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let user = TestUser::create("p");
+    let out = lab.dir.join("hook-out");
+    std::fs::create_dir(&out).expect("hook output directory");
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let extra = format!(
+        r#", "user": "{}", "hooks": {{"on_acquire": "(id -u; grep ^Cap /proc/self/status) > {}/$L2VIP_SERVICE"}}"#,
+        user.user,
+        out.display()
+    );
+    let n1 = lab.daemon(1, &config(1, &extra));
+    let n2 = lab.daemon(2, &config(2, ""));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    assert!(
+        n1.log().contains(&format!("running as {} (uid", user.user)),
+        "{}",
+        n1.log()
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n1.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    let uid = Command::new("id")
+        .args(["-u", &user.user])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("id");
+    assert_eq!(field("Uid"), format!("{uid} {uid} {uid} {uid}"), "{status}");
+    // Bits 12 (CAP_NET_ADMIN) and 13 (CAP_NET_RAW), nothing else.
+    assert_eq!(field("CapEff"), "0000000000003000", "{status}");
+    assert_eq!(field("CapPrm"), "0000000000003000", "{status}");
+    assert_eq!(field("CapInh"), "0000000000000000", "{status}");
+    assert_eq!(field("CapAmb"), "0000000000000000", "{status}");
+
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(1)));
+    let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP4]);
+    assert!(ping.contains(" 2 received"), "{ping}");
+    let hook = lab.dir.join("hook-out").join("web");
+    assert!(
+        Lab::wait_until(Duration::from_secs(2), || hook.exists()),
+        "{}",
+        n1.log()
+    );
+    let hook = std::fs::read_to_string(hook).expect("hook output");
+    assert!(hook.starts_with(&format!("{uid}\n")), "{hook}");
+    assert!(hook.contains("CapEff:\t0000000000000000"), "{hook}");
+
+    // SIGTERM: n2 takes over; n1's routes and ARP settings are put back
+    // with nothing but its two capabilities.
+    let mut n1 = n1;
+    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_secs(2)),
+        "{}",
+        n2.log()
+    );
+    let routes = lab.text(
+        "n1",
+        &["ip", "route", "show", "table", "local", "proto", "76"],
+    );
+    assert_eq!(routes.trim(), "", "{}", n1.log());
+    let ignore = lab.text("n1", &["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"]);
+    assert_eq!(ignore.trim(), "0", "{}", n1.log());
 }

@@ -64,6 +64,9 @@ pub struct Config {
     pub linger_s: u64,
     /// Commands run when this node acquires or releases a VIP.
     pub hooks: Hooks,
+    /// The user the daemon switches to after start-up (keeping only
+    /// CAP_NET_RAW and CAP_NET_ADMIN); `None`: it stays who started it.
+    pub user: Option<String>,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
 }
@@ -307,6 +310,7 @@ struct RawConfig {
     linger_s: Option<u64>,
     #[serde(default)]
     hooks: RawHooks,
+    user: Option<String>,
     #[serde(default)]
     services: Vec<RawService>,
 }
@@ -658,6 +662,14 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         bind: raw.bind.unwrap_or(Bind::Route),
         linger_s,
         hooks,
+        user: match &raw.user {
+            Some(user) => {
+                check_name(user)
+                    .map_err(|why| fail(&[Step::Key("user")], format!("user: {why}")))?;
+                Some(user.clone())
+            }
+            None => None,
+        },
         state_file: match raw.state_file.clone() {
             Some(path) if !path.starts_with('/') => {
                 return Err(fail(

@@ -271,6 +271,7 @@ const MAIN: &[Rule] = &[
     rule("bind", &["bind"], Kind::Text),
     rule("linger_s", &["linger_s"], Kind::Number),
     rule("state_file", &["state_file"], Kind::TextOrNone),
+    rule("user", &["user"], Kind::Text),
 ];
 
 const HEARTBEAT: &[Rule] = &[

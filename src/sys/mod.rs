@@ -7,6 +7,7 @@ pub mod cred;
 pub mod iface;
 pub mod netlink;
 pub mod packet;
+pub mod privilege;
 pub mod process;
 pub mod signal;
 pub mod udp;

@@ -18,6 +18,12 @@ define L2VIP_INSTALL_TARGET_CMDS
 		$(TARGET_DIR)/etc/l2vip/config.json
 endef
 
+# For "user": "l2vip" in /etc/l2vip/config.json (and L2VIP_USER in
+# /etc/default/l2vip).
+define L2VIP_USERS
+	l2vip -1 l2vip -1 * - - - l2vip daemon
+endef
+
 define L2VIP_INSTALL_INIT_SYSV
 	$(INSTALL) -D -m 0755 $(@D)/rootfs/etc/init.d/S50l2vip \
 		$(TARGET_DIR)/etc/init.d/S50l2vip

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Footprint: l2vip next to keepalived in the same lab, in one run.
+
+    sudo tests/bench/footprint.py [--short]
+
+- idle CPU of the owner over 60 s (10 s with --short) at 1 s heartbeats /
+  adverts, as a share of one core (utime + stime of every process);
+- resident memory (VmRSS) of the owner with 1, 100 and 1000 VIPs;
+- l2vip: the time from a planned hand-over (`drain`) to the client having
+  seen the new owner's first gratuitous ARP for every one of 1000 VIPs;
+- the stripped size of the binaries.
+
+Prints a markdown table. Needs root; keepalived (Debian's package) is
+optional: its column says "not installed" without it.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB_SH = os.path.join(ROOT, "tests", "lab", "lab.sh")
+L2VIP = os.path.join(ROOT, "target", "release", "l2vip")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def run(*args, check=True):
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+def vips(count):
+    """`count` IPv4 VIPs from 192.0.2.200 on, then 2001:db8::1:0 on."""
+    out = []
+    for i in range(count):
+        out.append(f"192.0.2.{200 + i}" if i < 50 else f"2001:db8::1:{i:x}")
+    return out
+
+
+def tree(pid):
+    """`pid` and its descendants."""
+    pids = [pid]
+    for p in list(pids):
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / TICKS
+
+
+def rss_kib(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+class Lab:
+    def __init__(self):
+        self.name = f"fp{os.getpid() % 10000}"
+        self.dir = tempfile.mkdtemp(prefix="l2vip-footprint-")
+        run(LAB_SH, "up", self.name, "2")
+
+    def ns(self, host):
+        return f"{self.name}-{host}"
+
+    def down(self):
+        run(LAB_SH, "down", self.name, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(probe, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if probe():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def start_l2vip(lab, count):
+    procs = []
+    services = ",\n".join(
+        f'{{"name": "s{i}", "ip": "{ip}", "interface": "eth0"}}' for i, ip in enumerate(vips(count))
+    )
+    for i in (1, 2):
+        path = os.path.join(lab.dir, f"n{i}.json")
+        with open(path, "w") as f:
+            f.write(
+                f"""{{"node": "n{i}", "priority": {250 - 50 * i},
+ "heartbeat": {{"peers": ["192.0.2.1{3 - i}"]}},
+ "control": {{"socket": "{lab.dir}/n{i}.sock"}}, "state_file": null,
+ "services": [{services}]}}"""
+            )
+        log = os.path.join(lab.dir, f"n{i}.log")
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", lab.ns(f"n{i}"), L2VIP, "daemon", "-c", path],
+                stderr=open(log, "w"),
+            )
+        )
+        if i == 1:
+            wait_for(lambda: "answering for" in open(log).read(), 20)
+    return procs
+
+
+def start_keepalived(lab, count):
+    procs = []
+    v4 = [ip for ip in vips(count) if ":" not in ip]
+    v6 = [ip for ip in vips(count) if ":" in ip]
+    for i in (1, 2):
+        instances = []
+        for name, rid, addresses, prefix in (("v4", 51, v4, 24), ("v6", 52, v6, 64)):
+            if not addresses:
+                continue
+            listed = "\n        ".join(f"{a}/{prefix}" for a in addresses)
+            instances.append(
+                f"""vrrp_instance {name} {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {rid}
+    priority {250 - 50 * i}
+    advert_int 1
+    virtual_ipaddress {{
+        {listed}
+    }}
+}}"""
+            )
+        conf = os.path.join(lab.dir, f"k{i}.conf")
+        with open(conf, "w") as f:
+            f.write(f"global_defs {{\n    router_id n{i}\n    vrrp_version 3\n}}\n" + "\n".join(instances) + "\n")
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", lab.ns(f"n{i}"), "keepalived", "-n", "-l", "-D", "-P", "-f", conf,
+                 "-p", f"{lab.dir}/k{i}.pid", "-r", f"{lab.dir}/k{i}-vrrp.pid"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        if i == 1:
+            first = vips(count)[0]
+            wait_for(lambda: first in run("ip", "-n", lab.ns("n1"), "addr").stdout, 20)
+    return procs
+
+
+def stop(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def idle_cpu(lab, start, seconds):
+    procs = start(lab, 1)
+    try:
+        time.sleep(3)
+        pid = procs[0].pid
+        before, t0 = cpu_seconds(pid), time.time()
+        time.sleep(seconds)
+        used, elapsed = cpu_seconds(pid) - before, time.time() - t0
+        return 100 * used / elapsed
+    finally:
+        stop(procs)
+
+
+def resident(lab, start, count):
+    procs = start(lab, count)
+    try:
+        time.sleep(3)
+        return rss_kib(procs[0].pid)
+    finally:
+        stop(procs)
+
+
+def burst_1000(lab):
+    """Drain n1 with 1000 VIPs; time until the client saw n2's first
+    gratuitous ARP or unsolicited NA for every one."""
+    procs = start_l2vip(lab, 1000)
+    try:
+        wait_for(lambda: "answering for 1000 VIPs" in open(f"{lab.dir}/n1.log").read(), 20)
+        # n2 must be past its start-up hold to be a candidate.
+        time.sleep(6)
+        capture = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns("c"), "tcpdump", "--immediate-mode", "-i", "eth0", "-n", "-l",
+             "-tt", "-B", "16384", "ether src 02:4c:32:00:00:02 and (arp or (icmp6 and ip6[40] == 136))"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        time.sleep(1)
+        asked = time.time()
+        run(L2VIP, "drain", "--socket", f"{lab.dir}/n1.sock")
+        seen = {}
+        deadline = time.time() + 10
+        wanted = set(vips(1000))
+        os.set_blocking(capture.stdout.fileno(), False)
+        buffer = ""
+        while time.time() < deadline and len(seen) < len(wanted):
+            chunk = capture.stdout.read()
+            if not chunk:
+                time.sleep(0.05)
+                continue
+            buffer += chunk
+            *lines, buffer = buffer.split("\n")
+            for line in lines:
+                m = re.match(r"(\d+\.\d+) .*?(?:who-has|Reply) (\S+)", line) or re.match(
+                    r"(\d+\.\d+) .*tgt is (\S+?),", line
+                )
+                if m and m.group(2) in wanted:
+                    seen.setdefault(m.group(2), float(m.group(1)))
+        capture.terminate()
+        capture.wait()
+        if len(seen) < len(wanted):
+            return f"only {len(seen)} of 1000 seen"
+        return f"{(max(seen.values()) - asked) * 1000:.0f} ms"
+    finally:
+        stop(procs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("footprint.py: needs root (network namespaces)")
+    if not os.path.exists(L2VIP):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    keepalived = shutil.which("keepalived")
+    seconds = 10 if args.short else 60
+    lab = Lab()
+    rows = []
+    try:
+        for name, start in (("l2vip", start_l2vip), ("keepalived", start_keepalived)):
+            if name == "keepalived" and not keepalived:
+                continue
+            cpu = idle_cpu(lab, start, seconds)
+            rss = {n: resident(lab, start, n) for n in (1, 100, 1000)}
+            rows.append((name, cpu, rss))
+            print(f"  {name}: idle {cpu:.3f}% of a core, RSS {rss}", file=sys.stderr)
+        burst = burst_1000(lab)
+    finally:
+        lab.down()
+    sizes = {"l2vip": os.path.getsize(L2VIP)}
+    if keepalived:
+        sizes["keepalived"] = os.path.getsize(keepalived)
+    print(f"\nFootprint (owner node; idle over {seconds} s at 1 s heartbeats / adverts)\n")
+    print("| | " + " | ".join(name for name, _, _ in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    print("| idle CPU, % of one core | " + " | ".join(f"{cpu:.3f}" for _, cpu, _ in rows) + " |")
+    for n in (1, 100, 1000):
+        print(f"| RSS with {n} VIPs, KiB | " + " | ".join(str(rss[n]) for _, _, rss in rows) + " |")
+    print("| binary, bytes | " + " | ".join(f"{sizes.get(name, 0):,}" for name, _, _ in rows) + " |")
+    print(f"\nl2vip, drain to the client having seen every one of 1000 VIPs announced: {burst}")
+    if not keepalived:
+        print("(keepalived is not installed: apt-get install keepalived for its column)")
+
+
+if __name__ == "__main__":
+    main()
