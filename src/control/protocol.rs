@@ -91,6 +91,8 @@ pub mod code {
     pub const INVALID_CONFIG: &str = "invalid_config";
     /// The state file could not be written; nothing was changed.
     pub const STATE_FILE: &str = "state_file";
+    /// A limit would be passed (1024 services).
+    pub const TOO_MANY: &str = "too_many";
 }
 
 /// A response line.

@@ -62,7 +62,13 @@ pub enum Reject {
     Replay,
     /// Digest matches but the service count does not.
     Inconsistent,
+    /// A new node while `MAX_KNOWN_PEERS` others are alive.
+    TooManyPeers,
 }
+
+/// The most peers remembered at once (a cluster is ~16 nodes): more, with
+/// all of them alive, are refused, so forged names cannot grow the table.
+pub const MAX_KNOWN_PEERS: usize = 64;
 
 impl Reject {
     /// The stable name used in logs and metrics.
@@ -73,6 +79,7 @@ impl Reject {
             Reject::DuplicateNode => "duplicate_node",
             Reject::Replay => "replay",
             Reject::Inconsistent => "inconsistent",
+            Reject::TooManyPeers => "too_many_peers",
         }
     }
 }
@@ -426,6 +433,21 @@ impl Policy {
                 peer.sequence = 0;
             }
             None => {
+                if self.peers.len() >= MAX_KNOWN_PEERS {
+                    // Forget the longest-silent peer whose lease is over.
+                    let forgotten = self
+                        .peers
+                        .iter()
+                        .filter(|(_, p)| !self.alive(p, now))
+                        .min_by_key(|(_, p)| p.heard)
+                        .map(|(name, _)| name.clone());
+                    match forgotten {
+                        Some(name) => {
+                            self.peers.remove(&name);
+                        }
+                        None => return Err(Reject::TooManyPeers),
+                    }
+                }
                 self.peers.insert(
                     beat.node.to_string(),
                     Peer {
@@ -1043,6 +1065,29 @@ mod tests {
         a.take_changes();
         b.take_changes();
         (a, b, now)
+    }
+
+    #[test]
+    fn forged_names_cannot_grow_the_peer_table() {
+        let t0 = Instant::now();
+        let mut a = node("a", 200, false, t0);
+        let forged = |a: &mut Policy, name: String, now: Instant| {
+            let mut other = node(&name, 50, false, now);
+            deliver(&mut other, a, now)
+        };
+        for i in 0..MAX_KNOWN_PEERS {
+            forged(&mut a, format!("f{i}"), t0).unwrap();
+        }
+        assert_eq!(
+            forged(&mut a, "one-more".into(), t0),
+            Err(Reject::TooManyPeers)
+        );
+        assert_eq!(a.peer_states(t0).len(), MAX_KNOWN_PEERS);
+        // Once their leases are over, a newcomer takes a silent one's place.
+        let later = t0 + LEASE;
+        forged(&mut a, "newcomer".into(), later).unwrap();
+        assert_eq!(a.peer_states(later).len(), MAX_KNOWN_PEERS);
+        assert!(a.peer_states(later).iter().any(|p| p.node == "newcomer"));
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Drop {
         }
     }
 
-    const NAMES: [&'static str; 12] = [
+    const NAMES: [&'static str; 13] = [
         "truncated",
         "version",
         "malformed",
@@ -107,6 +107,7 @@ impl Drop {
         "duplicate_node",
         "replay",
         "inconsistent",
+        "too_many_peers",
     ];
 }
 
@@ -255,6 +256,13 @@ impl ElectionThread {
                     warn!(
                         "state file: {} ({}) clashes with another service; skipped",
                         service.name, service.ip
+                    );
+                } else if config.services.len() + runtime.len() >= config::MAX_SERVICES {
+                    warn!(
+                        "state file: {} ({}) skipped: already {} services",
+                        service.name,
+                        service.ip,
+                        config::MAX_SERVICES
                     );
                 } else {
                     runtime.push(service);
@@ -623,6 +631,15 @@ impl ElectionThread {
         }
         if let Err(e) = iface::lookup(&service.interface) {
             return Response::error(code::BAD_INTERFACE, format!("{}: {e}", service.interface));
+        }
+        if self.all_services().len() >= config::MAX_SERVICES {
+            return Response::error(
+                code::TOO_MANY,
+                format!(
+                    "already {} services, the most a node serves",
+                    config::MAX_SERVICES
+                ),
+            );
         }
         self.runtime.push(service.clone());
         if let Err(response) = self.save_runtime() {
