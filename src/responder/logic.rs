@@ -45,6 +45,21 @@ struct Announcing {
     next_at: Option<Instant>,
 }
 
+/// What became of one announcement frame handed to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// On its way.
+    Sent,
+    /// Failed for good (counted); the round goes on.
+    Failed,
+    /// The socket's send buffer is full: the round stops here and goes on
+    /// after `SEND_BACKOFF`, where it stopped.
+    Full,
+}
+
+/// How long a full send buffer pauses announcements.
+pub const SEND_BACKOFF: Duration = Duration::from_millis(1);
+
 /// The outcome of one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -62,6 +77,8 @@ pub struct Responder {
     /// (slot, VIP) pairs answered for.
     owned: HashSet<(usize, IpAddr)>,
     announcing: Vec<Announcing>,
+    /// A send buffer was full: no announcement before this instant.
+    blocked_until: Option<Instant>,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -74,6 +91,7 @@ impl Responder {
             announce,
             owned: HashSet::new(),
             announcing: Vec::new(),
+            blocked_until: None,
             counters: Counters::default(),
         }
     }
@@ -140,11 +158,18 @@ impl Responder {
 
     /// When `announce_due` has work next.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.announcing.iter().filter_map(|a| a.next_at).min()
+        let due = self.announcing.iter().filter_map(|a| a.next_at).min()?;
+        Some(self.blocked_until.map_or(due, |until| due.max(until)))
     }
 
     /// Emits every announcement round due at `now` through `send(slot, frame)`.
-    pub fn announce_due(&mut self, now: Instant, mut send: impl FnMut(usize, &[u8]) -> bool) {
+    /// A full send buffer pauses the rest (1000 VIPs are 3000 frames) and
+    /// they go out after `SEND_BACKOFF`, none skipped.
+    pub fn announce_due(&mut self, now: Instant, mut send: impl FnMut(usize, &[u8]) -> Sent) {
+        if self.blocked_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.blocked_until = None;
         let interval = self.announce.interval();
         let refresh = self.announce.refresh();
         let mut buffer = [0u8; MAX_FRAME];
@@ -158,17 +183,22 @@ impl Responder {
                 continue;
             };
             let mac = interface.mac;
-            match entry.vip.ip {
-                IpAddr::V4(ip) => {
-                    for operation in [arp::Operation::Request, arp::Operation::Reply] {
+            let full = match entry.vip.ip {
+                IpAddr::V4(ip) => [arp::Operation::Request, arp::Operation::Reply]
+                    .into_iter()
+                    .any(|operation| {
                         let len = gratuitous_arp(&mut buffer, mac, ip, operation);
-                        self.count_sent(send(entry.vip.slot, &buffer[..len]), true);
-                    }
-                }
+                        self.count_sent(send(entry.vip.slot, &buffer[..len]), true)
+                    }),
                 IpAddr::V6(ip) => {
                     let len = unsolicited_na(&mut buffer, mac, ip);
-                    self.count_sent(send(entry.vip.slot, &buffer[..len]), false);
+                    self.count_sent(send(entry.vip.slot, &buffer[..len]), false)
                 }
+            };
+            if full {
+                // This entry stays due; it and the rest go out shortly.
+                self.blocked_until = Some(later(now, SEND_BACKOFF));
+                return;
             }
             let entry = &mut self.announcing[index];
             entry.rounds_left = entry.rounds_left.saturating_sub(1);
@@ -180,12 +210,15 @@ impl Responder {
         }
     }
 
-    fn count_sent(&mut self, sent: bool, ipv4: bool) {
+    /// Counts one send; true when the socket was full.
+    fn count_sent(&mut self, sent: Sent, ipv4: bool) -> bool {
         match (sent, ipv4) {
-            (false, _) => self.counters.send_errors += 1,
-            (true, true) => self.counters.gratuitous_arp_sent += 1,
-            (true, false) => self.counters.unsolicited_na_sent += 1,
+            (Sent::Full, _) => return true,
+            (Sent::Failed, _) => self.counters.send_errors += 1,
+            (Sent::Sent, true) => self.counters.gratuitous_arp_sent += 1,
+            (Sent::Sent, false) => self.counters.unsolicited_na_sent += 1,
         }
+        false
     }
 
     /// Handles a frame that arrived on the ARP socket of `slot`.
@@ -731,7 +764,7 @@ mod tests {
             assert_eq!(r.poll_at(), Some(now), "round {round}");
             r.announce_due(now, |slot, frame| {
                 sent.push((slot, frame.to_vec()));
-                true
+                Sent::Sent
             });
             now += interval;
         }
@@ -778,7 +811,7 @@ mod tests {
         // Re-acquire: a new burst at once; a link coming back restarts it.
         assert_eq!(r.set_owned(now, &[vip("192.0.2.11", 0)]), (1, 0));
         assert_eq!(r.poll_at(), Some(now));
-        r.announce_due(now, |_, _| true);
+        r.announce_due(now, |_, _| Sent::Sent);
         r.reannounce(now + interval, 0);
         assert_eq!(r.poll_at(), Some(now + interval));
     }
@@ -799,8 +832,44 @@ mod tests {
             announce,
         );
         r.set_owned(t0, &[vip("192.0.2.11", 0)]);
-        r.announce_due(t0, |_, _| false);
+        r.announce_due(t0, |_, _| Sent::Failed);
         assert_eq!(r.counters.send_errors, 2);
         assert_eq!(r.poll_at(), None);
+    }
+
+    #[test]
+    fn a_full_send_buffer_delays_announcements_and_loses_none() {
+        let t0 = Instant::now();
+        let mut r = responder(t0);
+        let vips: Vec<OwnedVip> = (0..100)
+            .map(|i| vip(&format!("2001:db8::1:{i:x}"), 0))
+            .collect();
+        r.set_owned(t0, &vips);
+        // The socket takes 30 frames, then is full.
+        let mut room = 30;
+        let mut sent = HashSet::new();
+        let mut feed = |r: &mut Responder, now: Instant, room: &mut usize| {
+            r.announce_due(now, |_, frame| {
+                if *room == 0 {
+                    return Sent::Full;
+                }
+                *room -= 1;
+                sent.insert(frame[62..78].to_vec());
+                Sent::Sent
+            });
+        };
+        feed(&mut r, t0, &mut room);
+        assert_eq!(r.poll_at(), Some(t0 + SEND_BACKOFF), "paused, not spinning");
+        feed(&mut r, t0, &mut room);
+        assert_eq!(room, 0, "nothing more before the backoff");
+        let mut now = t0;
+        for _ in 0..10 {
+            now += SEND_BACKOFF;
+            room = 30;
+            feed(&mut r, now, &mut room);
+        }
+        assert_eq!(sent.len(), 100, "every VIP announced once its turn came");
+        assert_eq!(r.counters.send_errors, 0);
+        assert_eq!(r.counters.unsolicited_na_sent, 100);
     }
 }

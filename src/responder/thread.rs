@@ -14,7 +14,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::counters::{DropReason, LogLimit};
-use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
+use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, MAX_FRAME};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::Announce;
 use crate::link::LinkState;
@@ -405,10 +405,16 @@ impl ResponderThread {
                 &port.ndp
             };
             match socket.send(frame) {
-                Ok(()) => true,
+                Ok(()) => Sent::Sent,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    Sent::Full
+                }
                 Err(e) => {
                     debug!("{}: sending an announcement failed: {e}", port.name);
-                    false
+                    Sent::Failed
                 }
             }
         });
