@@ -57,8 +57,13 @@ pub enum Sent {
     Full,
 }
 
-/// How long a full send buffer pauses announcements.
+/// How long a full send buffer, or a full batch, pauses announcements.
 pub const SEND_BACKOFF: Duration = Duration::from_millis(1);
+/// Announcement frames sent back to back before `SEND_BACKOFF`: a burst
+/// for 1000 VIPs (3000 frames) is paced over ~25 ms instead of
+/// overflowing the queues between here and the clients (the same frames
+/// would be lost in every round).
+pub const FRAMES_PER_BATCH: usize = 128;
 
 /// The outcome of one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,12 +178,18 @@ impl Responder {
         let interval = self.announce.interval();
         let refresh = self.announce.refresh();
         let mut buffer = [0u8; MAX_FRAME];
+        let mut frames = 0;
         for index in 0..self.announcing.len() {
             let entry = self.announcing[index];
             match entry.next_at {
                 Some(at) if at <= now => {}
                 _ => continue,
             }
+            if frames >= FRAMES_PER_BATCH {
+                self.blocked_until = Some(later(now, SEND_BACKOFF));
+                return;
+            }
+            frames += if entry.vip.ip.is_ipv4() { 2 } else { 1 };
             let Some(interface) = self.interfaces.get(entry.vip.slot) else {
                 continue;
             };
@@ -835,6 +846,35 @@ mod tests {
         r.announce_due(t0, |_, _| Sent::Failed);
         assert_eq!(r.counters.send_errors, 2);
         assert_eq!(r.poll_at(), None);
+    }
+
+    #[test]
+    fn big_bursts_are_paced() {
+        let t0 = Instant::now();
+        let mut r = responder(t0);
+        let vips: Vec<OwnedVip> = (0..1000)
+            .map(|i| vip(&format!("2001:db8::1:{i:x}"), 0))
+            .collect();
+        r.set_owned(t0, &vips);
+        let mut batches = Vec::new();
+        let mut now = t0;
+        let mut last = t0;
+        while r.counters.unsolicited_na_sent < 1000 && batches.len() < 100 {
+            let mut count = 0;
+            r.announce_due(now, |_, _| {
+                count += 1;
+                Sent::Sent
+            });
+            batches.push(count);
+            last = now;
+            now = r.poll_at().expect("more to send");
+        }
+        assert!(
+            batches.iter().all(|b| *b <= FRAMES_PER_BATCH),
+            "{batches:?}"
+        );
+        assert_eq!(batches.len(), 1000_usize.div_ceil(FRAMES_PER_BATCH));
+        assert!(last - t0 <= SEND_BACKOFF * 8, "{:?}", last - t0);
     }
 
     #[test]
