@@ -30,13 +30,21 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_SH = os.path.join(ROOT, "tests", "lab", "lab.sh")
+from benchlab import (
+    L2VIP,
+    ROOT,
+    Lab,
+    build_release,
+    keepalived,
+    keepalived_config,
+    run,
+    stop,
+    wait_for,
+)
+
 PROBE = os.path.join(ROOT, "tests", "bench", "probe.py")
-L2VIP = os.path.join(ROOT, "target", "release", "l2vip")
 VIP4, VIP6 = "192.0.2.200", "2001:db8::200"
 MAC = {1: "02:4c:32:00:00:01", 2: "02:4c:32:00:00:02"}
 
@@ -47,24 +55,6 @@ TIMERS = {
     "aggressive": (20, 60, 3, 0.02),
 }
 SCENARIOS = ["node-loss", "sigkill", "sigterm", "drain", "node-loss-v6"]
-
-
-def run(*args, check=True):
-    return subprocess.run(args, check=check, capture_output=True, text=True)
-
-
-class Lab:
-    def __init__(self, name):
-        self.name = name
-        self.dir = tempfile.mkdtemp(prefix=f"l2vip-bench-{name}-")
-        run(LAB_SH, "up", name, "2")
-
-    def ns(self, host):
-        return f"{self.name}-{host}"
-
-    def down(self):
-        run(LAB_SH, "down", self.name, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class L2vip:
@@ -120,15 +110,7 @@ class L2vip:
         run(L2VIP, "drain", "--socket", f"{self.lab.dir}/n{node}.sock")
 
     def stop(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(self.procs.values())
 
 
 class Keepalived:
@@ -145,41 +127,10 @@ class Keepalived:
 
     def start(self):
         for i in (1, 2):
-            conf = os.path.join(self.lab.dir, f"k{i}.conf")
-            instances = []
-            for name, vip, rid in (("v4", f"{VIP4}/24", 51), ("v6", f"{VIP6}/64", 52)):
-                instances.append(
-                    f"""vrrp_instance {name} {{
-    state BACKUP
-    interface eth0
-    virtual_router_id {rid}
-    priority {250 - 50 * i}
-    advert_int {self.advert}
-    virtual_ipaddress {{
-        {vip}
-    }}
-}}"""
-                )
-            with open(conf, "w") as f:
-                f.write(
-                    f"""global_defs {{
-    router_id n{i}
-    vrrp_version {self.version}
-    vrrp_garp_master_delay 0
-    script_user root
-    enable_script_security
-}}
-"""
-                    + "\n".join(instances)
-                    + "\n"
-                )
-            log = open(os.path.join(self.lab.dir, f"k{i}.log"), "w")
-            self.procs[i] = subprocess.Popen(
-                ["ip", "netns", "exec", self.lab.ns(f"n{i}"), "keepalived", "-n", "-l", "-D", "-P",
-                 "-f", conf, "-p", f"{self.lab.dir}/k{i}.pid", "-r", f"{self.lab.dir}/k{i}-vrrp.pid"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
+            conf = keepalived_config(
+                i, self.version, self.advert, [("v4", 51, [f"{VIP4}/24"]), ("v6", 52, [f"{VIP6}/64"])]
             )
+            self.procs[i] = keepalived(self.lab, i, conf)
             if i == 1:
                 wait_for(lambda: has_address(self.lab, 1, VIP4) and has_address(self.lab, 1, VIP6), 15)
 
@@ -202,7 +153,7 @@ class Keepalived:
         raise NotImplementedError
 
     def stop(self):
-        L2vip.stop(self)
+        stop(self.procs.values())
 
 
 def read(path):
@@ -215,15 +166,6 @@ def read(path):
 
 def has_address(lab, node, ip):
     return ip in run("ip", "-n", lab.ns(f"n{node}"), "addr", "show", "dev", "eth0").stdout
-
-
-def wait_for(probe, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if probe():
-            return True
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for the cluster to settle")
 
 
 def one_run(lab, impl, scenario):
@@ -289,15 +231,14 @@ def main():
     runs = args.runs or (3 if args.short else 5)
     timers = ["tuned"] if args.short else args.timers.split(",")
     scenarios = args.scenarios.split(",")
-    if not os.path.exists(L2VIP):
-        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    build_release()
     impls = [L2vip, Keepalived]
     if args.only:
         impls = [i for i in impls if i.name == args.only]
     if Keepalived in impls and not shutil.which("keepalived"):
         print("(keepalived is not installed: apt-get install keepalived; its columns are skipped)")
         impls.remove(Keepalived)
-    lab = Lab(f"fo{os.getpid() % 10000}")
+    lab = Lab("fo")
     rows = []
     try:
         for timer in timers:

@@ -20,16 +20,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_SH = os.path.join(ROOT, "tests", "lab", "lab.sh")
-L2VIP = os.path.join(ROOT, "target", "release", "l2vip")
+from benchlab import L2VIP, Lab, build_release, keepalived, keepalived_config, run, stop, wait_for
 
-
-def run(*args, check=True):
-    return subprocess.run(args, check=check, capture_output=True, text=True)
 
 
 def vips(count):
@@ -77,29 +71,6 @@ def rss_kib(pid):
     return total
 
 
-class Lab:
-    def __init__(self):
-        self.name = f"fp{os.getpid() % 10000}"
-        self.dir = tempfile.mkdtemp(prefix="l2vip-footprint-")
-        run(LAB_SH, "up", self.name, "2")
-
-    def ns(self, host):
-        return f"{self.name}-{host}"
-
-    def down(self):
-        run(LAB_SH, "down", self.name, check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def wait_for(probe, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if probe():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def start_l2vip(lab, count):
     procs = []
     services = ",\n".join(
@@ -128,53 +99,14 @@ def start_l2vip(lab, count):
 
 def start_keepalived(lab, count):
     procs = []
-    v4 = [ip for ip in vips(count) if ":" not in ip]
-    v6 = [ip for ip in vips(count) if ":" in ip]
+    v4 = [f"{ip}/24" for ip in vips(count) if ":" not in ip]
+    v6 = [f"{ip}/64" for ip in vips(count) if ":" in ip]
     for i in (1, 2):
-        instances = []
-        for name, rid, addresses, prefix in (("v4", 51, v4, 24), ("v6", 52, v6, 64)):
-            if not addresses:
-                continue
-            listed = "\n        ".join(f"{a}/{prefix}" for a in addresses)
-            instances.append(
-                f"""vrrp_instance {name} {{
-    state BACKUP
-    interface eth0
-    virtual_router_id {rid}
-    priority {250 - 50 * i}
-    advert_int 1
-    virtual_ipaddress {{
-        {listed}
-    }}
-}}"""
-            )
-        conf = os.path.join(lab.dir, f"k{i}.conf")
-        with open(conf, "w") as f:
-            f.write(f"global_defs {{\n    router_id n{i}\n    vrrp_version 3\n}}\n" + "\n".join(instances) + "\n")
-        procs.append(
-            subprocess.Popen(
-                ["ip", "netns", "exec", lab.ns(f"n{i}"), "keepalived", "-n", "-l", "-D", "-P", "-f", conf,
-                 "-p", f"{lab.dir}/k{i}.pid", "-r", f"{lab.dir}/k{i}-vrrp.pid"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        procs.append(keepalived(lab, i, keepalived_config(i, 3, 1, [("v4", 51, v4), ("v6", 52, v6)])))
         if i == 1:
             first = vips(count)[0]
             wait_for(lambda: first in run("ip", "-n", lab.ns("n1"), "addr").stdout, 20)
     return procs
-
-
-def stop(procs):
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def idle_cpu(lab, start, seconds):
@@ -244,11 +176,10 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("footprint.py: needs root (network namespaces)")
-    if not os.path.exists(L2VIP):
-        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    build_release()
     keepalived = shutil.which("keepalived")
     seconds = 10 if args.short else 60
-    lab = Lab()
+    lab = Lab("fp")
     rows = []
     try:
         for name, start in (("l2vip", start_l2vip), ("keepalived", start_keepalived)):

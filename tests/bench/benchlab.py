@@ -1,0 +1,106 @@
+"""What the benchmarks share: paths, the lab, waiting, keepalived's
+configuration, stopping processes."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB_SH = os.path.join(ROOT, "tests", "lab", "lab.sh")
+L2VIP = os.path.join(ROOT, "target", "release", "l2vip")
+
+
+def run(*args, check=True):
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+class Lab:
+    """Two nodes and a client (tests/lab/lab.sh), and a scratch directory."""
+
+    def __init__(self, prefix):
+        self.name = f"{prefix}{os.getpid() % 10000}"
+        self.dir = tempfile.mkdtemp(prefix=f"l2vip-bench-{self.name}-")
+        run(LAB_SH, "up", self.name, "2")
+
+    def ns(self, host):
+        return f"{self.name}-{host}"
+
+    def down(self):
+        run(LAB_SH, "down", self.name, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_for(probe, seconds):
+    """Polls `probe` until it holds; fails the benchmark after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if probe():
+            return
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for the cluster to settle")
+
+
+def build_release():
+    if not os.path.exists(L2VIP):
+        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+
+
+def keepalived_config(node, version, advert, instances):
+    """keepalived.conf for node `node` (priority 250 - 50 x node): one
+    VRRP instance per (name, router id, addresses with prefix)."""
+    blocks = []
+    for name, rid, addresses in instances:
+        if not addresses:
+            continue
+        listed = "\n        ".join(addresses)
+        blocks.append(
+            f"""vrrp_instance {name} {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {rid}
+    priority {250 - 50 * node}
+    advert_int {advert}
+    virtual_ipaddress {{
+        {listed}
+    }}
+}}"""
+        )
+    return (
+        f"""global_defs {{
+    router_id n{node}
+    vrrp_version {version}
+    vrrp_garp_master_delay 0
+}}
+"""
+        + "\n".join(blocks)
+        + "\n"
+    )
+
+
+def keepalived(lab, node, conf):
+    """Starts keepalived (VRRP only, foreground) in node `node`."""
+    path = os.path.join(lab.dir, f"k{node}.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    log = open(os.path.join(lab.dir, f"k{node}.log"), "w")
+    return subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns(f"n{node}"), "keepalived", "-n", "-l", "-D", "-P", "-f", path,
+         "-p", f"{lab.dir}/k{node}.pid", "-r", f"{lab.dir}/k{node}-vrrp.pid"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop(procs):
+    """SIGTERM, then SIGKILL after 10 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
