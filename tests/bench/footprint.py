@@ -15,6 +15,7 @@ optional: its column says "not installed" without it.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -131,6 +132,16 @@ def resident(lab, start, count):
         stop(procs)
 
 
+def candidate(lab, node):
+    """Whether n1 sees `node` alive and past its start-up hold."""
+    out = run(L2VIP, "status", "--json", "--socket", f"{lab.dir}/n1.sock", check=False)
+    try:
+        peers = json.loads(out.stdout)["data"]["peers"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return any(p["node"] == node and p["alive"] and not p["joining"] for p in peers)
+
+
 def burst_1000(lab):
     """Drain n1 with 1000 VIPs; time until the client saw n2's first
     gratuitous ARP or unsolicited NA for every one."""
@@ -138,7 +149,7 @@ def burst_1000(lab):
     try:
         wait_for(lambda: "answering for 1000 VIPs" in open(f"{lab.dir}/n1.log").read(), 20)
         # n2 must be past its start-up hold to be a candidate.
-        time.sleep(6)
+        wait_for(lambda: candidate(lab, "n2"), 20)
         pcap = os.path.join(lab.dir, "burst.pcap")
         capture = subprocess.Popen(
             ["ip", "netns", "exec", lab.ns("c"), "tcpdump", "--immediate-mode", "-i", "eth0", "-n",
