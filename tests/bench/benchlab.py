@@ -17,12 +17,13 @@ def run(*args, check=True):
 
 
 class Lab:
-    """Two nodes and a client (tests/lab/lab.sh), and a scratch directory."""
+    """Nodes (two unless told) and a client (tests/lab/lab.sh), and a
+    scratch directory."""
 
-    def __init__(self, prefix):
+    def __init__(self, prefix, nodes=2):
         self.name = f"{prefix}{os.getpid() % 10000}"
         self.dir = tempfile.mkdtemp(prefix=f"l2vip-bench-{self.name}-")
-        run(LAB_SH, "up", self.name, "2")
+        run(LAB_SH, "up", self.name, str(nodes))
 
     def ns(self, host):
         return f"{self.name}-{host}"

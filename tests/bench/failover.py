@@ -198,7 +198,7 @@ def one_run(lab, impl, scenario):
             impl.drain(1)
         taken = None
         for line in probe.stdout:
-            at, mac = line.split()
+            at, mac = line.split()[:2]
             if float(at) >= fault and mac == MAC[2]:
                 taken = (float(at) - fault) * 1000
                 break

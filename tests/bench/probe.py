@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""A client-side probe: asks who has a VIP every 10 ms, on a raw socket, and
-prints each answer as "<epoch seconds> <MAC>" the moment it arrives.
+"""A client-side probe: asks who has each VIP every 10 ms, on a raw socket,
+and prints each answer as "<epoch seconds> <MAC> <VIP>" the moment it
+arrives.
 
-    probe.py IFACE VIP SECONDS [INTERVAL_MS]
+    probe.py IFACE VIP[,VIP...] SECONDS [INTERVAL_MS]
 
 IPv4 VIPs are asked with ARP requests, IPv6 VIPs with Neighbor
 Solicitations to their solicited-node group. Whoever answers (l2vip's
@@ -69,15 +70,19 @@ def link_local(mac):
 def main():
     iface, vip_text, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     interval = float(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.01
-    vip = ipaddress.ip_address(vip_text)
+    vips = [ipaddress.ip_address(text) for text in vip_text.split(",")]
     mac = mac_of(iface)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
     sock.setblocking(False)
-    if vip.version == 4:
-        request = arp_request(mac, ipv4_of(iface), vip.packed)
-    else:
-        request = neighbor_solicit(mac, link_local(mac), vip.packed)
+    requests = []
+    for vip in vips:
+        if vip.version == 4:
+            requests.append(arp_request(mac, ipv4_of(iface), vip.packed))
+        else:
+            requests.append(neighbor_solicit(mac, link_local(mac), vip.packed))
+    v4 = {vip.packed: str(vip) for vip in vips if vip.version == 4}
+    v6 = {vip.packed: str(vip) for vip in vips if vip.version == 6}
     end = time.time() + seconds
     next_send = time.time()
     out = sys.stdout
@@ -86,7 +91,11 @@ def main():
         if now >= end:
             return
         if now >= next_send:
-            sock.send(request)
+            for request in requests:
+                try:
+                    sock.send(request)
+                except OSError:
+                    pass  # the interface is down or gone for a moment
             next_send += interval
             if next_send < now:
                 next_send = now + interval
@@ -98,18 +107,25 @@ def main():
                 frame, meta = sock.recvfrom(2048)
             except BlockingIOError:
                 break
+            # Answers to this probe and announcements to everyone; not the
+            # answers to a flood sent from another MAC.
             if meta[2] == socket.PACKET_OUTGOING or len(frame) < 14:
+                continue
+            if frame[0:6] != mac and not frame[0] & 1:
                 continue
             kind = frame[12:14]
             src = frame[6:12]
-            if vip.version == 4 and kind == b"\x08\x06" and len(frame) >= 42:
+            answered = None
+            if kind == b"\x08\x06" and len(frame) >= 42:
                 op, spa = struct.unpack("!H", frame[20:22])[0], frame[28:32]
-                if op == 2 and spa == vip.packed:
-                    out.write(f"{time.time():.6f} {src.hex(':')}\n")
-            elif vip.version == 6 and kind == b"\x86\xdd" and len(frame) >= 78:
-                if frame[20] == 58 and frame[54] == 136 and frame[62:78] == vip.packed:
-                    out.write(f"{time.time():.6f} {src.hex(':')}\n")
-            out.flush()
+                if op == 2:
+                    answered = v4.get(spa)
+            elif kind == b"\x86\xdd" and len(frame) >= 78:
+                if frame[20] == 58 and frame[54] == 136:
+                    answered = v6.get(frame[62:78])
+            if answered:
+                out.write(f"{time.time():.6f} {src.hex(':')} {answered}\n")
+                out.flush()
 
 
 if __name__ == "__main__":
