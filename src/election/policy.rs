@@ -531,8 +531,9 @@ impl Policy {
 
     /// Advances time: expiries, the end of the hold, heartbeats due.
     pub fn on_tick(&mut self, now: Instant) {
+        // A regular heartbeat is due: send it, with no burst after it.
         if now >= self.next_send {
-            self.changed();
+            self.send_now = true;
         }
         self.unknown.retain(|(_, until)| now < *until);
         self.evaluate(now);
@@ -1088,6 +1089,38 @@ mod tests {
         forged(&mut a, "newcomer".into(), later).unwrap();
         assert_eq!(a.peer_states(later).len(), MAX_KNOWN_PEERS);
         assert!(a.peer_states(later).iter().any(|p| p.node == "newcomer"));
+    }
+
+    /// Counts the heartbeats `policy` sends over `span`, ticking every ms.
+    fn sends_over(policy: &mut Policy, from: Instant, span: Duration) -> usize {
+        let mut sent = 0;
+        let mut scratch = Scratch::default();
+        for ms in 0..span.as_millis() as u64 {
+            let now = from + Duration::from_millis(ms);
+            policy.on_tick(now);
+            if policy.wants_send(now) {
+                policy.heartbeat(now, &mut scratch);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn steady_heartbeats_go_once_per_interval_and_a_change_adds_a_short_burst() {
+        let (mut a, _b, now) = settled(Instant::now());
+        a.heartbeat(now, &mut Scratch::default());
+        let later = now + INTERVAL * 4;
+        let steady = sends_over(&mut a, later, INTERVAL * 10);
+        assert_eq!(steady, 10, "one per interval once nothing changes");
+        let after = later + INTERVAL * 10;
+        a.set_draining(after, true);
+        let burst = sends_over(&mut a, after, INTERVAL);
+        assert_eq!(
+            burst,
+            1 + BURST as usize,
+            "the change, then its repeats at a quarter interval"
+        );
     }
 
     #[test]
