@@ -21,7 +21,7 @@ use crate::link::LinkState;
 use crate::ownership::Ownership;
 use crate::sys::bpf;
 use crate::sys::iface;
-use crate::sys::packet::{PacketSocket, ETH_P_ARP, ETH_P_IPV6};
+use crate::sys::packet::{PacketSocket, Received, ETH_P_ARP, ETH_P_IPV6};
 use crate::wire::ipv6::solicited_node;
 use crate::wire::EthernetAddress;
 
@@ -52,6 +52,8 @@ const WAKER: Token = Token(0);
 /// Frames read from one socket before the loop looks at other sources;
 /// a flood on one interface cannot starve commands or announcements.
 const FRAMES_PER_WAKE: usize = 64;
+/// Frames read (and answers sent) per system call: 32 KiB of buffers.
+const BATCH: usize = 16;
 /// A received frame larger than this was cut; ARP and NS are far smaller.
 const RECEIVE_BUFFER: usize = bpf::SNAP_LEN as usize;
 /// One log line per drop reason per period.
@@ -90,7 +92,11 @@ pub struct ResponderThread {
     ports: Vec<Port>,
     responder: Responder,
     limit: LogLimit,
-    buffer: Box<[u8; RECEIVE_BUFFER]>,
+    /// Frames read by one `recv_batch`.
+    buffers: Box<[[u8; RECEIVE_BUFFER]; BATCH]>,
+    /// Answers to one batch, sent with one `send_batch`.
+    answers: Box<[[u8; MAX_FRAME]; BATCH]>,
+    answer_lens: [usize; BATCH],
 }
 
 impl ResponderThread {
@@ -108,7 +114,9 @@ impl ResponderThread {
             ports: Vec::new(),
             responder: Responder::new(Vec::new(), announce),
             limit: LogLimit::new(LOG_PERIOD),
-            buffer: Box::new([0u8; RECEIVE_BUFFER]),
+            buffers: Box::new([[0u8; RECEIVE_BUFFER]; BATCH]),
+            answers: Box::new([[0u8; MAX_FRAME]; BATCH]),
+            answer_lens: [0; BATCH],
         };
         for name in interfaces {
             thread.open_port(name)?;
@@ -327,72 +335,107 @@ impl ResponderThread {
         }
     }
 
-    /// Reads up to the per-wake cap; true when the socket is empty.
+    /// Reads up to the per-wake cap, a batch per system call, and sends
+    /// each batch's answers with one more; true when the socket is empty.
     fn drain(&mut self, slot: usize, kind: Kind) -> bool {
-        let mut out = [0u8; MAX_FRAME];
-        for _ in 0..FRAMES_PER_WAKE {
+        let mut read_total = 0;
+        while read_total < FRAMES_PER_WAKE {
             let port = &self.ports[slot];
             let socket = match kind {
                 Kind::Arp => &port.arp,
                 Kind::Ndp => &port.ndp,
             };
-            let received = match socket.recv(&mut self.buffer[..]) {
-                Ok(Some(received)) => received,
-                Ok(None) => return true,
-                // The interface went away; the link thread reports it.
-                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
-                    debug!("{}: receive failed: {e}", port.name);
-                    return true;
-                }
-                Err(e) => {
-                    warn!("{}: receive failed: {e}", port.name);
-                    return true;
-                }
-            };
-            let len = received.len.min(RECEIVE_BUFFER);
-            let frame = &self.buffer[..len];
-            let verdict = if received.len > RECEIVE_BUFFER {
-                self.responder.counters.drop(DropReason::Truncated);
-                Verdict::Drop(DropReason::Truncated)
-            } else {
-                match kind {
-                    Kind::Arp => {
-                        self.responder
-                            .process_arp(slot, received.pkttype, frame, &mut out)
+            let mut received = [Received::default(); BATCH];
+            let read = {
+                let mut each = self.buffers.iter_mut();
+                let mut buffers: [&mut [u8]; BATCH] =
+                    std::array::from_fn(|_| each.next().map_or(&mut [][..], |b| &mut b[..]));
+                match socket.recv_batch(&mut buffers, &mut received) {
+                    Ok(read) => read,
+                    // The interface went away; the link thread reports it.
+                    Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                        debug!("{}: receive failed: {e}", port.name);
+                        return true;
                     }
-                    Kind::Ndp => {
-                        self.responder
-                            .process_ndp(slot, received.pkttype, frame, &mut out)
+                    Err(e) => {
+                        warn!("{}: receive failed: {e}", port.name);
+                        return true;
                     }
                 }
             };
-            match verdict {
-                Verdict::Reply(reply_len) => {
-                    if let Err(e) = socket.send(&out[..reply_len]) {
-                        self.responder.counters.send_errors += 1;
-                        warn!("{}: sending an answer failed: {e}", port.name);
+            read_total += read;
+            let mut answers = 0;
+            for (index, meta) in received.iter().take(read).enumerate() {
+                let len = meta.len.min(RECEIVE_BUFFER);
+                let frame = &self.buffers[index][..len];
+                let out = &mut self.answers[answers];
+                let verdict = if meta.len > RECEIVE_BUFFER {
+                    self.responder.counters.drop(DropReason::Truncated);
+                    Verdict::Drop(DropReason::Truncated)
+                } else {
+                    match kind {
+                        Kind::Arp => self.responder.process_arp(slot, meta.pkttype, frame, out),
+                        Kind::Ndp => self.responder.process_ndp(slot, meta.pkttype, frame, out),
                     }
-                }
-                Verdict::Drop(reason) if reason.is_notable() => {
-                    if let Some(suppressed) = self.limit.allow(reason, Instant::now()) {
-                        let source = frame.get(6..12).map(EthernetAddress::from_bytes);
-                        let from = source.map(|mac| format!(" from {mac}")).unwrap_or_default();
-                        let more = if suppressed > 0 {
-                            format!(" ({suppressed} more since the last report)")
-                        } else {
-                            String::new()
-                        };
-                        warn!(
-                            "{}: dropped a {len}-byte frame{from}: {}{more}",
-                            port.name,
-                            reason.name()
-                        );
+                };
+                match verdict {
+                    Verdict::Reply(reply_len) => {
+                        self.answer_lens[answers] = reply_len;
+                        answers += 1;
                     }
+                    Verdict::Drop(reason) if reason.is_notable() => {
+                        if let Some(suppressed) = self.limit.allow(reason, Instant::now()) {
+                            let source = frame.get(6..12).map(EthernetAddress::from_bytes);
+                            let from = source.map(|mac| format!(" from {mac}")).unwrap_or_default();
+                            let more = if suppressed > 0 {
+                                format!(" ({suppressed} more since the last report)")
+                            } else {
+                                String::new()
+                            };
+                            warn!(
+                                "{}: dropped a {len}-byte frame{from}: {}{more}",
+                                self.ports[slot].name,
+                                reason.name()
+                            );
+                        }
+                    }
+                    Verdict::Drop(_) => {}
                 }
-                Verdict::Drop(_) => {}
+            }
+            self.send_answers(slot, kind, answers);
+            if read < BATCH {
+                return true;
             }
         }
         false
+    }
+
+    /// Sends the first `count` prepared answers; what the kernel does not
+    /// take is counted as a send error.
+    fn send_answers(&mut self, slot: usize, kind: Kind, count: usize) {
+        let port = &self.ports[slot];
+        let socket = match kind {
+            Kind::Arp => &port.arp,
+            Kind::Ndp => &port.ndp,
+        };
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        for (i, frame) in frames.iter_mut().enumerate().take(count) {
+            *frame = &self.answers[i][..self.answer_lens[i]];
+        }
+        let mut done = 0;
+        while done < count {
+            match socket.send_batch(&frames[done..count]) {
+                Ok(sent) if sent > 0 => done += sent,
+                Ok(_) => break,
+                Err(e) => {
+                    // This answer is lost; the next ones may still go.
+                    self.responder.counters.send_errors += 1;
+                    warn!("{}: sending an answer failed: {e}", port.name);
+                    done += 1;
+                }
+            }
+        }
+        self.responder.counters.send_errors += (count - done) as u64;
     }
 
     fn announce(&mut self, now: Instant) {

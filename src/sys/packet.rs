@@ -12,8 +12,11 @@ pub const ETH_P_ARP: u16 = 0x0806;
 /// EtherType of IPv6.
 pub const ETH_P_IPV6: u16 = 0x86dd;
 
+/// The most frames one `recv_batch` or `send_batch` call moves.
+pub const MAX_BATCH: usize = 64;
+
 /// A received frame's metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Received {
     /// The frame's full length (may exceed the buffer: then it was cut).
     pub len: usize,
@@ -132,6 +135,101 @@ impl PacketSocket {
                 0
             )) {
                 Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads up to `buffers.len()` frames (at most [`MAX_BATCH`]) with one
+    /// recvmmsg; `received[i]` describes `buffers[i]`. Returns how many were
+    /// read, 0 when none was waiting. Fewer than asked means the queue was
+    /// empty.
+    pub fn recv_batch(
+        &self,
+        buffers: &mut [&mut [u8]],
+        received: &mut [Received],
+    ) -> io::Result<usize> {
+        let count = buffers.len().min(received.len()).min(MAX_BATCH);
+        if count == 0 {
+            return Ok(0);
+        }
+        // SAFETY: sockaddr_ll, iovec and mmsghdr are plain data; all zeros
+        // (null pointers, zero lengths) is a valid value for each.
+        let mut from: [libc::sockaddr_ll; MAX_BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        for i in 0..count {
+            iovecs[i].iov_base = buffers[i].as_mut_ptr().cast();
+            iovecs[i].iov_len = buffers[i].len();
+            let header = &mut headers[i].msg_hdr;
+            header.msg_name = (&mut from[i] as *mut libc::sockaddr_ll).cast();
+            header.msg_namelen = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            header.msg_iov = &mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        loop {
+            // SAFETY: the first `count` headers point at live buffers,
+            // iovecs and addresses of this frame, writable for the lengths
+            // given; MSG_TRUNC makes each msg_len the frame's full length
+            // while the kernel writes at most the buffer's length.
+            let result = syscall!(recvmmsg(
+                self.fd.as_raw_fd(),
+                headers.as_mut_ptr(),
+                count as libc::c_uint,
+                (libc::MSG_TRUNC | libc::MSG_DONTWAIT) as _,
+                std::ptr::null_mut()
+            ));
+            return match result {
+                Ok(read) => {
+                    let read = read as usize;
+                    for i in 0..read {
+                        received[i] = Received {
+                            len: headers[i].msg_len as usize,
+                            pkttype: from[i].sll_pkttype,
+                        };
+                    }
+                    Ok(read)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Sends complete Ethernet frames (at most [`MAX_BATCH`]) with one
+    /// sendmmsg; returns how many the kernel took, in order. An error is
+    /// returned only when not even the first one went.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let count = frames.len().min(MAX_BATCH);
+        if count == 0 {
+            return Ok(0);
+        }
+        // SAFETY: iovec and mmsghdr are plain data; all zeros is valid.
+        let mut iovecs: [libc::iovec; MAX_BATCH] = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        let mut headers: [libc::mmsghdr; MAX_BATCH] = unsafe { mem::zeroed() };
+        for i in 0..count {
+            // The kernel only reads through this pointer.
+            iovecs[i].iov_base = frames[i].as_ptr() as *mut libc::c_void;
+            iovecs[i].iov_len = frames[i].len();
+            headers[i].msg_hdr.msg_iov = &mut iovecs[i];
+            headers[i].msg_hdr.msg_iovlen = 1;
+        }
+        loop {
+            // SAFETY: the first `count` headers point at live frames and
+            // iovecs of this frame; with no address the kernel uses the
+            // bound interface and protocol.
+            match syscall!(sendmmsg(
+                self.fd.as_raw_fd(),
+                headers.as_mut_ptr(),
+                count as libc::c_uint,
+                0
+            )) {
+                Ok(sent) => return Ok(sent as usize),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
