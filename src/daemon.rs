@@ -30,6 +30,9 @@ const THREADS: Token = Token(1);
 /// How long a thread may take to stop before the daemon exits anyway.
 /// Release hooks get up to a second of it.
 const STOP_TIMEOUT: Duration = Duration::from_millis(2000);
+/// When free memory first goes back to the system, and how often after.
+const TRIM_FIRST: Duration = Duration::from_secs(5);
+const TRIM_PERIOD: Duration = Duration::from_secs(60);
 
 /// The hostname, which names the node when the config does not.
 pub fn hostname() -> Option<String> {
@@ -137,6 +140,7 @@ struct ThreadEnd {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// process exit status.
 pub fn run(path: &Path) -> u8 {
+    crate::sys::memory::one_arena();
     // Block the signals before any thread exists, so all inherit the mask.
     let signals = match SignalFd::new() {
         Ok(signals) => signals,
@@ -160,7 +164,11 @@ pub fn run(path: &Path) -> u8 {
         }
     };
     match Supervisor::start(&config, path, key, signals) {
-        Ok(supervisor) => supervisor.run(),
+        Ok(supervisor) => {
+            // The threads hold what they need of it.
+            drop(config);
+            supervisor.run()
+        }
         Err(e) => {
             error!("cannot start: {e}");
             EXIT_FAILURE
@@ -276,8 +284,17 @@ impl Supervisor {
 
     fn run(mut self) -> u8 {
         let mut events = Events::with_capacity(8);
+        // Memory freed by start-up (the parsed file), reloads and control
+        // clients goes back to the system soon after, then once a period.
+        let mut next_trim = Instant::now() + TRIM_FIRST;
         let status = loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let now = Instant::now();
+            if now >= next_trim {
+                crate::sys::memory::release_free();
+                next_trim = now + TRIM_PERIOD;
+            }
+            let timeout = next_trim.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }

@@ -7,7 +7,7 @@
 //! TCP checks are non-blocking connects, all bounded by timeouts in the
 //! loop's own clock.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -120,7 +120,8 @@ pub struct ActionsThread {
     current: Arc<Ownership>,
     hooks: Hooks,
     bind: Bind,
-    services: Vec<Service>,
+    /// The interfaces services live on.
+    interfaces: BTreeSet<String>,
     /// Interfaces by name: (index, usable), as last reported.
     links: HashMap<String, (u32, bool)>,
     checks: BTreeMap<String, CheckState>,
@@ -166,7 +167,7 @@ impl ActionsThread {
                 current: Arc::new(Ownership::default()),
                 hooks: config.hooks.clone(),
                 bind: config.bind,
-                services: Vec::new(),
+                interfaces: BTreeSet::new(),
                 links: HashMap::new(),
                 checks: BTreeMap::new(),
                 runs: HashMap::new(),
@@ -571,7 +572,7 @@ impl ActionsThread {
         for (_, mut stale) in old {
             self.drop_probe(&mut stale);
         }
-        self.services = services;
+        self.interfaces = services.into_iter().map(|s| s.interface).collect();
         self.hooks = hooks;
     }
 
@@ -598,7 +599,7 @@ impl ActionsThread {
     }
 
     fn link(&mut self, state: LinkState) {
-        let managed = self.services.iter().any(|s| s.interface == state.name);
+        let managed = self.interfaces.contains(&state.name);
         if !managed || !state.present {
             return;
         }

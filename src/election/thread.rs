@@ -1,7 +1,7 @@
 //! The election thread: the UDP heartbeat socket, the `Policy`, and the
 //! ownership snapshots it publishes to the responder.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
@@ -185,6 +185,15 @@ pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip
     (specs, vips)
 }
 
+/// The services that have a health check: all a reload needs to remember
+/// of the list it replaces.
+fn with_checks(services: Vec<Service>) -> Vec<Service> {
+    services
+        .into_iter()
+        .filter(|s| s.health.is_some())
+        .collect()
+}
+
 /// The election thread's state, built before it runs.
 pub struct ElectionThread {
     poll: Poll,
@@ -213,7 +222,8 @@ pub struct ElectionThread {
     config_path: PathBuf,
     running: Config,
     runtime: Vec<Service>,
-    /// The service list last applied (to see which checks changed).
+    /// The services with health checks of the list last applied (to see
+    /// which checks changed).
     previous: Vec<Service>,
 }
 
@@ -338,7 +348,7 @@ impl ElectionThread {
             }),
         };
         thread.checked = thread.checks_of(&all);
-        thread.previous = all;
+        thread.previous = with_checks(all);
         let now = Instant::now();
         for index in 0..thread.vips.len() {
             let unfit = thread.unfit_of(index);
@@ -350,13 +360,14 @@ impl ElectionThread {
 
     /// Per canonical service, whether it has a health check.
     fn checks_of(&self, services: &[Service]) -> Vec<bool> {
+        let checked: HashSet<&str> = services
+            .iter()
+            .filter(|s| s.health.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
         self.vips
             .iter()
-            .map(|vip| {
-                services
-                    .iter()
-                    .any(|s| s.name == vip.name && s.health.is_some())
-            })
+            .map(|vip| checked.contains(vip.name.as_str()))
             .collect()
     }
 
@@ -587,7 +598,7 @@ impl ElectionThread {
             let then = old.iter().find(|s| &s.name == name);
             matches!((now_, then), (Some(a), Some(b)) if a.health == b.health && a.ip == b.ip && a.interface == b.interface)
         });
-        self.previous = all;
+        self.previous = with_checks(all);
         // A lingering service that is gone or changed stops lingering.
         let vips = &self.vips;
         self.linger

@@ -5,6 +5,7 @@
 pub mod bpf;
 pub mod cred;
 pub mod iface;
+pub mod memory;
 pub mod netlink;
 pub mod packet;
 pub mod privilege;

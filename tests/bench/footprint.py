@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Footprint: l2vip next to keepalived in the same lab, in one run.
 
-    sudo tests/bench/footprint.py [--short]
+    sudo tests/bench/footprint.py [--short] [--static]
 
 - idle CPU of the owner over 60 s (10 s with --short) at 1 s heartbeats /
   adverts, as a share of one core (utime + stime of every process);
@@ -9,6 +9,9 @@
 - l2vip: the time from a planned hand-over (`drain`) to the client having
   seen the new owner's first gratuitous ARP for every one of 1000 VIPs;
 - the stripped size of the binaries.
+
+--static adds a column for the static x86_64 musl build (cross/build, the
+`router` profile), as packaged for appliances: no shared libraries mapped.
 
 Prints a markdown table. Needs root; keepalived (Debian's package) is
 optional: its column says "not installed" without it.
@@ -23,7 +26,9 @@ import subprocess
 import sys
 import time
 
-from benchlab import L2VIP, Lab, build_release, keepalived, keepalived_config, run, stop, wait_for
+from benchlab import L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, run, stop, wait_for
+
+STATIC = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "router", "l2vip")
 
 
 
@@ -72,7 +77,7 @@ def rss_kib(pid):
     return total
 
 
-def start_l2vip(lab, count):
+def start_l2vip(lab, count, binary=L2VIP):
     procs = []
     services = ",\n".join(
         f'{{"name": "s{i}", "ip": "{ip}", "interface": "eth0"}}' for i, ip in enumerate(vips(count))
@@ -89,7 +94,7 @@ def start_l2vip(lab, count):
         log = os.path.join(lab.dir, f"n{i}.log")
         procs.append(
             subprocess.Popen(
-                ["ip", "netns", "exec", lab.ns(f"n{i}"), L2VIP, "daemon", "-c", path],
+                ["ip", "netns", "exec", lab.ns(f"n{i}"), binary, "daemon", "-c", path],
                 stderr=open(log, "w"),
             )
         )
@@ -184,16 +189,26 @@ def burst_1000(lab):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--short", action="store_true")
+    parser.add_argument("--static", action="store_true",
+                        help="also the static x86_64 musl build (cross/build), as packaged for appliances")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("footprint.py: needs root (network namespaces)")
     build_release()
+    contenders = [("l2vip", start_l2vip)]
+    sizes = {"l2vip": os.path.getsize(L2VIP)}
+    if args.static:
+        if not os.path.exists(STATIC):
+            subprocess.run([os.path.join(ROOT, "cross", "build"), "x86_64-unknown-linux-musl"], check=True)
+        contenders.append(("l2vip static", lambda lab, count: start_l2vip(lab, count, STATIC)))
+        sizes["l2vip static"] = os.path.getsize(STATIC)
     keepalived = shutil.which("keepalived")
+    contenders.append(("keepalived", start_keepalived))
     seconds = 10 if args.short else 60
     lab = Lab("fp")
     rows = []
     try:
-        for name, start in (("l2vip", start_l2vip), ("keepalived", start_keepalived)):
+        for name, start in contenders:
             if name == "keepalived" and not keepalived:
                 continue
             cpu = idle_cpu(lab, start, seconds)
@@ -203,7 +218,6 @@ def main():
         burst = burst_1000(lab)
     finally:
         lab.down()
-    sizes = {"l2vip": os.path.getsize(L2VIP)}
     if keepalived:
         sizes["keepalived"] = os.path.getsize(keepalived)
     print(f"\nFootprint (owner node; idle over {seconds} s at 1 s heartbeats / adverts)\n")
