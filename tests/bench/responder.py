@@ -306,9 +306,15 @@ def table(rows):
               f"| {mine[6] / kernel[6]:.2f} | {mine[7]}/{mine[8]} / {kernel[7]}/{kernel[8]} |")
 
 
-def hold(lab, seconds, timers):
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def hold(lab, seconds, timers, owner_pid):
     """Floods both VIPs flat out for `seconds`; ownership must not move."""
     before = ownership_changes(lab)
+    rss_before = rss_kib(owner_pid)
     probe = subprocess.Popen(
         ["ip", "netns", "exec", lab.ns("c"), "python3", os.path.join(os.path.dirname(SELF), "probe.py"), "eth0",
          f"{VIP4},{VIP6}", str(seconds + 5), "100"],
@@ -324,7 +330,8 @@ def hold(lab, seconds, timers):
     macs = {line.split()[1] for line in answers}
     interval, lease = TIMERS[timers]
     print(f"\nFlood hold: {took:.0f} s of ARP and NS for both VIPs at {sent / took:,.0f} frames/s, timers "
-          f"{interval} ms / {lease} ms: ownership changes {after - before}, answering MACs {sorted(macs)}")
+          f"{interval} ms / {lease} ms: ownership changes {after - before}, answering MACs {sorted(macs)}, "
+          f"the owner's RSS {rss_before} KiB before and {rss_kib(owner_pid)} KiB after")
     return after == before and macs == {"02:4c:32:00:00:01"}
 
 
@@ -349,7 +356,7 @@ def main():
     try:
         procs = start_l2vip(lab, args.timers)
         if args.hold:
-            ok = hold(lab, args.hold, args.timers)
+            ok = hold(lab, args.hold, args.timers, procs[1].pid)
         else:
             before = ownership_changes(lab)
             rows = benchmark(lab, [10_000, 0] if args.short else RATES, 2 if args.short else 3)
