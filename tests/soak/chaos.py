@@ -536,7 +536,7 @@ class Soak:
         lines.append(f"Invariant violations: {len(self.violations)}")
         for text in self.violations:
             lines.append(f"- {text}")
-        warm = next((kib for at, kib in self.rss if at >= 60), None)
+        warm = next((kib for at, kib in self.rss if at >= 60), "-")
         peak = max((kib for _, kib in self.rss), default=None)
         lines.append(f"n3 (never restarted) RSS, KiB: {rss_start} at the start, {warm} after the first minute, "
                      f"{rss_end} at the end (highest sample {peak})")
