@@ -18,6 +18,7 @@ use crate::election::thread::{Command as ElectionCommand, ElectionThread};
 use crate::link::{Command as LinkCommand, LinkThread, Listeners};
 use crate::responder::thread::{Command, ResponderThread};
 use crate::sys::iface;
+use crate::sys::sched;
 use crate::sys::signal::{Signal, SignalFd};
 
 /// Exit status: the configuration is unusable.
@@ -112,6 +113,21 @@ pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, String> {
         )));
     }
     Ok(Some(key))
+}
+
+/// Sets this thread's niceness to `nice` (lower than now); false, with a
+/// warning, when that is not permitted.
+fn raise_priority(nice: i32) -> bool {
+    match sched::set_thread_nice(nice) {
+        Ok(()) => {
+            info!("responder and election threads at nice {nice}");
+            true
+        }
+        Err(e) => {
+            warn!("cannot run the responder and election threads at nice {nice}: {e}");
+            false
+        }
+    }
 }
 
 /// Switches to `name`, keeping CAP_NET_RAW and CAP_NET_ADMIN only.
@@ -238,16 +254,26 @@ impl Supervisor {
             responder_mailbox.clone(),
         )
         .map_err(|e| format!("control socket: {e}"))?;
+        // Answers and heartbeats come first: this thread takes `nice` while
+        // it may (before root goes), the responder and election threads
+        // inherit it, then this thread goes back for the others.
+        let base = sched::thread_nice().unwrap_or(0);
+        let boosted = config.nice < base && raise_priority(config.nice);
         // Every socket is open: give up root before any thread exists.
         if let Some(user) = &config.user {
             drop_privileges(user)?;
         }
         let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
-        let actions_handle = spawn("actions", end_mailbox.clone(), move || actions.run())
-            .map_err(|e| format!("cannot start the actions thread: {e}"))?;
         let election_handle = spawn("election", end_mailbox.clone(), move || election.run())
             .map_err(|e| format!("cannot start the election thread: {e}"))?;
+        if boosted {
+            if let Err(e) = sched::set_thread_nice(base) {
+                warn!("cannot return to nice {base} for the other threads: {e}");
+            }
+        }
+        let actions_handle = spawn("actions", end_mailbox.clone(), move || actions.run())
+            .map_err(|e| format!("cannot start the actions thread: {e}"))?;
         let link_handle = spawn("link", end_mailbox.clone(), move || link.run())
             .map_err(|e| format!("cannot start the link thread: {e}"))?;
         let control_handle = spawn("control", end_mailbox, move || control.run())

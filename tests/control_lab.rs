@@ -746,6 +746,33 @@ fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
     assert_eq!(field("CapPrm"), "0000000000003000", "{status}");
     assert_eq!(field("CapInh"), "0000000000000000", "{status}");
     assert_eq!(field("CapAmb"), "0000000000000000", "{status}");
+    // Niceness, taken before root was given up: the responder and the
+    // election at the default -10, the other threads as started.
+    let mut nice = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", n1.pid())).expect("tasks");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Field 19, counted after the parenthesised command name.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let value = after
+            .split_whitespace()
+            .nth(16)
+            .unwrap_or_default()
+            .to_string();
+        nice.insert(comm.trim().to_string(), value);
+    }
+    for (thread, want) in [
+        ("responder", "-10"),
+        ("election", "-10"),
+        ("actions", "0"),
+        ("control", "0"),
+    ] {
+        assert_eq!(nice.get(thread).map(String::as_str), Some(want), "{nice:?}");
+    }
 
     std::thread::sleep(Duration::from_millis(LEASE_MS));
     assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));

@@ -67,9 +67,16 @@ pub struct Config {
     /// The user the daemon switches to after start-up (keeping only
     /// CAP_NET_RAW and CAP_NET_ADMIN); `None`: it stays who started it.
     pub user: Option<String>,
+    /// Niceness of the responder and election threads (-20..=0): answers
+    /// and heartbeats win the CPU over the daemon's other work and the
+    /// host's ordinary processes.
+    pub nice: i32,
     /// The VIPs, in file order.
     pub services: Vec<Service>,
 }
+
+/// The default `nice` of the responder and election threads.
+pub const DEFAULT_NICE: i32 = -10;
 
 /// The longest `linger_s`.
 pub const MAX_LINGER_S: u64 = 3600;
@@ -311,6 +318,7 @@ struct RawConfig {
     #[serde(default)]
     hooks: RawHooks,
     user: Option<String>,
+    nice: Option<i64>,
     #[serde(default)]
     services: Vec<RawService>,
 }
@@ -588,6 +596,16 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         services.push(parsed);
     }
 
+    let nice = match raw.nice {
+        None => DEFAULT_NICE,
+        Some(n) if (-20..=0).contains(&n) => n as i32,
+        Some(n) => {
+            return Err(fail(
+                &[Step::Key("nice")],
+                format!("nice: {n} is outside -20..0 (0 leaves the threads as started)"),
+            ))
+        }
+    };
     let linger_s = raw.linger_s.unwrap_or(DEFAULT_LINGER_S);
     if linger_s > MAX_LINGER_S {
         return Err(fail(
@@ -662,6 +680,7 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         bind: raw.bind.unwrap_or(Bind::Route),
         linger_s,
         hooks,
+        nice,
         user: match &raw.user {
             Some(user) => {
                 check_name(user)
@@ -1051,6 +1070,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.bind, Bind::Route);
         assert_eq!(config.linger_s, DEFAULT_LINGER_S);
+        assert_eq!(config.nice, DEFAULT_NICE);
         assert_eq!(config.hooks.timeout(), Duration::from_secs(5));
         let web = config.services[0].health.as_ref().unwrap();
         assert_eq!(web.check, Check::Tcp("127.0.0.1:80".parse().unwrap()));
@@ -1103,6 +1123,11 @@ mod tests {
         assert!(bind.message.contains("unknown variant `address`"), "{bind}");
         let linger = error(r#"{"linger_s": 7200}"#);
         assert_eq!(linger.message, "linger_s: 7200 is over 3600");
+        let nice = error(r#"{"nice": 5}"#);
+        assert_eq!(
+            nice.message,
+            "nice: 5 is outside -20..0 (0 leaves the threads as started)"
+        );
         let hook = error(r#"{"hooks": {"on_acquire": " "}}"#);
         assert_eq!(hook.message, "hooks.on_acquire: empty command");
         let idle = error(r#"{"control": {"idle_s": 0}}"#);
@@ -1324,6 +1349,7 @@ config l2vip 'main'
 \toption node 'r1'
 \toption priority '150'
 \toption linger_s '30'
+\toption nice '-5'
 
 config heartbeat
 \toption interval_ms '500'
@@ -1337,7 +1363,7 @@ config service 'web'
 \toption interface 'eth0'
 \toption health_exec 'true'
 ";
-        let json = r#"{"node": "r1", "priority": 150, "linger_s": 30,
+        let json = r#"{"node": "r1", "priority": 150, "linger_s": 30, "nice": -5,
             "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12"]},
             "hooks": {"on_acquire": "logger acquired"},
             "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0",
@@ -1347,14 +1373,14 @@ config service 'web'
         let bad_ip = uci.replace("192.0.2.200", "192.0.2.300");
         assert_eq!(
             parse(&bad_ip, None).unwrap_err().to_string(),
-            "line 14: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
+            "line 15: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
         );
         let bad_lease = uci.replace("option interval_ms '500'", "option lease_ms '100'");
         assert!(
             parse(&bad_lease, None)
                 .unwrap_err()
                 .to_string()
-                .starts_with("line 7: config heartbeat, option lease_ms: 100 must be at least"),
+                .starts_with("line 8: config heartbeat, option lease_ms: 100 must be at least"),
             "{}",
             parse(&bad_lease, None).unwrap_err()
         );
@@ -1363,13 +1389,13 @@ config service 'web'
         );
         assert_eq!(
             parse(&twice, None).unwrap_err().to_string(),
-            "line 18: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
+            "line 19: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
         );
         let (config, source) = parse_source(uci, None).unwrap();
         let missing = check_interfaces(&source, &config, |_| Err("no such interface".into()));
         assert_eq!(
             missing.unwrap_err().to_string(),
-            "line 15: config service 'web', option interface: no such interface"
+            "line 16: config service 'web', option interface: no such interface"
         );
         for text in ["", "  \n", "[1]", "hello"] {
             assert!(parse(text, None).is_err(), "{text:?}");

@@ -211,6 +211,8 @@ impl Places {
 enum Kind {
     Text,
     Number,
+    /// A whole number that may be negative.
+    Integer,
     Bool,
     /// Empty text means "none" (JSON null).
     TextOrNone,
@@ -223,6 +225,10 @@ fn convert(kind: Kind, text: &str) -> Result<Value, String> {
         Kind::TextOrNone => Ok(Value::String(text.to_string())),
         Kind::Number => text
             .parse::<u64>()
+            .map(|n| Value::Number(Number::from(n)))
+            .map_err(|_| format!("{text:?} is not a whole number")),
+        Kind::Integer => text
+            .parse::<i64>()
             .map(|n| Value::Number(Number::from(n)))
             .map_err(|_| format!("{text:?} is not a whole number")),
         Kind::Bool => match text {
@@ -272,6 +278,7 @@ const MAIN: &[Rule] = &[
     rule("linger_s", &["linger_s"], Kind::Number),
     rule("state_file", &["state_file"], Kind::TextOrNone),
     rule("user", &["user"], Kind::Text),
+    rule("nice", &["nice"], Kind::Integer),
 ];
 
 const HEARTBEAT: &[Rule] = &[

@@ -727,6 +727,7 @@ impl ElectionThread {
         differs("control", old.control != new.control, &mut restart);
         differs("state_file", old.state_file != new.state_file, &mut restart);
         differs("user", old.user != new.user, &mut restart);
+        differs("nice", old.nice != new.nice, &mut restart);
         for name in &restart {
             warn!("reload: {name} changed; it takes effect at the next restart");
         }

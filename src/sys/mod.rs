@@ -10,6 +10,7 @@ pub mod netlink;
 pub mod packet;
 pub mod privilege;
 pub mod process;
+pub mod sched;
 pub mod signal;
 pub mod udp;
 
