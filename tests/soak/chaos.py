@@ -130,14 +130,19 @@ class Node:
             return None
 
     def rss_kib(self):
+        """(VmRSS, RssAnon) in KiB: all resident pages, and those the
+        daemon allocated (the rest are the binary's and libraries' pages,
+        which grow as more code paths run once)."""
+        found = {}
         try:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "RssAnon"):
+                        found[key] = int(value.split()[0])
+        except (OSError, ValueError):
             pass
-        return None
+        return found.get("VmRSS"), found.get("RssAnon")
 
     def routes(self):
         found = set()
@@ -536,10 +541,14 @@ class Soak:
         lines.append(f"Invariant violations: {len(self.violations)}")
         for text in self.violations:
             lines.append(f"- {text}")
-        warm = next((kib for at, kib in self.rss if at >= 60), "-")
+        def show(sample):
+            rss, anon = sample if sample else (None, None)
+            return f"{rss} ({anon} anonymous)"
+
+        warm = next((kib for at, kib in self.rss if at >= 60), None)
         peak = max((kib for _, kib in self.rss), default=None)
-        lines.append(f"n3 (never restarted) RSS, KiB: {rss_start} at the start, {warm} after the first minute, "
-                     f"{rss_end} at the end (highest sample {peak})")
+        lines.append(f"n3 (never restarted) RSS, KiB: {show(rss_start)} at the start, {show(warm)} after the "
+                     f"first minute, {show(rss_end)} at the end; highest sample {show(peak)}")
         return "\n".join(lines)
 
     def close(self, keep):
