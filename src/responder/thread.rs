@@ -74,6 +74,9 @@ struct Port {
     arp: PacketSocket,
     ndp: PacketSocket,
     joined: HashSet<[u8; 6]>,
+    /// The addresses the sockets' filters pass (IPv4, and the last four
+    /// bytes of IPv6), as last set; `None` before the first narrowing.
+    listed: Option<(Vec<u32>, Vec<u32>)>,
 }
 
 fn token(slot: usize, kind: Kind) -> Token {
@@ -94,6 +97,8 @@ pub struct ResponderThread {
     limit: LogLimit,
     /// Frames read by one `recv_batch`.
     buffers: Box<[[u8; RECEIVE_BUFFER]; BATCH]>,
+    /// The VIPs owned now, as last handed to the responder.
+    owned: Vec<OwnedVip>,
     /// Answers to one batch, sent with one `send_batch`.
     answers: Box<[[u8; MAX_FRAME]; BATCH]>,
     answer_lens: [usize; BATCH],
@@ -117,6 +122,7 @@ impl ResponderThread {
             buffers: Box::new([[0u8; RECEIVE_BUFFER]; BATCH]),
             answers: Box::new([[0u8; MAX_FRAME]; BATCH]),
             answer_lens: [0; BATCH],
+            owned: Vec::new(),
         };
         for name in interfaces {
             thread.open_port(name)?;
@@ -152,7 +158,9 @@ impl ResponderThread {
             arp,
             ndp,
             joined: HashSet::new(),
+            listed: None,
         });
+        self.narrow(slot);
         let mut interfaces = self.responder.interfaces().to_vec();
         interfaces.push(Interface {
             name: name.to_string(),
@@ -201,6 +209,7 @@ impl ResponderThread {
                     port.arp = arp;
                     port.ndp = ndp;
                     port.index = state.index;
+                    port.listed = None;
                     let groups = std::mem::take(&mut port.joined);
                     info!(
                         "{}: re-created (index {}); sockets reopened",
@@ -209,6 +218,7 @@ impl ResponderThread {
                     for mac in groups {
                         self.join_mac(slot, mac);
                     }
+                    self.narrow(slot);
                     self.responder.reannounce(now, slot);
                 }
                 Err(e) => error!("{}: cannot reopen its sockets: {e}", state.name),
@@ -307,12 +317,56 @@ impl ResponderThread {
             }
             vips.push(OwnedVip { ip: vip.ip, slot });
         }
+        self.owned = vips.clone();
+        for slot in 0..self.ports.len() {
+            self.narrow(slot);
+        }
         let (acquired, released) = self.responder.set_owned(Instant::now(), &vips);
         if acquired + released > 0 {
             info!(
                 "answering for {} VIPs ({acquired} acquired, {released} released)",
                 vips.len()
             );
+        }
+    }
+
+    /// Narrows `slot`'s socket filters to the addresses owned there, so
+    /// requests for anything else (a flood against a VIP another node
+    /// owns) never leave the kernel. More than `bpf::MAX_LISTED` of a
+    /// family: that socket keeps the plain filter.
+    fn narrow(&mut self, slot: usize) {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for vip in self.owned.iter().filter(|v| v.slot == slot) {
+            match vip.ip {
+                IpAddr::V4(ip) => v4.push(u32::from_be_bytes(ip.octets())),
+                IpAddr::V6(ip) => {
+                    let o = ip.octets();
+                    v6.push(u32::from_be_bytes([o[12], o[13], o[14], o[15]]));
+                }
+            }
+        }
+        v4.sort_unstable();
+        v4.dedup();
+        v6.sort_unstable();
+        v6.dedup();
+        let port = &mut self.ports[slot];
+        if port
+            .listed
+            .as_ref()
+            .is_some_and(|(a, b)| *a == v4 && *b == v6)
+        {
+            return;
+        }
+        let arp = bpf::arp_for(&v4);
+        let ndp = bpf::neighbor_solicit_for(&v6);
+        let arp_result = port.arp.set_filter(arp.as_deref().unwrap_or(&bpf::ARP));
+        let ndp_result = port
+            .ndp
+            .set_filter(ndp.as_deref().unwrap_or(&bpf::NEIGHBOR_SOLICIT));
+        match arp_result.and(ndp_result) {
+            Ok(()) => port.listed = Some((v4, v6)),
+            Err(e) => warn!("{}: cannot narrow the socket filters: {e}", port.name),
         }
     }
 

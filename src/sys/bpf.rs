@@ -1,9 +1,12 @@
 //! Classic BPF programs for the packet sockets (see `packet`).
 //!
-//! They only cut noise in the kernel: frames we sent, frames for other
-//! hosts, and (for NDP) everything that is not an ICMPv6 Neighbor
-//! Solicitation. Every frame that could be a request for us still reaches
-//! userspace, so that malformed ones are counted, not silently lost.
+//! They cut noise in the kernel: frames we sent, frames for other hosts,
+//! (for NDP) everything that is not an ICMPv6 Neighbor Solicitation, and,
+//! once the responder knows what it owns on an interface (`arp_for`,
+//! `neighbor_solicit_for`), well-formed requests that name none of those
+//! addresses, so a flood against a VIP costs a standby node nothing.
+//! Anything short or unusual still reaches userspace, so that malformed
+//! frames are counted, not silently lost.
 
 /// One BPF instruction, as in `<linux/filter.h>`.
 pub type Instruction = libc::sock_filter;
@@ -19,6 +22,7 @@ const LEN: u16 = 0x80;
 const JEQ: u16 = 0x10;
 const JGE: u16 = 0x30;
 const K: u16 = 0x00;
+const H: u16 = 0x08;
 
 /// Ancillary data loads (<linux/filter.h>): base offset and pkttype.
 const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
@@ -79,6 +83,105 @@ pub const NEIGHBOR_SOLICIT: [Instruction; 11] = [
     stmt(RET | K, 0),
 ];
 
+/// The most addresses `arp_for` and `neighbor_solicit_for` list: two
+/// instructions each, twice for ARP, within the kernel's 4096.
+pub const MAX_LISTED: usize = 1000;
+
+/// The start of a narrowed program: drop our own frames and other hosts'.
+fn drop_outgoing_and_otherhost(program: &mut Vec<Instruction>) {
+    program.extend([
+        stmt(LD | W | ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
+        jump(JMP | JEQ | K, PACKET_OUTGOING, 1, 0),
+        jump(JMP | JEQ | K, PACKET_OTHERHOST, 0, 1),
+        stmt(RET | K, 0),
+    ]);
+}
+
+/// Passes the frame up when the value loaded is not `k` (a frame of a shape
+/// the narrowing does not know: userspace counts it).
+fn pass_unless(program: &mut Vec<Instruction>, k: u32) {
+    program.extend([jump(JMP | JEQ | K, k, 1, 0), stmt(RET | K, SNAP_LEN)]);
+}
+
+/// Passes the frame up when the word loaded is one of `words`.
+fn pass_if_listed(program: &mut Vec<Instruction>, words: &[u32]) {
+    for word in words {
+        program.extend([jump(JMP | JEQ | K, *word, 0, 1), stmt(RET | K, SNAP_LEN)]);
+    }
+}
+
+/// For a socket bound to ETH_P_ARP on an interface where this node owns
+/// the IPv4 addresses `owned` (each as `u32::from_be_bytes` of its
+/// octets): as `ARP`, and a plain Ethernet/IPv4 ARP frame only when its
+/// target or its sender (a conflict) is one of them. `None` past
+/// `MAX_LISTED`.
+pub fn arp_for(owned: &[u32]) -> Option<Vec<Instruction>> {
+    if owned.len() > MAX_LISTED {
+        return None;
+    }
+    let mut program = Vec::with_capacity(16 + 4 * owned.len());
+    drop_outgoing_and_otherhost(&mut program);
+    program.extend([
+        stmt(LD | W | LEN, 0),
+        jump(JMP | JGE | K, ARP_FRAME_LEN, 1, 0),
+        stmt(RET | K, SNAP_LEN),
+        stmt(LD | H | ABS, 12),
+    ]);
+    pass_unless(&mut program, 0x0806);
+    program.push(stmt(LD | W | ABS, 14));
+    // Hardware type 1 (Ethernet), protocol 0x0800 (IPv4).
+    pass_unless(&mut program, 0x0001_0800);
+    program.push(stmt(LD | H | ABS, 18));
+    // Address lengths 6 and 4.
+    pass_unless(&mut program, 0x0604);
+    program.push(stmt(LD | W | ABS, ARP_TARGET_IP));
+    pass_if_listed(&mut program, owned);
+    program.push(stmt(LD | W | ABS, ARP_SENDER_IP));
+    pass_if_listed(&mut program, owned);
+    program.push(stmt(RET | K, 0));
+    Some(program)
+}
+
+/// For a socket bound to ETH_P_IPV6 on an interface where this node owns
+/// IPv6 addresses whose last four bytes (`u32::from_be_bytes`) are `owned`:
+/// as `NEIGHBOR_SOLICIT`, and a full-length solicitation only when its
+/// target ends in one of them (userspace compares the whole address).
+/// `None` past `MAX_LISTED`.
+pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
+    if owned.len() > MAX_LISTED {
+        return None;
+    }
+    let mut program = Vec::with_capacity(16 + 2 * owned.len());
+    drop_outgoing_and_otherhost(&mut program);
+    program.extend([
+        stmt(LD | W | LEN, 0),
+        jump(JMP | JGE | K, NS_FRAME_LEN, 1, 0),
+        stmt(RET | K, SNAP_LEN),
+        stmt(LD | H | ABS, 12),
+    ]);
+    pass_unless(&mut program, 0x86dd);
+    program.extend([
+        stmt(LD | B | ABS, IPV6_NEXT_HEADER),
+        jump(JMP | JEQ | K, 58, 1, 0),
+        stmt(RET | K, 0),
+        stmt(LD | B | ABS, ICMPV6_TYPE),
+        jump(JMP | JEQ | K, 135, 1, 0),
+        stmt(RET | K, 0),
+        stmt(LD | W | ABS, NS_TARGET_LAST_WORD),
+    ]);
+    pass_if_listed(&mut program, owned);
+    program.push(stmt(RET | K, 0));
+    Some(program)
+}
+
+/// An untagged Ethernet frame holding a whole Ethernet/IPv4 ARP packet.
+const ARP_FRAME_LEN: u32 = 14 + 28;
+const ARP_SENDER_IP: u32 = 14 + 14;
+const ARP_TARGET_IP: u32 = 14 + 24;
+/// An untagged frame holding an NS up to the end of its target address.
+const NS_FRAME_LEN: u32 = 14 + 40 + 24;
+const NS_TARGET_LAST_WORD: u32 = 14 + 40 + 8 + 12;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +202,103 @@ mod tests {
         well_formed(&DROP_ALL);
         well_formed(&ARP);
         well_formed(&NEIGHBOR_SOLICIT);
+        for count in [0, 1, 7, MAX_LISTED] {
+            let words: Vec<u32> = (0..count as u32).map(|i| 0xc000_0200 + i).collect();
+            let arp = arp_for(&words).unwrap();
+            well_formed(&arp);
+            assert!(arp.len() <= 4096);
+            let ns = neighbor_solicit_for(&words).unwrap();
+            well_formed(&ns);
+            assert!(ns.len() <= 4096);
+        }
+        assert!(arp_for(&vec![0; MAX_LISTED + 1]).is_none());
+    }
+
+    /// Runs a classic BPF program over `frame` with `pkttype`, the few
+    /// opcodes these programs use; returns the bytes it keeps.
+    fn run(program: &[Instruction], frame: &[u8], pkttype: u32) -> u32 {
+        let mut a = 0u32;
+        let mut pc = 0;
+        loop {
+            let i = program[pc];
+            let load = |at: u32, width: usize| -> Option<u32> {
+                let at = at as usize;
+                frame
+                    .get(at..at + width)
+                    .map(|b| b.iter().fold(0, |v, x| (v << 8) | u32::from(*x)))
+            };
+            match i.code {
+                c if c == LD | W | ABS && i.k == SKF_AD_OFF + SKF_AD_PKTTYPE => a = pkttype,
+                c if c == LD | W | ABS => match load(i.k, 4) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                c if c == LD | H | ABS => match load(i.k, 2) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                c if c == LD | B | ABS => match load(i.k, 1) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                c if c == LD | W | LEN => a = frame.len() as u32,
+                c if c == RET | K => return i.k,
+                c if c == JMP | JEQ | K || c == JMP | JGE | K => {
+                    let taken = if c == JMP | JEQ | K {
+                        a == i.k
+                    } else {
+                        a >= i.k
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+                other => panic!("opcode {other:#x} not modelled"),
+            }
+            pc += 1;
+        }
+    }
+
+    #[test]
+    fn narrowed_programs_pass_what_names_an_owned_address_and_anything_odd() {
+        use crate::wire::captures::{ARP_REPLY, ARP_REQUEST, NS};
+        const PACKET_HOST: u32 = 0;
+        const PACKET_BROADCAST: u32 = 1;
+        // The capture's request asks for the target at bytes 38..42.
+        let target = u32::from_be_bytes(ARP_REQUEST[38..42].try_into().unwrap());
+        let sender = u32::from_be_bytes(ARP_REPLY[28..32].try_into().unwrap());
+        let arp = arp_for(&[0x0a00_0001, target]).unwrap();
+        assert_eq!(run(&arp, &ARP_REQUEST, PACKET_BROADCAST), SNAP_LEN);
+        assert_eq!(run(&arp, &ARP_REQUEST, PACKET_OUTGOING), 0);
+        assert_eq!(run(&arp, &ARP_REQUEST, PACKET_OTHERHOST), 0);
+        let nobody = arp_for(&[0x0a00_0001]).unwrap();
+        assert_eq!(
+            run(&nobody, &ARP_REQUEST, PACKET_BROADCAST),
+            0,
+            "not ours: dropped"
+        );
+        // A frame claiming an owned address as its sender is a conflict to count.
+        assert_eq!(
+            run(&arp_for(&[sender]).unwrap(), &ARP_REPLY, PACKET_HOST),
+            SNAP_LEN
+        );
+        // Short or unusual frames go up to be counted.
+        assert_eq!(run(&nobody, &ARP_REQUEST[..30], PACKET_BROADCAST), SNAP_LEN);
+        let mut odd = ARP_REQUEST.to_vec();
+        odd[19] = 16; // protocol address length
+        assert_eq!(run(&nobody, &odd, PACKET_BROADCAST), SNAP_LEN);
+
+        let last = u32::from_be_bytes(NS[74..78].try_into().unwrap());
+        let ns = neighbor_solicit_for(&[last]).unwrap();
+        assert_eq!(run(&ns, &NS, PACKET_HOST), SNAP_LEN);
+        assert_eq!(
+            run(&neighbor_solicit_for(&[]).unwrap(), &NS, PACKET_HOST),
+            0
+        );
+        assert_eq!(
+            run(&neighbor_solicit_for(&[]).unwrap(), &NS[..60], PACKET_HOST),
+            SNAP_LEN
+        );
+        let mut not_ns = NS.to_vec();
+        not_ns[54] = 136;
+        assert_eq!(run(&ns, &not_ns, PACKET_HOST), 0, "only solicitations");
     }
 }

@@ -89,6 +89,11 @@ impl PacketSocket {
         Ok(())
     }
 
+    /// Replaces the socket's filter; frames already queued stay queued.
+    pub fn set_filter(&self, filter: &[Instruction]) -> io::Result<()> {
+        self.attach_filter(filter)
+    }
+
     /// The interface this socket is bound to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
