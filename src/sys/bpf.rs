@@ -87,14 +87,23 @@ pub const NEIGHBOR_SOLICIT: [Instruction; 11] = [
 /// instructions each, twice for ARP, within the kernel's 4096.
 pub const MAX_LISTED: usize = 1000;
 
-/// The start of a narrowed program: drop our own frames and other hosts'.
-fn drop_outgoing_and_otherhost(program: &mut Vec<Instruction>) {
+/// The start of a narrowed program of `capacity` instructions: drop our
+/// own frames and other hosts', pass up frames shorter than `min_len` or
+/// of another EtherType than `ethertype` (userspace counts them).
+fn prologue(capacity: usize, min_len: u32, ethertype: u32) -> Vec<Instruction> {
+    let mut program = Vec::with_capacity(capacity);
     program.extend([
         stmt(LD | W | ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
         jump(JMP | JEQ | K, PACKET_OUTGOING, 1, 0),
         jump(JMP | JEQ | K, PACKET_OTHERHOST, 0, 1),
         stmt(RET | K, 0),
+        stmt(LD | W | LEN, 0),
+        jump(JMP | JGE | K, min_len, 1, 0),
+        stmt(RET | K, SNAP_LEN),
+        stmt(LD | H | ABS, 12),
     ]);
+    pass_unless(&mut program, ethertype);
+    program
 }
 
 /// Passes the frame up when the value loaded is not `k` (a frame of a shape
@@ -119,15 +128,7 @@ pub fn arp_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
         return None;
     }
-    let mut program = Vec::with_capacity(16 + 4 * owned.len());
-    drop_outgoing_and_otherhost(&mut program);
-    program.extend([
-        stmt(LD | W | LEN, 0),
-        jump(JMP | JGE | K, ARP_FRAME_LEN, 1, 0),
-        stmt(RET | K, SNAP_LEN),
-        stmt(LD | H | ABS, 12),
-    ]);
-    pass_unless(&mut program, 0x0806);
+    let mut program = prologue(20 + 4 * owned.len(), ARP_FRAME_LEN, 0x0806);
     program.push(stmt(LD | W | ABS, 14));
     // Hardware type 1 (Ethernet), protocol 0x0800 (IPv4).
     pass_unless(&mut program, 0x0001_0800);
@@ -151,15 +152,7 @@ pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
         return None;
     }
-    let mut program = Vec::with_capacity(16 + 2 * owned.len());
-    drop_outgoing_and_otherhost(&mut program);
-    program.extend([
-        stmt(LD | W | LEN, 0),
-        jump(JMP | JGE | K, NS_FRAME_LEN, 1, 0),
-        stmt(RET | K, SNAP_LEN),
-        stmt(LD | H | ABS, 12),
-    ]);
-    pass_unless(&mut program, 0x86dd);
+    let mut program = prologue(20 + 2 * owned.len(), NS_FRAME_LEN, 0x86dd);
     program.extend([
         stmt(LD | B | ABS, IPV6_NEXT_HEADER),
         jump(JMP | JEQ | K, 58, 1, 0),
