@@ -140,6 +140,14 @@ impl Responder {
         (acquired, released)
     }
 
+    /// The VIPs owned on `slot`.
+    pub fn owned_on(&self, slot: usize) -> impl Iterator<Item = IpAddr> + '_ {
+        self.owned
+            .iter()
+            .filter(move |(s, _)| *s == slot)
+            .map(|(_, ip)| *ip)
+    }
+
     /// Sends a new burst for every owned VIP on `slot` (link came back,
     /// MAC changed, split brain healed).
     pub fn reannounce(&mut self, now: Instant, slot: usize) {

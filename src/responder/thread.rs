@@ -79,6 +79,15 @@ struct Port {
     listed: Option<(Vec<u32>, Vec<u32>)>,
 }
 
+impl Port {
+    fn socket(&self, kind: Kind) -> &PacketSocket {
+        match kind {
+            Kind::Arp => &self.arp,
+            Kind::Ndp => &self.ndp,
+        }
+    }
+}
+
 fn token(slot: usize, kind: Kind) -> Token {
     Token(1 + slot * 2 + usize::from(kind == Kind::Ndp))
 }
@@ -97,8 +106,6 @@ pub struct ResponderThread {
     limit: LogLimit,
     /// Frames read by one `recv_batch`.
     buffers: Box<[[u8; RECEIVE_BUFFER]; BATCH]>,
-    /// The VIPs owned now, as last handed to the responder.
-    owned: Vec<OwnedVip>,
     /// Answers to one batch, sent with one `send_batch`.
     answers: Box<[[u8; MAX_FRAME]; BATCH]>,
     answer_lens: [usize; BATCH],
@@ -122,7 +129,6 @@ impl ResponderThread {
             buffers: Box::new([[0u8; RECEIVE_BUFFER]; BATCH]),
             answers: Box::new([[0u8; MAX_FRAME]; BATCH]),
             answer_lens: [0; BATCH],
-            owned: Vec::new(),
         };
         for name in interfaces {
             thread.open_port(name)?;
@@ -317,11 +323,11 @@ impl ResponderThread {
             }
             vips.push(OwnedVip { ip: vip.ip, slot });
         }
-        self.owned = vips.clone();
+        // The filters change before the loop reads or announces again.
+        let (acquired, released) = self.responder.set_owned(Instant::now(), &vips);
         for slot in 0..self.ports.len() {
             self.narrow(slot);
         }
-        let (acquired, released) = self.responder.set_owned(Instant::now(), &vips);
         if acquired + released > 0 {
             info!(
                 "answering for {} VIPs ({acquired} acquired, {released} released)",
@@ -337,8 +343,8 @@ impl ResponderThread {
     fn narrow(&mut self, slot: usize) {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        for vip in self.owned.iter().filter(|v| v.slot == slot) {
-            match vip.ip {
+        for ip in self.responder.owned_on(slot) {
+            match ip {
                 IpAddr::V4(ip) => v4.push(u32::from_be_bytes(ip.octets())),
                 IpAddr::V6(ip) => {
                     let o = ip.octets();
@@ -395,10 +401,7 @@ impl ResponderThread {
         let mut read_total = 0;
         while read_total < FRAMES_PER_WAKE {
             let port = &self.ports[slot];
-            let socket = match kind {
-                Kind::Arp => &port.arp,
-                Kind::Ndp => &port.ndp,
-            };
+            let socket = port.socket(kind);
             let mut received = [Received::default(); BATCH];
             let read = {
                 let mut each = self.buffers.iter_mut();
@@ -468,10 +471,7 @@ impl ResponderThread {
     /// take is counted as a send error.
     fn send_answers(&mut self, slot: usize, kind: Kind, count: usize) {
         let port = &self.ports[slot];
-        let socket = match kind {
-            Kind::Arp => &port.arp,
-            Kind::Ndp => &port.ndp,
-        };
+        let socket = port.socket(kind);
         let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
         for (i, frame) in frames.iter_mut().enumerate().take(count) {
             *frame = &self.answers[i][..self.answer_lens[i]];
