@@ -225,7 +225,7 @@ impl Supervisor {
         let mut interfaces: Vec<String> = config
             .services
             .iter()
-            .map(|s| s.interface.clone())
+            .map(|s| s.interface.to_string())
             .collect();
         interfaces.sort();
         interfaces.dedup();

@@ -107,7 +107,8 @@ impl LinkThread {
             socket,
             listeners,
             links: HashMap::new(),
-            buffer: vec![0; 64 * 1024],
+            // A dump datagram is at most 32 KiB; notifications are smaller.
+            buffer: vec![0; 32 * 1024],
             out: Vec::new(),
             seq: 0,
             dumping: false,

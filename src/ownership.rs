@@ -2,16 +2,18 @@
 //! the actions apply to the host and the responder follows.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-/// One VIP this node owns.
+/// One VIP this node owns. The strings are shared: every snapshot and
+/// every thread holding this VIP points at the same name and interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vip {
     /// Service name.
-    pub name: String,
+    pub name: Arc<str>,
     /// The address.
     pub ip: IpAddr,
     /// The interface it is answered on.
-    pub interface: String,
+    pub interface: Arc<str>,
     /// Whether the owner installs a local route for it (`bind: route`).
     pub route: bool,
 }

@@ -33,8 +33,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let services = (0..beat.service_count.min(64))
         .map(|i| ServiceSpec {
-            name: format!("s{i}"),
-            ip: format!("192.0.2.{}", i % 250),
+            name: format!("s{i}").into(),
+            ip: std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]),
             nodes: Vec::new(),
         })
         .collect();

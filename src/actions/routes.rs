@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{info, warn};
@@ -26,7 +27,7 @@ use crate::wire::netlink::{self, LocalRoute, Message};
 /// How long the kernel may take to answer one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Receive buffer for answers and dumps (the kernel sends at most 32 KiB).
-const BUFFER: usize = 64 * 1024;
+const BUFFER: usize = 32 * 1024;
 
 /// The routes l2vip has installed, and the socket to change them.
 pub struct Routes {
@@ -35,7 +36,7 @@ pub struct Routes {
     out: Vec<u8>,
     buffer: Vec<u8>,
     /// VIP → (interface name, ifindex) of the route in place.
-    installed: BTreeMap<IpAddr, (String, u32)>,
+    installed: BTreeMap<IpAddr, (Arc<str>, u32)>,
 }
 
 impl Routes {
@@ -148,15 +149,13 @@ impl Routes {
 
     /// The VIPs with a route in place now.
     pub fn installed(&self) -> impl Iterator<Item = (&IpAddr, &str)> {
-        self.installed
-            .iter()
-            .map(|(ip, (name, _))| (ip, name.as_str()))
+        self.installed.iter().map(|(ip, (name, _))| (ip, &**name))
     }
 
     /// Makes the installed routes exactly `wanted` (VIP → interface):
     /// adds first when `adding`, else removes. Failures are logged and
     /// retried on the next call.
-    pub fn apply(&mut self, wanted: &BTreeMap<IpAddr, String>, adding: bool) {
+    pub fn apply(&mut self, wanted: &BTreeMap<IpAddr, Arc<str>>, adding: bool) {
         if adding {
             for (ip, interface) in wanted {
                 if self
@@ -183,7 +182,7 @@ impl Routes {
                         continue;
                     }
                 }
-                self.installed.insert(*ip, (interface.clone(), ifindex));
+                self.installed.insert(*ip, (Arc::clone(interface), ifindex));
             }
         } else {
             let gone: Vec<(IpAddr, u32)> = self
@@ -214,7 +213,7 @@ impl Routes {
     /// An interface came back under a new index: the kernel dropped its
     /// routes with the old one, so they are added again on the next `apply`.
     pub fn forget_interface(&mut self, interface: &str) {
-        self.installed.retain(|_, (name, _)| name != interface);
+        self.installed.retain(|_, (name, _)| **name != *interface);
     }
 }
 

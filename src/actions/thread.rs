@@ -407,13 +407,13 @@ impl ActionsThread {
     }
 
     /// The routes `ownership` needs: owned and lingering VIPs with `route`.
-    fn wanted(ownership: &Ownership) -> BTreeMap<IpAddr, String> {
+    fn wanted(ownership: &Ownership) -> BTreeMap<IpAddr, Arc<str>> {
         ownership
             .vips
             .iter()
             .chain(&ownership.lingering)
             .filter(|vip| vip.route)
-            .map(|vip| (vip.ip, vip.interface.clone()))
+            .map(|vip| (vip.ip, Arc::clone(&vip.interface)))
             .collect()
     }
 
@@ -463,7 +463,7 @@ impl ActionsThread {
         if command.is_none() {
             return;
         }
-        let service = vip.name.clone();
+        let service = vip.name.to_string();
         let queue = self.hook_queue.entry(service.clone()).or_default();
         if queue.len() >= MAX_QUEUED_HOOKS {
             if let Some(dropped) = queue.pop_front() {
@@ -548,18 +548,18 @@ impl ActionsThread {
                 continue;
             };
             let same = |c: &CheckState| {
-                c.spec == *spec
+                c.spec == **spec
                     && c.service.ip == service.ip
                     && c.service.interface == service.interface
             };
-            let check = match old.remove(&service.name) {
+            let check = match old.remove(&*service.name) {
                 Some(check) if same(&check) => check,
                 other => {
                     if let Some(mut stale) = other {
                         self.drop_probe(&mut stale);
                     }
                     CheckState {
-                        spec: spec.clone(),
+                        spec: (**spec).clone(),
                         service: service.clone(),
                         health: Health::new(),
                         next_at: now,
@@ -567,12 +567,15 @@ impl ActionsThread {
                     }
                 }
             };
-            self.checks.insert(service.name.clone(), check);
+            self.checks.insert(service.name.to_string(), check);
         }
         for (_, mut stale) in old {
             self.drop_probe(&mut stale);
         }
-        self.interfaces = services.into_iter().map(|s| s.interface).collect();
+        self.interfaces = services
+            .into_iter()
+            .map(|s| s.interface.to_string())
+            .collect();
         self.hooks = hooks;
     }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -259,21 +260,22 @@ impl Default for Announce {
 /// One virtual IP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
-    /// Unique name.
-    pub name: String,
+    /// Unique name. Shared (with the election's and the responder's
+    /// forms of the service), as is the interface name.
+    pub name: Arc<str>,
     /// The address answered for.
     pub ip: IpAddr,
     /// The interface it lives on.
-    pub interface: String,
+    pub interface: Arc<str>,
     /// The nodes that may own it; empty: every node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
     /// Overrides the global `bind`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<Bind>,
-    /// An optional health check.
+    /// An optional health check (boxed: most services have none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<Health>,
+    pub health: Option<Box<Health>>,
 }
 
 /// A configuration that cannot be used, with the place that says so.
@@ -567,9 +569,11 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
     let mut services = Vec::with_capacity(raw.services.len());
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
+    // Many services share few interfaces: one name each.
+    let mut interfaces: Vec<Arc<str>> = Vec::new();
     for (index, service) in raw.services.iter().enumerate() {
         let label = format!("services[{index}]");
-        let parsed = check_service(service).map_err(|(key, why)| {
+        let mut parsed = check_service(service).map_err(|(key, why)| {
             let mut path = vec![Step::Key("services"), Step::Index(index)];
             path.extend(&key);
             fail(&path, format!("{label}.{}: {why}", dotted(&key)))
@@ -592,6 +596,10 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
                     parsed.ip
                 ),
             ));
+        }
+        match interfaces.iter().find(|i| **i == parsed.interface) {
+            Some(known) => parsed.interface = Arc::clone(known),
+            None => interfaces.push(Arc::clone(&parsed.interface)),
         }
         services.push(parsed);
     }
@@ -861,15 +869,16 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
     }
     let health = match &raw.health {
         None => None,
-        Some(health) => Some(
-            check_health(health)
-                .map_err(|(key, why)| (vec![Step::Key("health"), Step::Key(key)], why))?,
-        ),
+        Some(health) => {
+            Some(Box::new(check_health(health).map_err(|(key, why)| {
+                (vec![Step::Key("health"), Step::Key(key)], why)
+            })?))
+        }
     };
     Ok(Service {
-        name: raw.name.clone(),
+        name: Arc::from(raw.name.as_str()),
         ip,
-        interface: raw.interface.clone(),
+        interface: Arc::from(raw.interface.as_str()),
         nodes: raw.nodes.clone(),
         bind: raw.bind,
         health,

@@ -10,6 +10,9 @@
 //! on the better ranked one.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Mode;
@@ -41,10 +44,10 @@ pub struct Settings {
 /// One service of the cluster, in canonical (name) order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
-    /// Service name.
-    pub name: String,
+    /// Service name (shared with the service's `Vip`).
+    pub name: Arc<str>,
     /// The address, part of the digest.
-    pub ip: String,
+    pub ip: IpAddr,
     /// Nodes allowed to own it; empty: all.
     pub nodes: Vec<String>,
 }
@@ -205,7 +208,7 @@ pub struct Policy {
     send_now: bool,
     changes: Vec<Change>,
     reannounce: Vec<(usize, &'static str)>,
-    released_services: Vec<String>,
+    released_services: Vec<Arc<str>>,
 }
 
 /// Mixes 64 bits well (splitmix64's finaliser).
@@ -228,8 +231,12 @@ fn fnv64(parts: &[&[u8]]) -> u64 {
 /// The digest of a canonical service list: names and addresses.
 pub fn digest(services: &[ServiceSpec]) -> u64 {
     let mut hash = 0u64;
+    let mut ip = String::with_capacity(48);
     for service in services {
-        hash = mix(hash ^ fnv64(&[service.name.as_bytes(), service.ip.as_bytes()]));
+        ip.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(ip, "{}", service.ip);
+        hash = mix(hash ^ fnv64(&[service.name.as_bytes(), ip.as_bytes()]));
     }
     hash
 }
@@ -745,7 +752,7 @@ impl Policy {
     }
 
     /// Names of owned services that a `set_services` removed.
-    pub fn take_removed(&mut self) -> Vec<String> {
+    pub fn take_removed(&mut self) -> Vec<Arc<str>> {
         std::mem::take(&mut self.released_services)
     }
 
@@ -922,8 +929,8 @@ mod tests {
         ["a", "b"]
             .iter()
             .map(|name| ServiceSpec {
-                name: name.to_string(),
-                ip: format!("192.0.2.{}", name.len()),
+                name: Arc::from(*name),
+                ip: IpAddr::from([192, 0, 2, name.len() as u8]),
                 nodes: Vec::new(),
             })
             .collect()
@@ -1163,7 +1170,7 @@ mod tests {
         let mut more = services();
         more.push(ServiceSpec {
             name: "c".into(),
-            ip: "192.0.2.9".into(),
+            ip: "192.0.2.9".parse().unwrap(),
             nodes: Vec::new(),
         });
         a.set_services(now, more, vec![None, None, Some("health check pending")]);
@@ -1228,7 +1235,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = node("b", 50, false, t0);
         let mut odd = node("z", 10, false, t0);
-        odd.services[0].ip = "192.0.2.99".into();
+        odd.services[0].ip = "192.0.2.99".parse().unwrap();
         odd.digest = digest(&odd.services);
         let mut now = t0;
         while now < t0 + LEASE * 2 {
@@ -1282,7 +1289,7 @@ mod tests {
         let slow = |name: &str, priority| {
             let web = ServiceSpec {
                 name: "web".into(),
-                ip: "192.0.2.1".into(),
+                ip: "192.0.2.1".parse().unwrap(),
                 nodes: Vec::new(),
             };
             policy(
@@ -1315,9 +1322,10 @@ mod tests {
             ("web6", vec![]),
         ]
         .into_iter()
-        .map(|(name, nodes)| ServiceSpec {
+        .enumerate()
+        .map(|(i, (name, nodes))| ServiceSpec {
             name: name.into(),
-            ip: name.into(),
+            ip: IpAddr::from([192, 0, 2, 1 + i as u8]),
             nodes,
         })
         .collect();

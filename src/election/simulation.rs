@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::policy::{Policy, Scratch, ServiceSpec, Settings};
@@ -86,8 +87,8 @@ impl Sim {
         let names: Vec<String> = (0..nodes).map(|i| format!("n{}", i + 1)).collect();
         let services: Vec<ServiceSpec> = (0..services)
             .map(|i| ServiceSpec {
-                name: format!("svc{i:02}"),
-                ip: format!("192.0.2.{}", 200 + i),
+                name: format!("svc{i:02}").into(),
+                ip: IpAddr::from([192, 0, 2, (200 + i) as u8]),
                 // Some services may live on two nodes only.
                 nodes: if i % 3 == 2 {
                     vec![names[i % nodes].clone(), names[(i + 1) % nodes].clone()]

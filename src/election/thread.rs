@@ -165,33 +165,37 @@ fn random_incarnation() -> u64 {
 pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip>) {
     let mut services: Vec<&Service> = services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    let specs = services
-        .iter()
-        .map(|s| ServiceSpec {
-            name: s.name.clone(),
-            ip: s.ip.to_string(),
-            nodes: s.nodes.clone(),
-        })
-        .collect();
-    let vips = services
-        .iter()
-        .map(|s| Vip {
-            name: s.name.clone(),
+    let mut specs = Vec::with_capacity(services.len());
+    let mut vips = Vec::with_capacity(services.len());
+    for s in services {
+        // The names are shared with the configuration's, not copied.
+        let name = Arc::clone(&s.name);
+        let interface = Arc::clone(&s.interface);
+        specs.push(ServiceSpec {
+            name: Arc::clone(&name),
             ip: s.ip,
-            interface: s.interface.clone(),
+            nodes: s.nodes.clone(),
+        });
+        vips.push(Vip {
+            name,
+            ip: s.ip,
+            interface,
             route: s.bind.unwrap_or(bind) == Bind::Route,
-        })
-        .collect();
+        });
+    }
     (specs, vips)
 }
 
 /// The services that have a health check: all a reload needs to remember
 /// of the list it replaces.
 fn with_checks(services: Vec<Service>) -> Vec<Service> {
-    services
+    let mut checked: Vec<Service> = services
         .into_iter()
         .filter(|s| s.health.is_some())
-        .collect()
+        .collect();
+    // Collected in place: without this the whole list's capacity stays.
+    checked.shrink_to_fit();
+    checked
 }
 
 /// The election thread's state, built before it runs.
@@ -212,7 +216,7 @@ pub struct ElectionThread {
     /// The last health report per service.
     health: HashMap<String, HealthReport>,
     /// Services handed over recently, still routed here until the instant.
-    linger: BTreeMap<String, (Vip, Instant)>,
+    linger: BTreeMap<Arc<str>, (Vip, Instant)>,
     counters: Counters,
     mismatched: BTreeSet<String>,
     last_log: Option<Instant>,
@@ -363,25 +367,25 @@ impl ElectionThread {
         let checked: HashSet<&str> = services
             .iter()
             .filter(|s| s.health.is_some())
-            .map(|s| s.name.as_str())
+            .map(|s| &*s.name)
             .collect();
         self.vips
             .iter()
-            .map(|vip| checked.contains(vip.name.as_str()))
+            .map(|vip| checked.contains(&*vip.name))
             .collect()
     }
 
     /// Why this node cannot serve canonical service `index` now, if so.
     fn unfit_of(&mut self, index: usize) -> Option<&'static str> {
         let vip = &self.vips[index];
-        let (present, usable) = match self.links.get(&vip.interface) {
+        let (present, usable) = match self.links.get(&*vip.interface) {
             Some(link) => *link,
             None => {
                 let link = match iface::lookup(&vip.interface) {
                     Ok(info) => (true, info.up && info.running),
                     Err(_) => (false, false),
                 };
-                self.links.insert(vip.interface.clone(), link);
+                self.links.insert(vip.interface.to_string(), link);
                 link
             }
         };
@@ -392,7 +396,7 @@ impl ElectionThread {
             return Some("link down");
         }
         if self.checked.get(index).copied().unwrap_or(false) {
-            return match self.health.get(&vip.name).and_then(|r| r.healthy) {
+            return match self.health.get(&*vip.name).and_then(|r| r.healthy) {
                 Some(true) => None,
                 Some(false) => Some("health check failing"),
                 None => Some("health check pending"),
@@ -422,7 +426,7 @@ impl ElectionThread {
     fn on_link(&mut self, now: Instant, state: LinkState) {
         let link = (state.present, state.usable);
         let before = self.links.insert(state.name.clone(), link);
-        let managed = self.vips.iter().any(|v| v.interface == state.name);
+        let managed = self.vips.iter().any(|v| *v.interface == *state.name);
         if managed && before != Some(link) {
             let what = match link {
                 (false, _) => "deleted",
@@ -445,13 +449,13 @@ impl ElectionThread {
     }
 
     fn on_health(&mut self, now: Instant, report: HealthReport) {
-        let Some(index) = self.vips.iter().position(|v| v.name == report.service) else {
+        let Some(index) = self.vips.iter().position(|v| *v.name == *report.service) else {
             return;
         };
         let before = self.health.insert(report.service.clone(), report);
         let after = self
             .health
-            .get(&self.vips[index].name)
+            .get(&*self.vips[index].name)
             .and_then(|r| r.healthy);
         if before.and_then(|r| r.healthy) != after {
             self.refresh_unfit(now);
@@ -594,8 +598,8 @@ impl ElectionThread {
         // no longer count: the actions thread starts those checks afresh.
         let old: Vec<Service> = std::mem::take(&mut self.previous);
         self.health.retain(|name, _| {
-            let now_ = all.iter().find(|s| &s.name == name);
-            let then = old.iter().find(|s| &s.name == name);
+            let now_ = all.iter().find(|s| *s.name == **name);
+            let then = old.iter().find(|s| *s.name == **name);
             matches!((now_, then), (Some(a), Some(b)) if a.health == b.health && a.ip == b.ip && a.interface == b.interface)
         });
         self.previous = with_checks(all);
@@ -666,8 +670,8 @@ impl ElectionThread {
     }
 
     fn remove(&mut self, now: Instant, name: &str) -> Response {
-        let Some(index) = self.runtime.iter().position(|s| s.name == name) else {
-            if self.running.services.iter().any(|s| s.name == name) {
+        let Some(index) = self.runtime.iter().position(|s| *s.name == *name) else {
+            if self.running.services.iter().any(|s| *s.name == *name) {
                 return Response::error(
                     code::CONFIGURED,
                     format!("{name} is in the configuration file: remove it there and reload"),
@@ -777,7 +781,7 @@ impl ElectionThread {
 
     fn handover(&mut self, now: Instant, service: Option<&str>) -> Response {
         let indices: Vec<usize> = match service {
-            Some(name) => match self.vips.iter().position(|v| v.name == name) {
+            Some(name) => match self.vips.iter().position(|v| &*v.name == name) {
                 Some(index) => vec![index],
                 None => {
                     return Response::error(code::NOT_FOUND, format!("no service named {name:?}"))
@@ -792,7 +796,7 @@ impl ElectionThread {
         for index in indices {
             let name = &self.vips[index].name;
             match self.policy.handover(now, index) {
-                Ok(()) => moved.push(name.clone()),
+                Ok(()) => moved.push(name.to_string()),
                 Err(HandoverError::NotOwner) => {
                     return Response::error(
                         code::NOT_OWNER,
@@ -828,7 +832,7 @@ impl ElectionThread {
                     (None, None) => "no owner",
                 };
                 let health = self.checked[index].then(|| {
-                    let report = self.health.get(&vip.name);
+                    let report = self.health.get(&*vip.name);
                     json!({
                         "state": match report.and_then(|r| r.healthy) {
                             Some(true) => "passing",
@@ -839,9 +843,9 @@ impl ElectionThread {
                     })
                 });
                 json!({
-                    "name": vip.name,
+                    "name": &*vip.name,
                     "ip": vip.ip,
-                    "interface": vip.interface,
+                    "interface": &*vip.interface,
                     "owner": owner,
                     "state": state,
                     "since_s": self.policy.acquired_at(index).map(|at| now.saturating_duration_since(at).as_secs()),
@@ -899,9 +903,9 @@ impl ElectionThread {
             .enumerate()
             .map(|(index, (vip, spec))| {
                 json!({
-                    "name": vip.name,
+                    "name": &*vip.name,
                     "ip": vip.ip,
-                    "interface": vip.interface,
+                    "interface": &*vip.interface,
                     "nodes": spec.nodes,
                     "owned": self.policy.owns(index),
                     "owner": self.policy.owner(index, now),
@@ -921,7 +925,7 @@ impl ElectionThread {
             .vips
             .iter()
             .enumerate()
-            .map(|(index, vip)| json!({"service": vip.name, "ip": vip.ip, "owned": self.policy.owns(index)}))
+            .map(|(index, vip)| json!({"service": &*vip.name, "ip": vip.ip, "owned": self.policy.owns(index)}))
             .collect();
         json!({
             "node": self.policy_node(),
@@ -943,11 +947,7 @@ impl ElectionThread {
             .alive_peers(now)
             .map(|(name, age)| format!("{name} ({} ms ago)", age.as_millis()))
             .collect();
-        let owned: Vec<&str> = self
-            .policy
-            .owned()
-            .map(|i| self.vips[i].name.as_str())
-            .collect();
+        let owned: Vec<&str> = self.policy.owned().map(|i| &*self.vips[i].name).collect();
         let mismatched: Vec<&str> = self.mismatched.iter().map(String::as_str).collect();
         info!(
             "election: owns [{}]; alive peers [{}]; other service lists [{}]; counters: {}",
@@ -1073,10 +1073,12 @@ impl ElectionThread {
     /// The snapshot goes to the actions thread, which installs routes and
     /// then hands it to the responder.
     fn publish_ownership(&mut self) {
-        let ownership = Ownership {
+        let mut ownership = Ownership {
             vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
             lingering: self.linger.values().map(|(vip, _)| vip.clone()).collect(),
         };
+        // Kept until the next change by two threads: no spare capacity.
+        ownership.vips.shrink_to_fit();
         if self
             .actions
             .send(ActionsCommand::Own(Arc::new(ownership)))
