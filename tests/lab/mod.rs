@@ -283,6 +283,10 @@ impl Lab {
             .args([
                 "tcpdump",
                 "--immediate-mode",
+                // The capture ring's slots are as large as the snapshot:
+                // a short one holds more frames of a burst.
+                "-s",
+                "512",
                 "-i",
                 interface,
                 "-e",
