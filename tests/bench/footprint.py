@@ -219,8 +219,10 @@ def main():
     contenders = [("l2vip", start_l2vip)]
     sizes = {"l2vip": os.path.getsize(L2VIP)}
     if args.static:
-        if not os.path.exists(STATIC):
-            subprocess.run([os.path.join(ROOT, "cross", "build"), "x86_64-unknown-linux-musl"], check=True)
+        # Always: cargo rebuilds only what changed, and a stale binary
+        # would measure old code.
+        subprocess.run([os.path.join(ROOT, "cross", "build"), "x86_64-unknown-linux-musl"], check=True,
+                       stdout=subprocess.DEVNULL)
         contenders.append(("l2vip static", lambda lab, count: start_l2vip(lab, count, STATIC)))
         sizes["l2vip static"] = os.path.getsize(STATIC)
     keepalived = shutil.which("keepalived")

@@ -2,7 +2,7 @@
 """The responder under a flood: l2vip's answers next to the kernel's, in one
 run on one lab.
 
-    sudo tests/bench/responder.py [--short]
+    sudo tests/bench/responder.py [--short] [--busy]
     sudo tests/bench/responder.py --hold SECONDS [--timers tuned|aggressive]
 
 Lab: n1 and n2 run l2vip with tuned timers (100 ms / 300 ms; n1 owns
@@ -16,7 +16,12 @@ interface, so Python's own delays do not count. Replies per second are
 read off the answering node's interface counters.
 
 Every row runs the same flood sender against both targets, so the ratio
-l2vip / kernel is the figure that carries over to other machines.
+l2vip / kernel is the figure that carries over to other machines. The
+first row has no flood: the latency of a quiet segment. A second table
+shows where l2vip's time goes, from its responder thread's schedstat: how
+often it ran, how long each wake-up waited for a CPU, and its CPU time per
+reply. --busy keeps every CPU busy with `nice 19` loops meanwhile, so no
+wake-up has to wake an idle CPU first.
 
 --hold runs the flood at full rate against l2vip's VIPs for SECONDS with
 the given timers (aggressive: 20 ms / 60 ms) and fails if ownership moved
@@ -46,7 +51,7 @@ KERNEL4, KERNEL6 = "192.0.2.13", "2001:db8::13"
 FLOOD_MAC = bytes.fromhex("024c32000099")
 FLOOD_IP = bytes([192, 0, 2, 99])
 TIMERS = {"tuned": (100, 300), "aggressive": (20, 60)}
-RATES = [10_000, 25_000, 50_000, 100_000, 0]  # 0: as fast as the sender goes
+RATES = [None, 10_000, 25_000, 50_000, 100_000, 0]  # None: no flood; 0: as fast as the sender goes
 SOL_PACKET, PACKET_MR_PROMISC = 263, 1
 SO_ATTACH_FILTER, SO_TIMESTAMPNS = 26, 35
 
@@ -258,37 +263,72 @@ def in_ns(lab, host, *args):
                             text=True)
 
 
-def one_step(lab, answerer, ip, rate, seconds):
-    """Floods `ip` at `rate` for `seconds` while probing latency; returns
-    (offered/s, replies/s, p50 us, p99 us, lost probes, probes)."""
+def thread_sched(pid, name):
+    """(CPU ns, ns waiting on a run queue, times run) of the daemon's
+    thread `name`, from /proc/PID/task/*/schedstat."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                if f.read().strip() != name:
+                    continue
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                return tuple(int(x) for x in f.read().split()[:3])
+        except OSError:
+            continue
+    return (0, 0, 0)
+
+
+def one_step(lab, answerer, ip, rate, seconds, pid=None):
+    """Floods `ip` at `rate` (None: no flood) for `seconds` while probing
+    latency; returns (offered/s, replies/s, p50 us, p99 us, lost probes,
+    probes, scheduling) where scheduling, for l2vip (`pid`), is the
+    responder thread's (runs/s, mean run-queue wait per run in us, CPU us
+    per reply)."""
     before = counters(lab, answerer)
+    sched_before = thread_sched(pid, "responder") if pid else None
     started = time.time()
-    sender = in_ns(lab, "n4", "flood", "eth0", ip, str(rate), str(seconds))
+    sender = None
+    if rate is not None:
+        sender = in_ns(lab, "n4", "flood", "eth0", ip, str(rate), str(seconds))
     time.sleep(0.3)  # measure latency under the flood, not its start
     probe = in_ns(lab, "c", "latency", "eth0", ip, str(seconds - 0.6))
-    sent, took = sender.communicate()[0].split()
+    if sender:
+        sent, took = sender.communicate()[0].split()
+        offered = int(sent) / float(took)
+    else:
+        time.sleep(seconds - 0.3)
+        offered = 0
     after = counters(lab, answerer)
     elapsed = time.time() - started
+    sched = None
+    if pid:
+        cpu, wait, runs = (b - a for a, b in zip(sched_before, thread_sched(pid, "responder")))
+        sched = (runs / elapsed, wait / max(runs, 1) / 1000, cpu / max(after[1] - before[1], 1) / 1000)
     samples = probe.communicate()[0].split()
     values = sorted(float(s) for s in samples if s != "lost")
     lost = sum(1 for s in samples if s == "lost")
     p50 = statistics.median(values) if values else float("nan")
     p99 = values[min(len(values) - 1, int(len(values) * 0.99))] if values else float("nan")
     replies = (after[1] - before[1]) / elapsed
-    return int(sent) / float(took), replies, p50, p99, lost, len(samples)
+    return offered, replies, p50, p99, lost, len(samples), sched
 
 
-def benchmark(lab, rates, seconds):
+def benchmark(lab, rates, seconds, pid):
     rows = []
     targets = [("ARP", "l2vip", "n1", VIP4), ("ARP", "kernel", "n3", KERNEL4),
                ("NDP", "l2vip", "n1", VIP6), ("NDP", "kernel", "n3", KERNEL6)]
     for rate in rates:
         for protocol, who, host, ip in targets:
-            offered, replies, p50, p99, lost, probes = one_step(lab, host, ip, rate, seconds)
-            rows.append((protocol, rate, who, offered, replies, p50, p99, lost, probes))
-            print(f"  {protocol} {rate or 'max'}/s {who}: offered {offered:.0f}/s, replies {replies:.0f}/s, "
+            offered, replies, p50, p99, lost, probes, sched = one_step(
+                lab, host, ip, rate, seconds, pid if who == "l2vip" else None)
+            rows.append((protocol, rate, who, offered, replies, p50, p99, lost, probes, sched))
+            print(f"  {protocol} {rate_name(rate)}/s {who}: offered {offered:.0f}/s, replies {replies:.0f}/s, "
                   f"p50 {p50:.0f} us, p99 {p99:.0f} us, lost {lost}/{probes}", file=sys.stderr, flush=True)
     return rows
+
+
+def rate_name(rate):
+    return "no flood" if rate is None else f"{rate:,}" if rate else "max"
 
 
 def table(rows):
@@ -300,10 +340,18 @@ def table(rows):
     for k in range(0, len(rows), 2):
         mine, kernel = rows[k], rows[k + 1]
         protocol, rate = mine[0], mine[1]
-        offered = f"{mine[3]:,.0f}" if rate else f"max ({mine[3]:,.0f} / {kernel[3]:,.0f})"
+        offered = "none" if rate is None else f"{mine[3]:,.0f}" if rate else \
+            f"max ({mine[3]:,.0f} / {kernel[3]:,.0f})"
         print(f"| {protocol} | {offered} | {mine[4]:,.0f} | {kernel[4]:,.0f} | {mine[4] / max(kernel[4], 1):.2f} "
               f"| {mine[5]:.0f} / {mine[6]:.0f} | {kernel[5]:.0f} / {kernel[6]:.0f} "
               f"| {mine[6] / kernel[6]:.2f} | {mine[7]}/{mine[8]} / {kernel[7]}/{kernel[8]} |")
+    print("\nl2vip's responder thread meanwhile (/proc/PID/task/TID/schedstat): how often it ran, how long it")
+    print("waited on a run queue each time it was woken, and its CPU time per reply\n")
+    print("| protocol | offered /s | runs /s | run-queue wait per run, µs | CPU per reply, µs |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows[::2]:
+        runs, wait, cpu = row[9]
+        print(f"| {row[0]} | {rate_name(row[1])} | {runs:,.0f} | {wait:.1f} | {cpu:.2f} |")
 
 
 def rss_kib(pid):
@@ -346,26 +394,35 @@ def main():
     parser.add_argument("--short", action="store_true", help="two rates, 2 s each")
     parser.add_argument("--hold", type=float, metavar="SECONDS", help="flood for SECONDS; ownership must not move")
     parser.add_argument("--timers", choices=sorted(TIMERS), default="tuned")
+    parser.add_argument("--busy", action="store_true",
+                        help="keep every CPU busy with nice 19 loops meanwhile: no wake-up from an idle CPU")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("responder.py: needs root (network namespaces)")
     build_release()
     lab = Lab("rs", nodes=4)
     procs = {}
+    spinners = []
     ok = True
     try:
+        if args.busy:
+            spinners = [subprocess.Popen(["nice", "-n", "19", "sh", "-c", "while :; do :; done"])
+                        for _ in range(os.cpu_count() or 1)]
         procs = start_l2vip(lab, args.timers)
         if args.hold:
             ok = hold(lab, args.hold, args.timers, procs[1].pid)
         else:
             before = ownership_changes(lab)
-            rows = benchmark(lab, [10_000, 0] if args.short else RATES, 2 if args.short else 3)
+            rows = benchmark(lab, [10_000, 0] if args.short else RATES, 2 if args.short else 3, procs[1].pid)
             moved = ownership_changes(lab) - before
             table(rows)
             interval, lease = TIMERS[args.timers]
             print(f"\nOwnership changes during the floods ({interval} ms / {lease} ms timers): {moved}")
             ok = moved == 0
     finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
         stop(procs.values())
         lab.down()
     sys.exit(0 if ok else 1)
