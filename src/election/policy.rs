@@ -1231,6 +1231,21 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_does_not_change_between_versions() {
+        // Nodes running different versions must agree on it: names and
+        // addresses in their text form ("2001:db8::53"), FNV-1a, mixed.
+        let specs: Vec<ServiceSpec> = [("dns", "2001:db8::53"), ("web", "192.0.2.1")]
+            .iter()
+            .map(|(name, ip)| ServiceSpec {
+                name: Arc::from(*name),
+                ip: ip.parse().unwrap(),
+                nodes: Vec::new(),
+            })
+            .collect();
+        assert_eq!(digest(&specs), 0x8c27_4aa1_ae9a_8ed1);
+    }
+
+    #[test]
     fn a_peer_with_another_service_list_blocks_new_claims() {
         let t0 = Instant::now();
         let mut b = node("b", 50, false, t0);

@@ -44,8 +44,9 @@ def wait_for(probe, seconds):
 
 
 def build_release():
-    if not os.path.exists(L2VIP):
-        subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
+    # Always: cargo rebuilds only what changed, and a stale binary would
+    # measure old code.
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
 
 
 def keepalived_config(node, version, advert, instances):

@@ -2,7 +2,7 @@
 """Chaos soak: three l2vip nodes with tuned timers under random faults,
 checked only from the outside.
 
-    sudo tests/soak/chaos.py [--seconds N] [--seed S] [--massif FILE]
+    sudo tests/soak/chaos.py [--seconds N] [--seed S] [--massif FILE [--n3-binary PATH]]
 
 Three nodes (interval 100 ms, lease 300 ms, linger 1 s) hold three VIPs from
 their configuration and one added at run time with `l2vip add`; a client
@@ -98,6 +98,7 @@ class Node:
         self.log = os.path.join(lab.dir, f"n{i}.log")
         self.proc = None
         self.wrapper = []  # a command the daemon runs under (valgrind)
+        self.binary = L2VIP
         peers = [node_ip(j) for j in NODES if j != i]
         services = [{"name": name, "ip": ip, "interface": "eth0"} for name, ip in SERVICES.items()]
         with open(self.config, "w") as f:
@@ -117,7 +118,7 @@ class Node:
     def start(self):
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, *self.wrapper, L2VIP, "daemon", "-c", self.config],
+                ["ip", "netns", "exec", self.ns, *self.wrapper, self.binary, "daemon", "-c", self.config],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -207,12 +208,14 @@ class Probe:
 
 
 class Soak:
-    def __init__(self, seconds, seed, massif=None):
+    def __init__(self, seconds, seed, massif=None, n3_binary=None):
         self.seconds, self.seed = seconds, seed
         self.rng = random.Random(seed)
         self.lab = Lab("ch", nodes=3)
         self.br = self.lab.ns("br")
         self.nodes = {i: Node(self.lab, i) for i in NODES}
+        if n3_binary:
+            self.nodes[3].binary = os.path.abspath(n3_binary)
         if massif:
             # n3 under valgrind's heap profiler: its heap over the whole
             # run, written when it exits at the end. Much slower: outages
@@ -532,8 +535,8 @@ class Soak:
         the first (after its first minute) by at most MEMORY_SLACK_KIB.
         Lowest, because the daemon gives freed pages back once a minute:
         between two trims a sample carries up to ~100 KiB already freed."""
-        if self.seconds < 600:
-            return
+        if self.seconds < 600 or self.nodes[3].wrapper:
+            return  # too short, or n3's memory is valgrind's
         samples = [(at, kib[1]) for at, _, kib in self.rss if kib[1] is not None]
         middle = self.seconds / 2
         first = [anon for at, anon in samples if 60 <= at < middle]
@@ -715,13 +718,15 @@ def main():
     parser.add_argument("--seed", type=int)
     parser.add_argument("--massif", metavar="FILE",
                         help="run n3 under valgrind --tool=massif, its heap profile into FILE (ms_print FILE)")
+    parser.add_argument("--n3-binary", metavar="PATH",
+                        help="run n3 from PATH (a build with symbols, for --massif)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("chaos.py: needs root (network namespaces)")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     print(f"chaos.py: seed {seed} (replay with --seed {seed})", file=sys.stderr, flush=True)
     build_release()
-    soak = Soak(args.seconds, seed, args.massif)
+    soak = Soak(args.seconds, seed, args.massif, args.n3_binary)
     ok = False
     try:
         rss_start, rss_end = soak.run()
