@@ -121,10 +121,10 @@ pub struct ActionsThread {
     hooks: Hooks,
     bind: Bind,
     /// The interfaces services live on.
-    interfaces: BTreeSet<String>,
+    interfaces: BTreeSet<Arc<str>>,
     /// Interfaces by name: (index, usable), as last reported.
     links: HashMap<String, (u32, bool)>,
-    checks: BTreeMap<String, CheckState>,
+    checks: BTreeMap<Arc<str>, CheckState>,
     runs: HashMap<Token, Run>,
     hook_queue: BTreeMap<String, VecDeque<HookEvent>>,
     next_token: usize,
@@ -289,7 +289,7 @@ impl ActionsThread {
                 }
             }
         }
-        let overdue: Vec<String> = self
+        let overdue: Vec<Arc<str>> = self
             .checks
             .iter()
             .filter(
@@ -298,14 +298,14 @@ impl ActionsThread {
             .map(|(name, _)| name.clone())
             .collect();
         for name in overdue {
-            if let Some(check) = self.checks.get_mut(&name) {
+            if let Some(check) = self.checks.get_mut(&*name) {
                 if let Some(Probe::Tcp { mut stream, .. }) = check.probe.take() {
                     let _ = self.poll.registry().deregister(&mut stream);
                 }
             }
             self.record(&name, false, "timed out".into(), now);
         }
-        let due: Vec<String> = self
+        let due: Vec<Arc<str>> = self
             .checks
             .iter()
             .filter(|(_, c)| c.probe.is_none() && now >= c.next_at)
@@ -567,15 +567,12 @@ impl ActionsThread {
                     }
                 }
             };
-            self.checks.insert(service.name.to_string(), check);
+            self.checks.insert(Arc::clone(&service.name), check);
         }
         for (_, mut stale) in old {
             self.drop_probe(&mut stale);
         }
-        self.interfaces = services
-            .into_iter()
-            .map(|s| s.interface.to_string())
-            .collect();
+        self.interfaces = services.into_iter().map(|s| s.interface).collect();
         self.hooks = hooks;
     }
 
@@ -602,7 +599,7 @@ impl ActionsThread {
     }
 
     fn link(&mut self, state: LinkState) {
-        let managed = self.interfaces.contains(&state.name);
+        let managed = self.interfaces.contains(state.name.as_str());
         if !managed || !state.present {
             return;
         }
@@ -642,7 +639,7 @@ impl ActionsThread {
             warn!("routes left in place: {}", left.join(", "));
         }
         self.arp.restore();
-        let names: Vec<String> = self.checks.keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.checks.keys().cloned().collect();
         for name in names {
             if let Some(mut check) = self.checks.remove(&name) {
                 self.drop_probe(&mut check);

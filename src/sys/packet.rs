@@ -56,7 +56,7 @@ impl PacketSocket {
         // SAFETY: `raw` is a descriptor socket() just returned; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let socket = PacketSocket { fd, ifindex };
-        socket.attach_filter(&bpf::DROP_ALL)?;
+        socket.set_filter(&bpf::DROP_ALL)?;
         let address = sockaddr(ifindex, protocol)?;
         // SAFETY: `address` is a live sockaddr_ll and the length passed is its size.
         syscall!(bind(
@@ -66,11 +66,12 @@ impl PacketSocket {
         ))?;
         let mut scratch = [0u8; 64];
         while socket.recv(&mut scratch)?.is_some() {}
-        socket.attach_filter(filter)?;
+        socket.set_filter(filter)?;
         Ok(socket)
     }
 
-    fn attach_filter(&self, filter: &[Instruction]) -> io::Result<()> {
+    /// Sets the socket's filter; frames already queued stay queued.
+    pub fn set_filter(&self, filter: &[Instruction]) -> io::Result<()> {
         let program = libc::sock_fprog {
             len: u16::try_from(filter.len())
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
@@ -87,11 +88,6 @@ impl PacketSocket {
             mem::size_of::<libc::sock_fprog>() as libc::socklen_t
         ))?;
         Ok(())
-    }
-
-    /// Replaces the socket's filter; frames already queued stay queued.
-    pub fn set_filter(&self, filter: &[Instruction]) -> io::Result<()> {
-        self.attach_filter(filter)
     }
 
     /// The interface this socket is bound to.

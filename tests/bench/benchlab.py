@@ -1,7 +1,8 @@
 """What the benchmarks share: paths, the lab, waiting, keepalived's
-configuration, stopping processes."""
+configuration, stopping processes, reading their memory."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -106,3 +107,27 @@ def stop(procs):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def tree(pid):
+    """`pid` and its descendants."""
+    pids = [pid]
+    for p in list(pids):
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                pids += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def rss_kib(pid):
+    """VmRSS of `pid` and its descendants, KiB."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total

@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 
-from benchlab import L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, run, stop, wait_for
+from benchlab import (L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, rss_kib, run, stop,
+                      tree, wait_for)
 
 STATIC = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "router", "l2vip")
 
@@ -38,18 +39,6 @@ def vips(count):
     for i in range(count):
         out.append(f"192.0.2.{200 + i}" if i < 50 else f"2001:db8::1:{i:x}")
     return out
-
-
-def tree(pid):
-    """`pid` and its descendants."""
-    pids = [pid]
-    for p in list(pids):
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                pids += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return pids
 
 
 def cpu_seconds(pid):
@@ -64,17 +53,6 @@ def cpu_seconds(pid):
         except OSError:
             pass
     return total / 1e9
-
-
-def rss_kib(pid):
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-        except (OSError, AttributeError):
-            pass
-    return total
 
 
 def start_l2vip(lab, count, binary=L2VIP):

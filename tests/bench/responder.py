@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 
-from benchlab import L2VIP, Lab, build_release, run, stop, wait_for
+from benchlab import L2VIP, Lab, build_release, rss_kib, run, stop, wait_for
 from probe import arp_request, link_local, neighbor_solicit
 
 SELF = os.path.abspath(__file__)
@@ -352,11 +352,6 @@ def table(rows):
     for row in rows[::2]:
         runs, wait, cpu = row[9]
         print(f"| {row[0]} | {rate_name(row[1])} | {runs:,.0f} | {wait:.1f} | {cpu:.2f} |")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 def hold(lab, seconds, timers, owner_pid):
