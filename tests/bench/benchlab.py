@@ -44,6 +44,14 @@ def wait_for(probe, seconds):
     raise RuntimeError("timed out waiting for the cluster to settle")
 
 
+def need(group):
+    """Installs what `group` of tests/need runs, or exits with its one-line
+    reasons (the one list of tools and Debian packages)."""
+    done = subprocess.run([os.path.join(ROOT, "tests", "need"), group])
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
+
+
 def build_release():
     # Always: cargo rebuilds only what changed, and a stale binary would
     # measure old code.

@@ -39,6 +39,7 @@ from benchlab import (
     build_release,
     keepalived,
     keepalived_config,
+    need,
     run,
     stop,
     wait_for,
@@ -228,6 +229,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("failover.py: needs root (network namespaces)")
+    need("bench")
     runs = args.runs or (3 if args.short else 5)
     timers = ["tuned"] if args.short else args.timers.split(",")
     scenarios = args.scenarios.split(",")

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from benchlab import (L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, rss_kib, run, stop,
+from benchlab import (L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, need, rss_kib, run, stop,
                       tree, wait_for)
 
 STATIC = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "router", "l2vip")
@@ -193,6 +193,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("footprint.py: needs root (network namespaces)")
+    need("bench")
     build_release()
     contenders = [("l2vip", start_l2vip)]
     sizes = {"l2vip": os.path.getsize(L2VIP)}

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 
-from benchlab import L2VIP, Lab, build_release, rss_kib, run, stop, wait_for
+from benchlab import L2VIP, Lab, build_release, need, rss_kib, run, stop, wait_for
 from probe import arp_request, link_local, neighbor_solicit
 
 SELF = os.path.abspath(__file__)
@@ -394,6 +394,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("responder.py: needs root (network namespaces)")
+    need("bench")
     build_release()
     lab = Lab("rs", nodes=4)
     procs = {}

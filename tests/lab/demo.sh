@@ -35,9 +35,7 @@ in_client() { ip netns exec "$lab-c" "$@"; }
 status() { "$bin" status --socket "$work/n$1.sock" | sed 's/^/   /'; }
 
 [[ $(id -u) == 0 ]] || { echo "demo.sh: needs root (it builds network namespaces): sudo $0" >&2; exit 2; }
-for tool in ip ping python3; do
-    command -v "$tool" >/dev/null || { echo "demo.sh: needs $tool (see .ci/run for the packages)" >&2; exit 2; }
-done
+"$root/tests/need" demo
 
 say "Building l2vip (release)"
 (cd "$root" && cargo build --release --locked --quiet)

@@ -25,6 +25,9 @@ pub fn available(test: &str) -> bool {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
         .unwrap_or(false);
     if root {
+        if let Err(message) = tools() {
+            panic!("LAB TOOLS MISSING for {test}:\n{message}");
+        }
         return true;
     }
     let message = format!(
@@ -35,6 +38,28 @@ pub fn available(test: &str) -> bool {
     }
     eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
     false
+}
+
+/// Checks once per test binary, with `tests/need --check test` (the one list
+/// of tools and their Debian packages), that every tool the lab tests run is
+/// there in the expected form: `Err` holds its lines, one per missing tool.
+fn tools() -> Result<(), &'static str> {
+    static CHECK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CHECK
+        .get_or_init(|| {
+            let need = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/need");
+            match Command::new(&need).args(["--check", "test"]).output() {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(format!(
+                    "{}(`sudo tests/run` installs them)",
+                    String::from_utf8_lossy(&out.stderr)
+                )),
+                Err(error) => Err(format!("could not run {}: {error}", need.display())),
+            }
+        })
+        .as_ref()
+        .map_err(String::as_str)
+        .copied()
 }
 
 /// A lab of `nodes` nodes and one client, deleted on drop.

@@ -64,7 +64,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
-from benchlab import L2VIP, ROOT, Lab, build_release, run  # noqa: E402
+from benchlab import L2VIP, ROOT, Lab, build_release, need, run  # noqa: E402
 
 PROBE = os.path.join(ROOT, "tests", "bench", "probe.py")
 SELF = os.path.abspath(__file__)
@@ -723,6 +723,7 @@ def main():
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("chaos.py: needs root (network namespaces)")
+    need("soak")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     print(f"chaos.py: seed {seed} (replay with --seed {seed})", file=sys.stderr, flush=True)
     build_release()
