@@ -10,14 +10,18 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::os::fd::AsRawFd;
 
-use crate::actions::thread::{ActionsThread, Command as ActionsCommand};
+use crate::actions::thread::ActionsThread;
+use crate::catalogue::Catalogue;
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{self, Config};
-use crate::control::server::{ControlServer, Event as ControlEvent};
-use crate::election::thread::{Command as ElectionCommand, ElectionThread};
-use crate::link::{Command as LinkCommand, LinkThread, Listeners};
-use crate::responder::thread::{Command, ResponderThread};
-use crate::sys::iface;
+use crate::control::catalogue::Keeper;
+use crate::control::server::ControlServer;
+use crate::election::thread::ElectionThread;
+use crate::link::{LinkThread, Listeners};
+use crate::message::{
+    ActionsCommand, ControlEvent, ElectionCommand, LinkCommand, ResponderCommand,
+};
+use crate::responder::thread::ResponderThread;
 use crate::sys::sched;
 use crate::sys::signal::{Signal, SignalFd};
 
@@ -34,86 +38,6 @@ const STOP_TIMEOUT: Duration = Duration::from_millis(2000);
 /// When free memory first goes back to the system, and how often after.
 const TRIM_FIRST: Duration = Duration::from_secs(5);
 const TRIM_PERIOD: Duration = Duration::from_secs(60);
-
-/// The hostname, which names the node when the config does not.
-pub fn hostname() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name = text.trim();
-    (!name.is_empty()).then(|| name.to_string())
-}
-
-/// Reads and validates the configuration at `path`, including that its
-/// interfaces exist here. The error is one line naming file, line and key.
-pub fn load_config(path: &Path) -> Result<Config, String> {
-    let host = hostname();
-    let (config, source) = config::load(path, host.as_deref())?;
-    config::check_interfaces(&source, &config, |name| {
-        if iface::index(name).is_none() {
-            return Err(format!("no interface named {name:?} on this system"));
-        }
-        iface::lookup(name)
-            .map(|_| ())
-            .map_err(|e| format!("{name:?}: {e}"))
-    })
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(user) = &config.user {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        if crate::sys::privilege::find_user(&passwd, user).is_none() {
-            return Err(format!(
-                "{}: user: no user named {user:?} in /etc/passwd",
-                path.display()
-            ));
-        }
-    }
-    if let Some(multicast) = &config.heartbeat.multicast {
-        if iface::index(&multicast.interface).is_none() {
-            return Err(format!(
-                "{}: heartbeat.multicast.interface: no interface named {:?} on this system",
-                path.display(),
-                multicast.interface
-            ));
-        }
-    }
-    Ok(config)
-}
-
-/// Shortest key accepted for HMAC-SHA256 heartbeats.
-pub const MIN_KEY_LEN: usize = 16;
-
-/// Reads the heartbeat key: the file must be readable by its owner only
-/// (mode 0600 or stricter) and hold at least `MIN_KEY_LEN` bytes; trailing
-/// white space (a newline from `echo`) is not part of the key.
-pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, String> {
-    use std::os::unix::fs::MetadataExt;
-    let Some(path) = &config.heartbeat.key_file else {
-        return Ok(None);
-    };
-    let fail = |why: String| format!("heartbeat.key_file: {path}: {why}");
-    let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if !metadata.is_file() {
-        return Err(fail("not a regular file".into()));
-    }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(fail(format!(
-            "mode {mode:04o} lets others read the key; chmod 600 {path}"
-        )));
-    }
-    if metadata.len() > 4096 {
-        return Err(fail("larger than 4096 bytes".into()));
-    }
-    let mut key = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        key.pop();
-    }
-    if key.len() < MIN_KEY_LEN {
-        return Err(fail(format!(
-            "{} bytes; a key needs at least {MIN_KEY_LEN}",
-            key.len()
-        )));
-    }
-    Ok(Some(key))
-}
 
 /// Sets this thread's niceness to `nice` (lower than now); false, with a
 /// warning, when that is not permitted.
@@ -146,6 +70,29 @@ fn drop_privileges(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The catalogue at start: the file's services and those the state file
+/// kept from an earlier run.
+fn restore(config: &Config) -> Catalogue {
+    let mut catalogue = Catalogue::new(config.services.clone());
+    let Some(path) = &config.state_file else {
+        return catalogue;
+    };
+    let loaded = crate::state::load(Path::new(path));
+    for warning in loaded.warnings {
+        warn!("{warning}");
+    }
+    for warning in catalogue.restore(loaded.services) {
+        warn!("{warning}");
+    }
+    if !catalogue.runtime().is_empty() {
+        info!(
+            "{} services added at runtime restored from {path}",
+            catalogue.runtime().len()
+        );
+    }
+    catalogue
+}
+
 /// A thread's end, reported to the supervisor.
 #[derive(Debug)]
 struct ThreadEnd {
@@ -165,14 +112,14 @@ pub fn run(path: &Path) -> u8 {
             return EXIT_FAILURE;
         }
     };
-    let config = match load_config(path) {
+    let config = match config::load_config(path) {
         Ok(config) => config,
         Err(e) => {
             error!("{e}");
             return EXIT_CONFIG;
         }
     };
-    let key = match load_key(&config) {
+    let key = match config::load_key(&config) {
         Ok(key) => key,
         Err(e) => {
             error!("{}: {e}", path.display());
@@ -196,7 +143,7 @@ struct Supervisor {
     poll: Poll,
     signals: SignalFd,
     ends: crossbeam_channel::Receiver<ThreadEnd>,
-    responder: Mailbox<Command>,
+    responder: Mailbox<ResponderCommand>,
     election: Mailbox<ElectionCommand>,
     actions: Mailbox<ActionsCommand>,
     link: Mailbox<LinkCommand>,
@@ -229,18 +176,21 @@ impl Supervisor {
             .collect();
         interfaces.sort();
         interfaces.dedup();
+        let catalogue = restore(config);
+        let services = catalogue.all();
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
         let (mut actions, actions_mailbox) =
             ActionsThread::new(config, responder_mailbox.clone()).map_err(|e| e.to_string())?;
         let (election, election_mailbox) = ElectionThread::new(
             config,
-            path,
+            &services,
             key,
             responder_mailbox.clone(),
             actions_mailbox.clone(),
         )
         .map_err(|e| e.to_string())?;
+        drop(services);
         actions.report_to(election_mailbox.clone());
         let (link, link_mailbox) = LinkThread::new(Listeners {
             election: election_mailbox.clone(),
@@ -248,8 +198,18 @@ impl Supervisor {
             actions: actions_mailbox.clone(),
         })
         .map_err(|e| format!("netlink link events: {e}"))?;
+        let keeper = Keeper::new(
+            catalogue,
+            config.clone(),
+            path,
+            election_mailbox.clone(),
+            actions_mailbox.clone(),
+        );
+        // The actions thread starts with the catalogue's services.
+        keeper.configure_actions();
         let (control, control_mailbox) = ControlServer::new(
             &config.control,
+            keeper,
             election_mailbox.clone(),
             responder_mailbox.clone(),
         )
@@ -340,11 +300,11 @@ impl Supervisor {
                 match signal {
                     Signal::Terminate | Signal::Interrupt => stop = true,
                     Signal::Hangup => {
-                        let _ = self.election.send(ElectionCommand::Reload);
+                        let _ = self.control.send(ControlEvent::Reload);
                     }
                     Signal::User1 => {
                         let _ = self.election.send(ElectionCommand::LogCounters);
-                        let _ = self.responder.send(Command::LogCounters);
+                        let _ = self.responder.send(ResponderCommand::LogCounters);
                     }
                 }
             }
@@ -389,7 +349,7 @@ impl Supervisor {
                     let _ = self.actions.send(ActionsCommand::Shutdown);
                 }
                 "actions" => {
-                    let _ = self.responder.send(Command::Shutdown);
+                    let _ = self.responder.send(ResponderCommand::Shutdown);
                 }
                 "responder" => {
                     let _ = self.link.send(LinkCommand::Shutdown);

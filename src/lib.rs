@@ -2,12 +2,14 @@
 #![deny(unsafe_code)]
 
 pub mod actions;
+pub mod catalogue;
 pub mod channel;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod election;
 pub mod link;
+pub mod message;
 pub mod ownership;
 pub mod responder;
 pub mod state;

@@ -12,45 +12,22 @@ use log::{debug, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::actions::thread::Command as ActionsCommand;
 use crate::channel::{mailbox, Mailbox};
-use crate::election::thread::Command as ElectionCommand;
-use crate::responder::thread::Command as ResponderCommand;
+use crate::message::{
+    ActionsCommand, ElectionCommand, LinkCommand as Command, LinkState, ResponderCommand,
+};
 use crate::sys::netlink::NetlinkSocket;
 use crate::wire::netlink::{self, Link, Message};
 
-/// What the other threads learn about one interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkState {
-    /// Interface name.
-    pub name: String,
-    /// Its index (a re-created interface gets a new one).
-    pub index: u32,
-    /// False once the interface was deleted.
-    pub present: bool,
-    /// Administratively up with carrier.
-    pub usable: bool,
-    /// Its hardware address.
-    pub mac: Option<[u8; 6]>,
-}
-
-impl LinkState {
-    fn of(link: &Link, present: bool) -> LinkState {
-        LinkState {
-            name: link.name.clone(),
-            index: link.index,
-            present,
-            usable: present && link.usable(),
-            mac: link.mac,
-        }
+/// What the other threads are told of `link`.
+fn state_of(link: &Link, present: bool) -> LinkState {
+    LinkState {
+        name: link.name.clone(),
+        index: link.index,
+        present,
+        usable: present && link.usable(),
+        mac: link.mac,
     }
-}
-
-/// Messages to the link thread.
-#[derive(Debug)]
-pub enum Command {
-    /// Stop the thread.
-    Shutdown,
 }
 
 /// Where link news goes.
@@ -197,14 +174,14 @@ impl LinkThread {
                         link.index,
                         if link.usable() { "up" } else { "down" }
                     );
-                    self.tell(LinkState::of(&link, true));
+                    self.tell(state_of(&link, true));
                 }
                 self.links.insert(link.index, link);
             }
             Message::LinkGone(link) => {
                 self.links.remove(&link.index);
                 debug!("{} (index {}): deleted", link.name, link.index);
-                self.tell(LinkState::of(&link, false));
+                self.tell(state_of(&link, false));
             }
             Message::Address { added, index, ip } => {
                 let interface = self.links.get(&index).map(|l| l.name.clone());

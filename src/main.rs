@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use l2vip::config::{DEFAULT_PATH, DEFAULT_SOCKET};
+use l2vip::config::{self, DEFAULT_PATH, DEFAULT_SOCKET};
 use l2vip::control::client::{self, ClientError};
 use l2vip::control::protocol::Request;
 use l2vip::control::render;
@@ -258,11 +258,11 @@ fn init_logging(verbose: bool, to_syslog: bool) {
 
 fn check_config(options: &Options) -> u8 {
     let loaded = if options.offline {
-        let host = daemon::hostname();
-        l2vip::config::load(&options.config, host.as_deref()).map(|(config, _)| config)
+        let host = config::hostname();
+        config::load(&options.config, host.as_deref()).map(|(config, _)| config)
     } else {
-        daemon::load_config(&options.config).and_then(|config| {
-            daemon::load_key(&config)
+        config::load_config(&options.config).and_then(|config| {
+            config::load_key(&config)
                 .map(|_| config)
                 .map_err(|e| format!("{}: {e}", options.config.display()))
         })

@@ -82,10 +82,15 @@ impl Conn {
         self.send(&line)
     }
 
-    /// True when the daemon closed the connection.
+    /// True when the daemon closed the connection. A close with our request
+    /// still unread on its side may reach us as a reset instead of the end
+    /// of the stream, depending on whether our last write saw it first.
     fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => rest.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 }
 

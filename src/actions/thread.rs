@@ -23,41 +23,10 @@ use super::health::Health;
 use super::routes::{ArpSettings, Routes};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{self, Bind, Check, Config, Hooks, Service};
-use crate::election::thread::Command as ElectionCommand;
-use crate::link::LinkState;
+use crate::message::{
+    ActionsCommand as Command, ElectionCommand, HealthReport, LinkState, ResponderCommand,
+};
 use crate::ownership::{Ownership, Vip};
-use crate::responder::thread::Command as ResponderCommand;
-
-/// Messages to the actions thread.
-#[derive(Debug)]
-pub enum Command {
-    /// Apply this ownership (routes, hooks), then pass it to the responder.
-    Own(Arc<Ownership>),
-    /// The services (health checks, interfaces) and hooks in force.
-    Configure {
-        /// Every service.
-        services: Vec<Service>,
-        /// The hook commands.
-        hooks: Hooks,
-        /// The global `bind`.
-        bind: Bind,
-    },
-    /// An interface changed.
-    Link(LinkState),
-    /// Remove every route, put the kernel settings back and stop.
-    Shutdown,
-}
-
-/// A health result for the election.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthReport {
-    /// The service.
-    pub service: String,
-    /// `None` until the first result.
-    pub healthy: Option<bool>,
-    /// The last result, for people: "connected", "exit 1", "timed out".
-    pub detail: String,
-}
 
 const WAKER: Token = Token(0);
 /// While children run, the loop looks for their exit this often.

@@ -4,8 +4,13 @@
 //! names the key and line comes out. Facts about the running system (the
 //! hostname, which interfaces exist) are passed in by the caller.
 
+mod diff;
+mod loader;
 mod locate;
 pub mod uci;
+
+pub use diff::{diff, Diff};
+pub use loader::{hostname, load_config, load_key, MIN_KEY_LEN};
 
 use std::collections::HashMap;
 use std::fmt;

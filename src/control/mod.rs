@@ -1,6 +1,8 @@
 //! The control socket: the protocol (shared with the CLI), the server
-//! thread, and the client.
+//! thread with the service catalogue it keeps, and the client.
 
+pub mod answer;
+pub mod catalogue;
 pub mod client;
 pub mod protocol;
 pub mod render;

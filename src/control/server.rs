@@ -1,6 +1,8 @@
 //! The control thread: a Unix socket server speaking the protocol in
-//! `protocol`, forwarding requests to the election (and, for metrics, the
-//! responder) over channels and writing their replies back.
+//! `protocol`. Questions and orders for the election (and, for metrics, the
+//! responder) go over channels as typed messages and their typed answers
+//! come back to be written as JSON; `add`, `remove` and `reload` are the
+//! service catalogue's, which this thread keeps (`catalogue`).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -12,13 +14,17 @@ use crossbeam_channel::Receiver;
 use log::{debug, info, warn};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
-use serde_json::Value;
 
+use super::answer;
+use super::catalogue::Keeper;
 use super::protocol::{code, parse_request, Request, Response, MAX_LINE};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::Control;
-use crate::election::thread::Command as ElectionCommand;
-use crate::responder::thread::Command as ResponderCommand;
+use crate::message::{
+    ControlEvent as Event, ElectionAnswer, ElectionAsk, ElectionCommand, ResponderCommand,
+    ResponderCounters as Counters,
+};
+
 use crate::sys::cred;
 
 /// Most clients connected at once; one more gets `busy` and is closed.
@@ -29,27 +35,6 @@ const WRITE_LIMIT: usize = 4 << 20;
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const FIRST_CLIENT: usize = 2;
-
-/// What the other threads send back to the control thread.
-#[derive(Debug)]
-pub enum Event {
-    /// The answer to request `id`.
-    Reply {
-        /// The request it answers.
-        id: u64,
-        /// The response.
-        response: Response,
-    },
-    /// The responder's counters for request `id`.
-    Counters {
-        /// The request it answers.
-        id: u64,
-        /// Counters as JSON.
-        counters: Value,
-    },
-    /// Close every client, remove the socket file and end the thread.
-    Stop,
-}
 
 /// Who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +59,8 @@ struct Client {
 struct Pending {
     client: Token,
     metrics: bool,
-    election: Option<Response>,
-    responder: Option<Value>,
+    election: Option<ElectionAnswer>,
+    responder: Option<Box<Counters>>,
 }
 
 /// The control thread's state, built (socket bound) before it runs.
@@ -87,6 +72,7 @@ pub struct ControlServer {
     mailbox: Mailbox<Event>,
     election: Mailbox<ElectionCommand>,
     responder: Mailbox<ResponderCommand>,
+    keeper: Keeper,
     clients: HashMap<Token, Client>,
     pending: HashMap<u64, Pending>,
     next_token: usize,
@@ -145,6 +131,7 @@ impl ControlServer {
     /// 0660 and the read-only group.
     pub fn new(
         control: &Control,
+        keeper: Keeper,
         election: Mailbox<ElectionCommand>,
         responder: Mailbox<ResponderCommand>,
     ) -> io::Result<(ControlServer, Mailbox<Event>)> {
@@ -187,6 +174,7 @@ impl ControlServer {
                 mailbox: mailbox.clone(),
                 election,
                 responder,
+                keeper,
                 clients: HashMap::new(),
                 pending: HashMap::new(),
                 next_token: FIRST_CLIENT,
@@ -381,9 +369,30 @@ impl ControlServer {
     }
 
     fn forward(&mut self, token: Token, request: Request) {
+        let ask = match request {
+            Request::Status => ElectionAsk::Status,
+            Request::Services => ElectionAsk::Services,
+            Request::Metrics => ElectionAsk::Metrics,
+            Request::Drain => ElectionAsk::Drain(true),
+            Request::Undrain => ElectionAsk::Drain(false),
+            Request::Handover { service } => ElectionAsk::Handover(service),
+            // The catalogue's: answered here, once the change is handed on.
+            Request::Add { service } => {
+                let response = self.keeper.add(service);
+                return self.answer(token, response);
+            }
+            Request::Remove { service } => {
+                let response = self.keeper.remove(&service);
+                return self.answer(token, response);
+            }
+            Request::Reload => {
+                let response = self.keeper.reload();
+                return self.answer(token, response);
+            }
+        };
         let id = self.next_id;
         self.next_id += 1;
-        let metrics = request == Request::Metrics;
+        let metrics = ask == ElectionAsk::Metrics;
         self.pending.insert(
             id,
             Pending {
@@ -399,11 +408,7 @@ impl ControlServer {
         let reply_to = self.mailbox.clone();
         let sent = self
             .election
-            .send(ElectionCommand::Control {
-                id,
-                request,
-                reply_to,
-            })
+            .send(ElectionCommand::Ask { id, ask, reply_to })
             .is_ok();
         let counted = !metrics
             || self
@@ -423,33 +428,43 @@ impl ControlServer {
     }
 
     fn on_event(&mut self, event: Event) {
-        let id = match &event {
-            Event::Reply { id, .. } | Event::Counters { id, .. } => *id,
+        let id = match event {
+            Event::Answer { id, answer } => {
+                if let Some(pending) = self.pending.get_mut(&id) {
+                    pending.election = Some(answer);
+                }
+                id
+            }
+            Event::Counters { id, counters } => {
+                if let Some(pending) = self.pending.get_mut(&id) {
+                    pending.responder = Some(counters);
+                }
+                id
+            }
+            Event::Reload => {
+                let response = self.keeper.reload();
+                match (&response.data, &response.error) {
+                    (_, Some(error)) => warn!("reload refused: {}", error.message),
+                    (Some(data), _) => info!("reloaded: {data}"),
+                    _ => {}
+                }
+                return;
+            }
             Event::Stop => return,
         };
-        let Some(pending) = self.pending.get_mut(&id) else {
-            return;
-        };
-        match event {
-            Event::Reply { response, .. } => pending.election = Some(response),
-            Event::Counters { counters, .. } => pending.responder = Some(counters),
-            Event::Stop => return,
-        }
-        let done = pending.election.is_some() && (!pending.metrics || pending.responder.is_some());
+        let done = self.pending.get(&id).is_some_and(|pending| {
+            pending.election.is_some() && (!pending.metrics || pending.responder.is_some())
+        });
         if !done {
             return;
         }
         let Some(pending) = self.pending.remove(&id) else {
             return;
         };
-        let mut response = pending
-            .election
-            .unwrap_or_else(|| Response::error(code::INTERNAL, "no reply"));
-        if let (Some(responder), Some(Value::Object(data))) =
-            (pending.responder, response.data.as_mut())
-        {
-            data.insert("responder".into(), responder);
-        }
+        let response = match pending.election {
+            Some(reply) => answer::response(reply, pending.responder.as_deref()),
+            None => Response::error(code::INTERNAL, "no reply"),
+        };
         self.answer(pending.client, response);
         self.handle_lines(pending.client);
         self.flush(pending.client);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Mode;
+use crate::message::Unfit;
 use crate::wire::heartbeat::{
     self, bit, bitmap_len, name_hash, set_bit, Repr, Witness, WITNESS_LEN,
 };
@@ -190,7 +191,7 @@ pub struct Policy {
     eligible: Vec<bool>,
     /// Why this node cannot serve a service now (link down, health check
     /// failing), if it cannot.
-    unfit: Vec<Option<&'static str>>,
+    unfit: Vec<Option<Unfit>>,
     draining: bool,
     leaving: bool,
     claims: Vec<bool>,
@@ -558,7 +559,7 @@ impl Policy {
     /// Says why this node cannot serve service `index` now (its link is
     /// down, its health check fails), or `None` when it can. An owned
     /// service is released at once with that reason.
-    pub fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<&'static str>) {
+    pub fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<Unfit>) {
         if self.unfit.get(index).is_some_and(|r| *r != reason) {
             self.unfit[index] = reason;
             self.changed();
@@ -567,7 +568,7 @@ impl Policy {
     }
 
     /// Why this node cannot serve service `index` now, if it cannot.
-    pub fn unfit(&self, index: usize) -> Option<&'static str> {
+    pub fn unfit(&self, index: usize) -> Option<Unfit> {
         self.unfit.get(index).copied().flatten()
     }
 
@@ -636,7 +637,7 @@ impl Policy {
                     } else if self.draining {
                         "draining"
                     } else {
-                        self.unfit[index].unwrap_or("not eligible")
+                        self.unfit[index].map_or("not eligible", Unfit::as_str)
                     })
                 } else if view.better_claimant {
                     Some("a better ranked node claims it too")
@@ -703,7 +704,7 @@ impl Policy {
         &mut self,
         now: Instant,
         services: Vec<ServiceSpec>,
-        unfit: Vec<Option<&'static str>>,
+        unfit: Vec<Option<Unfit>>,
     ) {
         let old = std::mem::take(&mut self.services);
         let count = services.len();
@@ -1133,7 +1134,7 @@ mod tests {
     #[test]
     fn unfit_releases_at_once_and_fit_again_moves_nothing_back() {
         let (mut a, mut b, now) = settled(Instant::now());
-        a.set_unfit(now, 1, Some("link down"));
+        a.set_unfit(now, 1, Some(Unfit::LinkDown));
         assert_eq!(owned(&a), vec![0], "only the unfit service goes");
         let changes = a.take_changes();
         assert_eq!(changes.len(), 1);
@@ -1142,7 +1143,7 @@ mod tests {
         assert!(a.wants_send(now), "the release goes out at once");
         deliver(&mut a, &mut b, now).unwrap();
         assert_eq!(owned(&b), vec![1], "b takes it on that heartbeat");
-        assert_eq!(a.unfit(1), Some("link down"));
+        assert_eq!(a.unfit(1), Some(Unfit::LinkDown));
         deliver(&mut b, &mut a, now).unwrap();
 
         let later = now + INTERVAL;
@@ -1173,8 +1174,8 @@ mod tests {
             ip: "192.0.2.9".parse().unwrap(),
             nodes: Vec::new(),
         });
-        a.set_services(now, more, vec![None, None, Some("health check pending")]);
-        assert_eq!(a.unfit(2), Some("health check pending"));
+        a.set_services(now, more, vec![None, None, Some(Unfit::HealthPending)]);
+        assert_eq!(a.unfit(2), Some(Unfit::HealthPending));
         assert!(!a.me_candidate(2));
     }
 

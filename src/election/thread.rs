@@ -1,7 +1,9 @@
-//! The election thread: the UDP heartbeat socket, the `Policy`, and the
-//! ownership snapshots it publishes to the responder.
+//! The election thread: the UDP heartbeat socket around the `Policy`. It
+//! takes typed commands (link, health, services, drain, hand-over,
+//! questions) and publishes ownership snapshots to the actions thread; it
+//! knows no clients and no file but its socket.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
@@ -12,54 +14,19 @@ use log::{debug, info, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use serde_json::{json, Value};
-
+use super::fitness::{self, Linger, Link};
 use super::policy::{HandoverError, Policy, Reject, Scratch, ServiceSpec, Settings};
-use crate::actions::thread::{Command as ActionsCommand, HealthReport};
 use crate::channel::{mailbox, Mailbox};
-use crate::config::{self, Bind, Config, Service};
-use crate::control::protocol::{code, Request, Response};
-use crate::control::server::Event as ControlEvent;
-use crate::link::LinkState;
+use crate::config::{Bind, Config, Mode, Service};
+use crate::message::{
+    ActionsCommand, ControlEvent, ElectionAnswer, ElectionAsk, ElectionCommand, ElectionMetrics,
+    HealthReport, HealthStatus, LinkState, PeerStatus, Refusal, ResponderCommand, ServiceStatus,
+    ServiceView, StatusSnapshot, Tuning, VipState,
+};
 use crate::ownership::{Ownership, Vip};
-use crate::responder::thread::Command as ResponderCommand;
 use crate::sys::{iface, udp};
 use crate::wire::heartbeat::{self, Repr};
 use crate::wire::Error as WireError;
-use std::path::{Path, PathBuf};
-
-/// Messages to the election.
-#[derive(Debug)]
-pub enum Command {
-    /// Release everything, tell the peers we are leaving, and stop.
-    Leave,
-    /// Write the counters and peers to the log.
-    LogCounters,
-    /// Re-read the configuration file (SIGHUP).
-    Reload,
-    /// An interface changed (the link thread).
-    Link(LinkState),
-    /// An address was added to or removed from an interface.
-    Address {
-        /// The address.
-        ip: IpAddr,
-        /// The interface's name, if known.
-        interface: Option<String>,
-        /// Added (true) or removed.
-        added: bool,
-    },
-    /// A health check result (the actions thread).
-    Health(HealthReport),
-    /// A control request; the answer goes to `reply_to` tagged with `id`.
-    Control {
-        /// The control request id.
-        id: u64,
-        /// What is asked.
-        request: Request,
-        /// Where the answer goes.
-        reply_to: Mailbox<ControlEvent>,
-    },
-}
 
 const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
@@ -71,7 +38,7 @@ const LEAVING_COPIES: usize = 3;
 
 /// Why a received datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Drop {
+enum Rejection {
     Wire(WireError),
     Oversized,
     Unauthenticated,
@@ -80,17 +47,19 @@ enum Drop {
     Policy(Reject),
 }
 
-impl Drop {
+impl Rejection {
     fn name(self) -> &'static str {
         match self {
-            Drop::Wire(WireError::Truncated) => "truncated",
-            Drop::Wire(WireError::Unsupported) => "version",
-            Drop::Wire(WireError::Malformed) | Drop::Wire(WireError::Checksum) => "malformed",
-            Drop::Oversized => "oversized",
-            Drop::Unauthenticated => "unauthenticated",
-            Drop::BadMac => "bad_mac",
-            Drop::UnexpectedMac => "unexpected_mac",
-            Drop::Policy(reject) => reject.name(),
+            Rejection::Wire(WireError::Truncated) => "truncated",
+            Rejection::Wire(WireError::Unsupported) => "version",
+            Rejection::Wire(WireError::Malformed) | Rejection::Wire(WireError::Checksum) => {
+                "malformed"
+            }
+            Rejection::Oversized => "oversized",
+            Rejection::Unauthenticated => "unauthenticated",
+            Rejection::BadMac => "bad_mac",
+            Rejection::UnexpectedMac => "unexpected_mac",
+            Rejection::Policy(reject) => reject.name(),
         }
     }
 
@@ -118,12 +87,12 @@ struct Counters {
     received: u64,
     send_errors: u64,
     ownership_changes: u64,
-    rejected: [u64; Drop::NAMES.len()],
+    rejected: [u64; Rejection::NAMES.len()],
 }
 
 impl Counters {
-    fn reject(&mut self, drop: Drop) {
-        if let Some(index) = Drop::NAMES.iter().position(|n| *n == drop.name()) {
+    fn reject(&mut self, rejection: Rejection) {
+        if let Some(index) = Rejection::NAMES.iter().position(|n| *n == rejection.name()) {
             self.rejected[index] += 1;
         }
     }
@@ -136,7 +105,7 @@ impl std::fmt::Display for Counters {
             "heartbeats_sent={} heartbeats_received={} heartbeat_send_errors={} ownership_changes={}",
             self.sent, self.received, self.send_errors, self.ownership_changes
         )?;
-        for (name, count) in Drop::NAMES.iter().zip(self.rejected) {
+        for (name, count) in Rejection::NAMES.iter().zip(self.rejected) {
             write!(f, " heartbeat_rejected.{name}={count}")?;
         }
         Ok(())
@@ -186,8 +155,8 @@ pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip
     (specs, vips)
 }
 
-/// The services that have a health check: all a reload needs to remember
-/// of the list it replaces.
+/// The services that have a health check: all a new list needs to be
+/// compared with (to see which checks changed).
 fn with_checks(services: Vec<Service>) -> Vec<Service> {
     let mut checked: Vec<Service> = services
         .into_iter()
@@ -198,49 +167,60 @@ fn with_checks(services: Vec<Service>) -> Vec<Service> {
     checked
 }
 
+/// What `status` says of the node itself, fixed until a restart apart
+/// from priority and preempt (which the policy holds).
+#[derive(Debug)]
+struct Identity {
+    node: String,
+    cluster: String,
+    mode: Mode,
+    interval_ms: u64,
+    lease_ms: u64,
+}
+
 /// The election thread's state, built before it runs.
 pub struct ElectionThread {
     poll: Poll,
-    commands: Receiver<Command>,
+    commands: Receiver<ElectionCommand>,
     socket: Option<UdpSocket>,
     destinations: Vec<SocketAddr>,
     policy: Policy,
+    identity: Identity,
+    priority: u8,
+    preempt: bool,
     vips: Vec<Vip>,
+    bind: Bind,
     /// Per canonical service: whether it has a health check.
     checked: Vec<bool>,
     key: Option<Vec<u8>>,
     responder: Mailbox<ResponderCommand>,
     actions: Mailbox<ActionsCommand>,
-    /// Interfaces by name: (present, usable), as the link thread reports.
-    links: HashMap<String, (bool, bool)>,
+    /// Interfaces by name, as the link thread reports.
+    links: HashMap<String, Link>,
     /// The last health report per service.
     health: HashMap<String, HealthReport>,
-    /// Services handed over recently, still routed here until the instant.
-    linger: BTreeMap<Arc<str>, (Vip, Instant)>,
+    /// Services handed over recently, still routed here for a while.
+    linger: Linger,
+    linger_period: Duration,
     counters: Counters,
     mismatched: BTreeSet<String>,
     last_log: Option<Instant>,
     suppressed: u64,
     started: Instant,
-    summary: Value,
-    config_path: PathBuf,
-    running: Config,
-    runtime: Vec<Service>,
-    /// The services with health checks of the list last applied (to see
-    /// which checks changed).
+    /// The services with health checks of the list last applied.
     previous: Vec<Service>,
 }
 
 impl ElectionThread {
     /// Opens the heartbeat socket (unless the node is alone) and returns the
-    /// thread state and its mailbox.
+    /// thread state and its mailbox. `services` is the catalogue's list.
     pub fn new(
         config: &Config,
-        config_path: &Path,
+        services: &[Service],
         key: Option<Vec<u8>>,
         responder: Mailbox<ResponderCommand>,
         actions: Mailbox<ActionsCommand>,
-    ) -> io::Result<(ElectionThread, Mailbox<Command>)> {
+    ) -> io::Result<(ElectionThread, Mailbox<ElectionCommand>)> {
         let poll = Poll::new()?;
         let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
         let heartbeat = &config.heartbeat;
@@ -254,43 +234,7 @@ impl ElectionThread {
             poll.registry()
                 .register(socket, SOCKET, Interest::READABLE)?;
         }
-        let mut runtime = Vec::new();
-        if let Some(path) = &config.state_file {
-            let loaded = crate::state::load(Path::new(path));
-            for warning in loaded.warnings {
-                warn!("{warning}");
-            }
-            for service in loaded.services {
-                let clash = config
-                    .services
-                    .iter()
-                    .chain(&runtime)
-                    .any(|s| s.name == service.name || s.ip == service.ip);
-                if clash {
-                    warn!(
-                        "state file: {} ({}) clashes with another service; skipped",
-                        service.name, service.ip
-                    );
-                } else if config.services.len() + runtime.len() >= config::MAX_SERVICES {
-                    warn!(
-                        "state file: {} ({}) skipped: already {} services",
-                        service.name,
-                        service.ip,
-                        config::MAX_SERVICES
-                    );
-                } else {
-                    runtime.push(service);
-                }
-            }
-            if !runtime.is_empty() {
-                info!(
-                    "{} services added at runtime restored from {path}",
-                    runtime.len()
-                );
-            }
-        }
-        let all: Vec<Service> = config.services.iter().chain(&runtime).cloned().collect();
-        let (specs, vips) = canonical(&all, config.bind);
+        let (specs, vips) = canonical(services, config.bind);
         let settings = Settings {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -312,8 +256,8 @@ impl ElectionThread {
                 destinations.len(),
                 heartbeat.lease_ms,
                 match config.mode {
-                    crate::config::Mode::Single => "single",
-                    crate::config::Mode::Spread => "spread",
+                    Mode::Single => "single",
+                    Mode::Spread => "spread",
                 },
                 if key.is_some() { ", authenticated" } else { "" }
             );
@@ -324,41 +268,39 @@ impl ElectionThread {
             socket,
             destinations,
             policy,
+            identity: Identity {
+                node: config.node.clone(),
+                cluster: config.cluster.clone(),
+                mode: config.mode,
+                interval_ms: heartbeat.interval_ms,
+                lease_ms: heartbeat.lease_ms,
+            },
+            priority: config.priority,
+            preempt: config.preempt,
             vips,
+            bind: config.bind,
             checked: Vec::new(),
             key,
             responder,
             actions,
             links: HashMap::new(),
             health: HashMap::new(),
-            linger: BTreeMap::new(),
+            linger: Linger::default(),
+            linger_period: Duration::from_secs(config.linger_s),
             counters: Counters::default(),
             mismatched: BTreeSet::new(),
             last_log: None,
             suppressed: 0,
             started: Instant::now(),
-            config_path: config_path.to_path_buf(),
-            running: config.clone(),
-            runtime,
             previous: Vec::new(),
-            summary: json!({
-                "node": config.node,
-                "cluster": config.cluster,
-                "priority": config.priority,
-                "mode": config.mode,
-                "preempt": config.preempt,
-                "interval_ms": heartbeat.interval_ms,
-                "lease_ms": heartbeat.lease_ms,
-            }),
         };
-        thread.checked = thread.checks_of(&all);
-        thread.previous = with_checks(all);
+        thread.checked = thread.checks_of(services);
+        thread.previous = with_checks(services.to_vec());
         let now = Instant::now();
         for index in 0..thread.vips.len() {
             let unfit = thread.unfit_of(index);
             thread.policy.set_unfit(now, index, unfit);
         }
-        thread.configure_actions();
         Ok((thread, mailbox))
     }
 
@@ -375,34 +317,35 @@ impl ElectionThread {
             .collect()
     }
 
-    /// Why this node cannot serve canonical service `index` now, if so.
-    fn unfit_of(&mut self, index: usize) -> Option<&'static str> {
-        let vip = &self.vips[index];
-        let (present, usable) = match self.links.get(&*vip.interface) {
-            Some(link) => *link,
-            None => {
-                let link = match iface::lookup(&vip.interface) {
-                    Ok(info) => (true, info.up && info.running),
-                    Err(_) => (false, false),
-                };
-                self.links.insert(vip.interface.to_string(), link);
-                link
-            }
+    /// The link of `interface`: as last reported, or looked up once.
+    fn link(&mut self, interface: &str) -> Link {
+        if let Some(link) = self.links.get(interface) {
+            return *link;
+        }
+        let link = match iface::lookup(interface) {
+            Ok(info) => Link {
+                present: true,
+                usable: info.up && info.running,
+            },
+            Err(_) => Link {
+                present: false,
+                usable: false,
+            },
         };
-        if !present {
-            return Some("interface gone");
-        }
-        if !usable {
-            return Some("link down");
-        }
-        if self.checked.get(index).copied().unwrap_or(false) {
-            return match self.health.get(&*vip.name).and_then(|r| r.healthy) {
-                Some(true) => None,
-                Some(false) => Some("health check failing"),
-                None => Some("health check pending"),
-            };
-        }
-        None
+        self.links.insert(interface.to_string(), link);
+        link
+    }
+
+    /// Why this node cannot serve canonical service `index` now, if so.
+    fn unfit_of(&mut self, index: usize) -> Option<crate::message::Unfit> {
+        let interface = Arc::clone(&self.vips[index].interface);
+        let link = self.link(&interface);
+        let health = self.checked.get(index).copied().unwrap_or(false).then(|| {
+            self.health
+                .get(&*self.vips[index].name)
+                .and_then(|r| r.healthy)
+        });
+        fitness::unfit(link, health)
     }
 
     /// Re-evaluates every service's fitness (after a link or health change).
@@ -414,21 +357,15 @@ impl ElectionThread {
         self.publish(now);
     }
 
-    /// Tells the actions thread the services and hooks in force.
-    fn configure_actions(&self) {
-        let _ = self.actions.send(ActionsCommand::Configure {
-            services: self.all_services(),
-            hooks: self.running.hooks.clone(),
-            bind: self.running.bind,
-        });
-    }
-
     fn on_link(&mut self, now: Instant, state: LinkState) {
-        let link = (state.present, state.usable);
+        let link = Link {
+            present: state.present,
+            usable: state.usable,
+        };
         let before = self.links.insert(state.name.clone(), link);
         let managed = self.vips.iter().any(|v| *v.interface == *state.name);
         if managed && before != Some(link) {
-            let what = match link {
+            let what = match (link.present, link.usable) {
                 (false, _) => "deleted",
                 (true, false) => "down (no VIPs here until it is up)",
                 (true, true) => "up",
@@ -464,18 +401,14 @@ impl ElectionThread {
 
     /// Ends lingers whose time is up; the next instant one ends.
     fn expire_linger(&mut self, now: Instant) -> Option<Instant> {
-        let before = self.linger.len();
-        self.linger.retain(|name, (_, until)| {
-            let keep = now < *until;
-            if !keep {
-                info!("{name}: linger over; no longer accepting its traffic here");
-            }
-            keep
-        });
-        if self.linger.len() != before {
+        let ended = self.linger.expire(now);
+        for name in &ended {
+            info!("{name}: linger over; no longer accepting its traffic here");
+        }
+        if !ended.is_empty() {
             self.publish_ownership();
         }
-        self.linger.values().map(|(_, until)| *until).min()
+        self.linger.next_end()
     }
 
     /// Runs until `Leave`.
@@ -509,7 +442,7 @@ impl ElectionThread {
             }
             while let Ok(command) = self.commands.try_recv() {
                 match command {
-                    Command::Leave => {
+                    ElectionCommand::Leave => {
                         let now = Instant::now();
                         // Nothing of l2vip stays behind: no linger at exit.
                         self.linger.clear();
@@ -521,29 +454,25 @@ impl ElectionThread {
                         info!("election stopping; {}", self.counters);
                         return Ok(());
                     }
-                    Command::LogCounters => self.log_state(),
-                    Command::Link(state) => self.on_link(Instant::now(), state),
-                    Command::Address {
+                    ElectionCommand::LogCounters => self.log_state(),
+                    ElectionCommand::Link(state) => self.on_link(Instant::now(), state),
+                    ElectionCommand::Address {
                         ip,
                         interface,
                         added,
                     } => self.on_address(ip, interface, added),
-                    Command::Health(report) => self.on_health(Instant::now(), report),
-                    Command::Reload => {
-                        let response = self.reload(Instant::now());
-                        match (&response.data, &response.error) {
-                            (_, Some(error)) => warn!("reload refused: {}", error.message),
-                            (Some(data), _) => info!("reloaded: {data}"),
-                            _ => {}
-                        }
+                    ElectionCommand::Health(report) => self.on_health(Instant::now(), report),
+                    ElectionCommand::Tune(tuning) => self.tune(Instant::now(), *tuning),
+                    ElectionCommand::SetServices { services, bind } => {
+                        self.bind = bind;
+                        self.apply_services(Instant::now(), services);
                     }
-                    Command::Control {
-                        id,
-                        request,
-                        reply_to,
-                    } => {
-                        let response = self.control(request);
-                        let _ = reply_to.send(ControlEvent::Reply { id, response });
+                    ElectionCommand::Ask { id, ask, reply_to } => {
+                        let now = Instant::now();
+                        let answer = self.answer(now, ask);
+                        // Changes take effect before the answer goes out.
+                        self.publish(now);
+                        let _ = reply_to.send(ControlEvent::Answer { id, answer });
                     }
                 }
             }
@@ -553,45 +482,36 @@ impl ElectionThread {
         }
     }
 
-    /// Answers a control request; changes take effect (and are published)
-    /// before the answer goes out.
-    fn control(&mut self, request: Request) -> Response {
-        let now = Instant::now();
-        let response = match request {
-            Request::Status => Response::ok(self.status(now)),
-            Request::Services => Response::ok(self.services(now)),
-            Request::Metrics => Response::ok(self.metrics(now)),
-            Request::Drain => {
-                self.policy.set_draining(now, true);
-                Response::ok(json!({"draining": true}))
+    /// Answers a client's question or carries out its order.
+    fn answer(&mut self, now: Instant, ask: ElectionAsk) -> ElectionAnswer {
+        match ask {
+            ElectionAsk::Status => ElectionAnswer::Status(Box::new(self.status(now))),
+            ElectionAsk::Services => ElectionAnswer::Services(self.services(now)),
+            ElectionAsk::Metrics => ElectionAnswer::Metrics(Box::new(self.metrics())),
+            ElectionAsk::Drain(draining) => {
+                self.policy.set_draining(now, draining);
+                ElectionAnswer::Draining(draining)
             }
-            Request::Undrain => {
-                self.policy.set_draining(now, false);
-                Response::ok(json!({"draining": false}))
-            }
-            Request::Handover { service } => self.handover(now, service.as_deref()),
-            Request::Add { service } => self.add(now, service),
-            Request::Remove { service } => self.remove(now, &service),
-            Request::Reload => self.reload(now),
-        };
-        self.publish(now);
-        response
+            ElectionAsk::Handover(service) => match self.handover(now, service.as_deref()) {
+                Ok(moved) => ElectionAnswer::HandedOver(moved),
+                Err(refusal) => ElectionAnswer::Refused(refusal),
+            },
+        }
     }
 
-    /// Every service: the configuration's, then those added at runtime.
-    fn all_services(&self) -> Vec<Service> {
-        self.running
-            .services
-            .iter()
-            .chain(&self.runtime)
-            .cloned()
-            .collect()
+    /// Applies what a reload changes at once.
+    fn tune(&mut self, now: Instant, tuning: Tuning) {
+        self.key = tuning.key;
+        self.policy
+            .set_priority(now, tuning.priority, tuning.preempt);
+        self.priority = tuning.priority;
+        self.preempt = tuning.preempt;
+        self.linger_period = tuning.linger;
     }
 
-    /// Hands the current service list to the election and the responder.
-    fn apply_services(&mut self, now: Instant) {
-        let all = self.all_services();
-        let (specs, vips) = canonical(&all, self.running.bind);
+    /// Takes a new service list (add, remove, reload).
+    fn apply_services(&mut self, now: Instant, all: Vec<Service>) {
+        let (specs, vips) = canonical(&all, self.bind);
         self.vips = vips;
         self.checked = self.checks_of(&all);
         // Health reports of services that are gone or whose check changed
@@ -604,12 +524,9 @@ impl ElectionThread {
         });
         self.previous = with_checks(all);
         // A lingering service that is gone or changed stops lingering.
-        let vips = &self.vips;
-        self.linger
-            .retain(|name, (vip, _)| vips.iter().any(|v| &v.name == name && v == vip && v.route));
+        self.linger.keep_current(&self.vips);
         let unfit = (0..self.vips.len()).map(|i| self.unfit_of(i)).collect();
         self.policy.set_services(now, specs, unfit);
-        self.configure_actions();
         for name in self.policy.take_removed() {
             info!("released {name}: removed");
         }
@@ -617,327 +534,138 @@ impl ElectionThread {
         self.publish_ownership();
     }
 
-    fn save_runtime(&self) -> Result<(), Response> {
-        let Some(path) = &self.running.state_file else {
-            return Ok(());
-        };
-        crate::state::save(Path::new(path), &self.runtime).map_err(|e| {
-            Response::error(
-                code::STATE_FILE,
-                format!("cannot write the state file {path}: {e}"),
-            )
-        })
-    }
-
-    fn add(&mut self, now: Instant, value: Value) -> Response {
-        let service = match config::service_from_json(value) {
-            Ok(service) => service,
-            Err(e) => return Response::error(code::BAD_REQUEST, format!("add: {e}")),
-        };
-        if let Some(other) = self
-            .all_services()
-            .iter()
-            .find(|s| s.name == service.name || s.ip == service.ip)
-        {
-            return Response::error(
-                code::EXISTS,
-                format!("{} ({}) exists already", other.name, other.ip),
-            );
-        }
-        if let Err(e) = iface::lookup(&service.interface) {
-            return Response::error(code::BAD_INTERFACE, format!("{}: {e}", service.interface));
-        }
-        if self.all_services().len() >= config::MAX_SERVICES {
-            return Response::error(
-                code::TOO_MANY,
-                format!(
-                    "already {} services, the most a node serves",
-                    config::MAX_SERVICES
-                ),
-            );
-        }
-        self.runtime.push(service.clone());
-        if let Err(response) = self.save_runtime() {
-            self.runtime.pop();
-            return response;
-        }
-        info!(
-            "added {} ({} on {}) at runtime",
-            service.name, service.ip, service.interface
-        );
-        self.apply_services(now);
-        Response::ok(json!({ "added": service.name }))
-    }
-
-    fn remove(&mut self, now: Instant, name: &str) -> Response {
-        let Some(index) = self.runtime.iter().position(|s| *s.name == *name) else {
-            if self.running.services.iter().any(|s| *s.name == *name) {
-                return Response::error(
-                    code::CONFIGURED,
-                    format!("{name} is in the configuration file: remove it there and reload"),
-                );
-            }
-            return Response::error(code::NOT_FOUND, format!("no service named {name:?}"));
-        };
-        let removed = self.runtime.remove(index);
-        if let Err(response) = self.save_runtime() {
-            self.runtime.insert(index, removed);
-            return response;
-        }
-        info!("removed {} ({}) at runtime", removed.name, removed.ip);
-        self.apply_services(now);
-        Response::ok(json!({ "removed": name }))
-    }
-
-    /// Re-reads the configuration and applies what can change without a
-    /// restart: services, priority, preempt, the heartbeat key. Anything
-    /// else is reported as needing a restart and keeps its running value.
-    fn reload(&mut self, now: Instant) -> Response {
-        let new = match crate::daemon::load_config(&self.config_path) {
-            Ok(config) => config,
-            Err(e) => return Response::error(code::INVALID_CONFIG, e),
-        };
-        let key = match crate::daemon::load_key(&new) {
-            Ok(key) => key,
-            Err(e) => return Response::error(code::INVALID_CONFIG, e),
-        };
-        let old = &self.running;
-        let mut restart = Vec::new();
-        let differs = |name: &'static str, changed: bool, list: &mut Vec<&'static str>| {
-            if changed {
-                list.push(name);
-            }
-        };
-        differs("node", old.node != new.node, &mut restart);
-        differs("cluster", old.cluster != new.cluster, &mut restart);
-        differs("mode", old.mode != new.mode, &mut restart);
-        let heartbeat_changed = (
-            &old.heartbeat.port,
-            &old.heartbeat.bind,
-            old.heartbeat.interval_ms,
-            old.heartbeat.lease_ms,
-            &old.heartbeat.peers,
-            &old.heartbeat.multicast,
-        ) != (
-            &new.heartbeat.port,
-            &new.heartbeat.bind,
-            new.heartbeat.interval_ms,
-            new.heartbeat.lease_ms,
-            &new.heartbeat.peers,
-            &new.heartbeat.multicast,
-        );
-        differs("heartbeat", heartbeat_changed, &mut restart);
-        differs("announce", old.announce != new.announce, &mut restart);
-        differs("control", old.control != new.control, &mut restart);
-        differs("state_file", old.state_file != new.state_file, &mut restart);
-        differs("user", old.user != new.user, &mut restart);
-        differs("nice", old.nice != new.nice, &mut restart);
-        for name in &restart {
-            warn!("reload: {name} changed; it takes effect at the next restart");
-        }
-        // Runtime services that the file now defines itself give way to it.
-        let before = self.runtime.len();
-        self.runtime.retain(|r| {
-            !new.services
-                .iter()
-                .any(|s| s.name == r.name || s.ip == r.ip)
-        });
-        let dropped = before - self.runtime.len();
-        let services_changed = old.services != new.services || dropped > 0 || old.bind != new.bind;
-        let (old_bind, old_hooks) = (old.bind, old.hooks.clone());
-        self.key = key;
-        self.policy.set_priority(now, new.priority, new.preempt);
-        self.running.services = new.services;
-        self.running.priority = new.priority;
-        self.running.preempt = new.preempt;
-        self.running.heartbeat.key_file = new.heartbeat.key_file;
-        let actions_changed = (old_bind, &old_hooks) != (new.bind, &new.hooks);
-        self.running.bind = new.bind;
-        self.running.linger_s = new.linger_s;
-        self.running.hooks = new.hooks;
-        if let Value::Object(summary) = &mut self.summary {
-            summary.insert("priority".into(), new.priority.into());
-            summary.insert("preempt".into(), new.preempt.into());
-        }
-        if dropped > 0 {
-            if let Err(response) = self.save_runtime() {
-                warn!(
-                    "reload: {}",
-                    response.error.map(|e| e.message).unwrap_or_default()
-                );
-            }
-        }
-        if services_changed {
-            self.apply_services(now);
-        } else if actions_changed {
-            self.configure_actions();
-        }
-        Response::ok(json!({
-            "services": self.vips.len(),
-            "services_changed": services_changed,
-            "restart_needed": restart,
-        }))
-    }
-
-    fn handover(&mut self, now: Instant, service: Option<&str>) -> Response {
+    fn handover(&mut self, now: Instant, service: Option<&str>) -> Result<Vec<String>, Refusal> {
         let indices: Vec<usize> = match service {
             Some(name) => match self.vips.iter().position(|v| &*v.name == name) {
                 Some(index) => vec![index],
-                None => {
-                    return Response::error(code::NOT_FOUND, format!("no service named {name:?}"))
-                }
+                None => return Err(Refusal::NotFound(name.to_string())),
             },
             None => self.policy.owned().collect(),
         };
         if indices.is_empty() {
-            return Response::error(code::NOT_OWNER, "this node owns no VIP");
+            return Err(Refusal::NotOwner(None));
         }
         let mut moved = Vec::new();
         for index in indices {
-            let name = &self.vips[index].name;
+            let name = self.vips[index].name.to_string();
             match self.policy.handover(now, index) {
-                Ok(()) => moved.push(name.to_string()),
-                Err(HandoverError::NotOwner) => {
-                    return Response::error(
-                        code::NOT_OWNER,
-                        format!("this node does not own {name}"),
-                    )
-                }
-                Err(HandoverError::NoCandidate) => {
-                    return Response::error(
-                        code::NO_CANDIDATE,
-                        format!("no other node can take {name} now"),
-                    )
-                }
+                Ok(()) => moved.push(name),
+                Err(HandoverError::NotOwner) => return Err(Refusal::NotOwner(Some(name))),
+                Err(HandoverError::NoCandidate) => return Err(Refusal::NoCandidate(name)),
             }
         }
-        Response::ok(json!({ "handed_over": moved }))
+        Ok(moved)
     }
 
-    fn status(&self, now: Instant) -> Value {
-        let services: Vec<Value> = self
+    fn status(&self, now: Instant) -> StatusSnapshot {
+        let services = self
             .vips
             .iter()
             .enumerate()
             .map(|(index, vip)| {
                 let owner = self.policy.owner(index, now);
-                let linger_left = self
-                    .linger
-                    .get(&vip.name)
-                    .map(|(_, until)| until.saturating_duration_since(now).as_secs());
+                let linger_left = self.linger.left(&vip.name, now).map(|d| d.as_secs());
                 let state = match (owner, linger_left) {
-                    (Some(node), _) if node == self.policy_node() => "owner",
-                    (_, Some(_)) => "lingering",
-                    (Some(_), None) => "standby",
-                    (None, None) => "no owner",
+                    (Some(node), _) if node == self.identity.node => VipState::Owner,
+                    (_, Some(_)) => VipState::Lingering,
+                    (Some(_), None) => VipState::Standby,
+                    (None, None) => VipState::NoOwner,
                 };
                 let health = self.checked[index].then(|| {
                     let report = self.health.get(&*vip.name);
-                    json!({
-                        "state": match report.and_then(|r| r.healthy) {
+                    HealthStatus {
+                        state: match report.and_then(|r| r.healthy) {
                             Some(true) => "passing",
                             Some(false) => "failing",
                             None => "pending",
                         },
-                        "last": report.map(|r| r.detail.as_str()),
-                    })
+                        last: report.map(|r| r.detail.clone()),
+                    }
                 });
-                json!({
-                    "name": &*vip.name,
-                    "ip": vip.ip,
-                    "interface": &*vip.interface,
-                    "owner": owner,
-                    "state": state,
-                    "since_s": self.policy.acquired_at(index).map(|at| now.saturating_duration_since(at).as_secs()),
-                    "unfit": self.policy.unfit(index),
-                    "linger_left_s": linger_left,
-                    "health": health,
-                })
+                ServiceStatus {
+                    name: Arc::clone(&vip.name),
+                    ip: vip.ip,
+                    interface: Arc::clone(&vip.interface),
+                    owner: owner.map(str::to_string),
+                    state,
+                    since_s: self
+                        .policy
+                        .acquired_at(index)
+                        .map(|at| now.saturating_duration_since(at).as_secs()),
+                    unfit: self.policy.unfit(index),
+                    linger_left_s: linger_left,
+                    health,
+                }
             })
             .collect();
-        let peers: Vec<Value> = self
+        let peers = self
             .policy
             .peer_states(now)
             .into_iter()
-            .map(|p| {
-                json!({
-                    "node": p.node,
-                    "priority": p.priority,
-                    "alive": p.alive,
-                    "last_heard_ms": p.last_heard.as_millis() as u64,
-                    "lease_left_ms": p.lease_left.as_millis() as u64,
-                    "draining": p.draining,
-                    "joining": p.joining,
-                    "leaving": p.leaving,
-                    "same_services": p.same_services,
-                })
+            .map(|p| PeerStatus {
+                node: p.node,
+                priority: p.priority,
+                alive: p.alive,
+                last_heard_ms: p.last_heard.as_millis() as u64,
+                lease_left_ms: p.lease_left.as_millis() as u64,
+                draining: p.draining,
+                joining: p.joining,
+                leaving: p.leaving,
+                same_services: p.same_services,
             })
             .collect();
-        let mut status = self.summary.clone();
-        if let Value::Object(map) = &mut status {
-            map.insert("draining".into(), self.policy.draining().into());
-            map.insert(
-                "uptime_s".into(),
-                now.saturating_duration_since(self.started).as_secs().into(),
-            );
-            map.insert(
-                "digest".into(),
-                format!("{:016x}", self.policy.digest()).into(),
-            );
-            map.insert("digest_agreement".into(), self.mismatched.is_empty().into());
-            map.insert("services".into(), services.into());
-            map.insert("peers".into(), peers.into());
+        StatusSnapshot {
+            node: self.identity.node.clone(),
+            cluster: self.identity.cluster.clone(),
+            priority: self.priority,
+            mode: self.identity.mode,
+            preempt: self.preempt,
+            interval_ms: self.identity.interval_ms,
+            lease_ms: self.identity.lease_ms,
+            draining: self.policy.draining(),
+            uptime_s: now.saturating_duration_since(self.started).as_secs(),
+            digest: format!("{:016x}", self.policy.digest()),
+            digest_agreement: self.mismatched.is_empty(),
+            services,
+            peers,
         }
-        status
     }
 
-    fn policy_node(&self) -> &str {
-        self.summary["node"].as_str().unwrap_or_default()
-    }
-
-    fn services(&self, now: Instant) -> Value {
-        let services: Vec<Value> = self
-            .vips
+    fn services(&self, now: Instant) -> Vec<ServiceView> {
+        self.vips
             .iter()
             .zip(self.policy.services())
             .enumerate()
-            .map(|(index, (vip, spec))| {
-                json!({
-                    "name": &*vip.name,
-                    "ip": vip.ip,
-                    "interface": &*vip.interface,
-                    "nodes": spec.nodes,
-                    "owned": self.policy.owns(index),
-                    "owner": self.policy.owner(index, now),
-                })
+            .map(|(index, (vip, spec))| ServiceView {
+                name: Arc::clone(&vip.name),
+                ip: vip.ip,
+                interface: Arc::clone(&vip.interface),
+                nodes: spec.nodes.clone(),
+                owned: self.policy.owns(index),
+                owner: self.policy.owner(index, now).map(str::to_string),
             })
-            .collect();
-        json!({ "services": services })
+            .collect()
     }
 
-    fn metrics(&self, _now: Instant) -> Value {
-        let rejected: serde_json::Map<String, Value> = Drop::NAMES
-            .iter()
-            .zip(self.counters.rejected)
-            .map(|(name, count)| (name.to_string(), count.into()))
-            .collect();
-        let vips: Vec<Value> = self
-            .vips
-            .iter()
-            .enumerate()
-            .map(|(index, vip)| json!({"service": &*vip.name, "ip": vip.ip, "owned": self.policy.owns(index)}))
-            .collect();
-        json!({
-            "node": self.policy_node(),
-            "election": {
-                "heartbeats_sent": self.counters.sent,
-                "heartbeats_received": self.counters.received,
-                "heartbeat_send_errors": self.counters.send_errors,
-                "ownership_changes": self.counters.ownership_changes,
-                "heartbeats_rejected": rejected,
-            },
-            "vips": vips,
-        })
+    fn metrics(&self) -> ElectionMetrics {
+        ElectionMetrics {
+            node: self.identity.node.clone(),
+            heartbeats_sent: self.counters.sent,
+            heartbeats_received: self.counters.received,
+            heartbeat_send_errors: self.counters.send_errors,
+            ownership_changes: self.counters.ownership_changes,
+            rejected: Rejection::NAMES
+                .iter()
+                .copied()
+                .zip(self.counters.rejected)
+                .collect(),
+            vips: self
+                .vips
+                .iter()
+                .enumerate()
+                .map(|(index, vip)| (Arc::clone(&vip.name), vip.ip, self.policy.owns(index)))
+                .collect(),
+        }
     }
 
     fn log_state(&self) {
@@ -982,16 +710,16 @@ impl ElectionThread {
                 }
             };
             let verdict = if len >= buffer.len() {
-                Err(Drop::Oversized)
+                Err(Rejection::Oversized)
             } else {
                 self.accept(&buffer[..len])
             };
             match verdict {
                 Ok(()) => self.counters.received += 1,
-                Err(drop) => {
-                    self.counters.reject(drop);
-                    if !matches!(drop, Drop::Policy(Reject::Own)) {
-                        self.log_drop(from, drop);
+                Err(rejection) => {
+                    self.counters.reject(rejection);
+                    if !matches!(rejection, Rejection::Policy(Reject::Own)) {
+                        self.log_rejection(from, rejection);
                     }
                 }
             }
@@ -999,18 +727,20 @@ impl ElectionThread {
         false
     }
 
-    fn accept(&mut self, datagram: &[u8]) -> Result<(), Drop> {
-        let beat = Repr::parse(datagram).map_err(Drop::Wire)?;
+    fn accept(&mut self, datagram: &[u8]) -> Result<(), Rejection> {
+        let beat = Repr::parse(datagram).map_err(Rejection::Wire)?;
         match &self.key {
-            Some(key) if !heartbeat::is_authenticated(datagram) => {
-                return Err(Drop::Unauthenticated)
+            Some(_) if !heartbeat::is_authenticated(datagram) => {
+                return Err(Rejection::Unauthenticated)
             }
-            Some(key) if !heartbeat::verify(datagram, key) => return Err(Drop::BadMac),
-            None if heartbeat::is_authenticated(datagram) => return Err(Drop::UnexpectedMac),
+            Some(key) if !heartbeat::verify(datagram, key) => return Err(Rejection::BadMac),
+            None if heartbeat::is_authenticated(datagram) => return Err(Rejection::UnexpectedMac),
             _ => {}
         }
         let now = Instant::now();
-        self.policy.on_heartbeat(now, &beat).map_err(Drop::Policy)?;
+        self.policy
+            .on_heartbeat(now, &beat)
+            .map_err(Rejection::Policy)?;
         let mismatched: BTreeSet<String> = self
             .policy
             .digest_mismatches()
@@ -1026,7 +756,7 @@ impl ElectionThread {
         Ok(())
     }
 
-    fn log_drop(&mut self, from: SocketAddr, drop: Drop) {
+    fn log_rejection(&mut self, from: SocketAddr, rejection: Rejection) {
         let now = Instant::now();
         match self.last_log {
             Some(last) if now.saturating_duration_since(last) < Duration::from_secs(10) => {
@@ -1039,7 +769,10 @@ impl ElectionThread {
                 } else {
                     String::new()
                 };
-                warn!("dropped a heartbeat from {from}: {}{more}", drop.name());
+                warn!(
+                    "dropped a heartbeat from {from}: {}{more}",
+                    rejection.name()
+                );
                 self.last_log = Some(now);
             }
         }
@@ -1069,13 +802,12 @@ impl ElectionThread {
         }
     }
 
-    /// Sends the current ownership to the responder, changed or not.
-    /// The snapshot goes to the actions thread, which installs routes and
-    /// then hands it to the responder.
+    /// Sends the current ownership on, changed or not: to the actions
+    /// thread, which installs routes and then hands it to the responder.
     fn publish_ownership(&mut self) {
         let mut ownership = Ownership {
             vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
-            lingering: self.linger.values().map(|(vip, _)| vip.clone()).collect(),
+            lingering: self.linger.vips().cloned().collect(),
         };
         // Kept until the next change by two threads: no spare capacity.
         ownership.vips.shrink_to_fit();
@@ -1088,25 +820,27 @@ impl ElectionThread {
         }
     }
 
-    /// Publishes ownership changes to the responder and logs them.
+    /// Publishes the policy's ownership changes and logs them.
     fn publish(&mut self, now: Instant) {
         let changes = self.policy.take_changes();
         let reannounce = self.policy.take_reannounce();
         if !changes.is_empty() {
-            let linger = Duration::from_secs(self.running.linger_s);
             for change in &changes {
                 let vip = &self.vips[change.service];
-                if change.acquired {
-                    self.linger.remove(&vip.name);
-                } else if change.planned && vip.route && !linger.is_zero() {
+                let lingers = self.linger.follow(
+                    vip,
+                    change.acquired,
+                    change.planned,
+                    now,
+                    self.linger_period,
+                );
+                if lingers {
                     info!(
                         "{}: still accepting its traffic here for {} s (linger) for clients \
                          with stale caches",
                         vip.name,
-                        linger.as_secs()
+                        self.linger_period.as_secs()
                     );
-                    self.linger
-                        .insert(vip.name.clone(), (vip.clone(), now + linger));
                 }
                 let verb = if change.acquired {
                     "acquired"

@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -17,36 +16,13 @@ use super::counters::{DropReason, LogLimit};
 use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, MAX_FRAME};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::Announce;
-use crate::link::LinkState;
+use crate::message::{ControlEvent, LinkState, ResponderCommand as Command};
 use crate::ownership::Ownership;
 use crate::sys::bpf;
 use crate::sys::iface;
 use crate::sys::packet::{PacketSocket, Received, ETH_P_ARP, ETH_P_IPV6};
 use crate::wire::ipv6::solicited_node;
 use crate::wire::EthernetAddress;
-
-/// Messages to the responder.
-#[derive(Debug)]
-pub enum Command {
-    /// Answer for exactly these VIPs from now on.
-    Own(Arc<Ownership>),
-    /// Announce these VIPs again (a conflicting claim was settled in our favour).
-    Reannounce(Vec<IpAddr>),
-    /// An interface changed: reopen sockets on a new index, take a new
-    /// MAC, announce again when the link comes back.
-    Link(LinkState),
-    /// Write the counters to the log.
-    LogCounters,
-    /// Send the counters to the control thread, for request `id`.
-    Counters {
-        /// The control request being answered.
-        id: u64,
-        /// Where the answer goes.
-        reply_to: Mailbox<crate::control::server::Event>,
-    },
-    /// Stop the thread.
-    Shutdown,
-}
 
 const WAKER: Token = Token(0);
 /// Frames read from one socket before the loop looks at other sources;
@@ -285,9 +261,8 @@ impl ResponderThread {
                     Command::Link(state) => self.link(&state),
                     Command::LogCounters => info!("counters: {}", self.responder.counters),
                     Command::Counters { id, reply_to } => {
-                        let counters = self.responder.counters.to_json();
-                        let _ =
-                            reply_to.send(crate::control::server::Event::Counters { id, counters });
+                        let counters = Box::new(self.responder.counters);
+                        let _ = reply_to.send(ControlEvent::Counters { id, counters });
                     }
                     Command::Shutdown => {
                         info!("responder stopping; counters: {}", self.responder.counters);
