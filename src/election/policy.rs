@@ -88,6 +88,84 @@ impl Reject {
     }
 }
 
+/// Why ownership changed, or why an owned VIP is announced again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// This node stops (SIGTERM).
+    Leaving,
+    /// This node drains.
+    Draining,
+    /// This node cannot serve it now.
+    Unfit(Unfit),
+    /// The service's `nodes` leave this node out.
+    NotEligible,
+    /// A better ranked node claims it too (a healed partition).
+    BetterClaimant,
+    /// A better ranked candidate takes it back (`preempt`).
+    Preempted,
+    /// Taken: this node is the best candidate and nobody claims it.
+    BestCandidate,
+    /// A planned hand-over.
+    HandedOver,
+    /// Kept against a worse claimant.
+    AnotherClaim,
+    /// A peer heard again after its lease ran out.
+    PartitionHealed,
+}
+
+impl Reason {
+    /// The reason as the log writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Leaving => "leaving",
+            Reason::Draining => "draining",
+            Reason::Unfit(unfit) => unfit.as_str(),
+            Reason::NotEligible => "not eligible",
+            Reason::BetterClaimant => "a better ranked node claims it too",
+            Reason::Preempted => "preempted by a better ranked node",
+            Reason::BestCandidate => "best candidate and nobody claims it",
+            Reason::HandedOver => "handed over",
+            Reason::AnotherClaim => "another node claimed it too",
+            Reason::PartitionHealed => "a partition healed",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a call into the policy asks of its shell: every call that can
+/// change something returns these, so none can be forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "ownership changes, re-announcements and heartbeats must be carried out"]
+pub struct Outputs {
+    /// Ownership changes, in order.
+    pub changes: Vec<Change>,
+    /// Owned services to announce again, by index, with why.
+    pub reannounce: Vec<(usize, Reason)>,
+    /// Names of owned services that a new service list removed.
+    pub removed: Vec<Arc<str>>,
+    /// A heartbeat is due now (`heartbeat` builds it).
+    pub send: bool,
+}
+
+impl Outputs {
+    /// Adds `later`'s outputs after these (for callers that batch calls).
+    pub fn absorb(&mut self, later: Outputs) {
+        self.changes.extend(later.changes);
+        for (index, reason) in later.reannounce {
+            if !self.reannounce.iter().any(|(i, _)| *i == index) {
+                self.reannounce.push((index, reason));
+            }
+        }
+        self.removed.extend(later.removed);
+        self.send |= later.send;
+    }
+}
+
 /// An ownership change of one service, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -95,8 +173,8 @@ pub struct Change {
     pub service: usize,
     /// Acquired (true) or released (false).
     pub acquired: bool,
-    /// Why, for people.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: Reason,
     /// A planned move (drain, hand-over, preemption): the new owner takes
     /// over at once, and the old one may linger for stale clients.
     pub planned: bool,
@@ -187,29 +265,46 @@ pub struct Policy {
     /// A witnessed node we have not heard ourselves may hold services.
     /// Until when, per name hash, such an unheard node may hold services.
     unknown: Vec<(u32, Instant)>,
-    /// Configured for this node (the service's `nodes`).
-    eligible: Vec<bool>,
-    /// Why this node cannot serve a service now (link down, health check
-    /// failing), if it cannot.
-    unfit: Vec<Option<Unfit>>,
+    /// This node's state of each service, in canonical order.
+    slots: Vec<Slot>,
     draining: bool,
     leaving: bool,
-    claims: Vec<bool>,
-    contested: Vec<bool>,
-    /// Planned moves in progress: not a candidate until this instant or
-    /// until another node claims the service.
-    handing_over: Vec<Option<Instant>>,
-    /// When each owned service was acquired.
-    acquired_at: Vec<Option<Instant>>,
     /// Quick repeats left after a state change.
     burst_left: u8,
     was_joining: bool,
     peers: BTreeMap<String, Peer>,
     next_send: Instant,
     send_now: bool,
-    changes: Vec<Change>,
-    reannounce: Vec<(usize, &'static str)>,
-    released_services: Vec<Arc<str>>,
+    /// What the current call has to return.
+    pending: Outputs,
+}
+
+/// This node's state of one service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Slot {
+    /// Configured for this node (the service's `nodes`).
+    eligible: bool,
+    /// Why this node cannot serve it now (link down, health check
+    /// failing), if it cannot.
+    unfit: Option<Unfit>,
+    /// This node claims it.
+    claimed: bool,
+    /// Another, worse ranked node claims it too; it was announced again.
+    contested: bool,
+    /// A planned move in progress: not a candidate until this instant or
+    /// until another node claims the service.
+    handing_over: Option<Instant>,
+    /// When this node acquired it.
+    acquired_at: Option<Instant>,
+}
+
+impl Slot {
+    fn new(eligible: bool) -> Slot {
+        Slot {
+            eligible,
+            ..Slot::default()
+        }
+    }
 }
 
 /// Mixes 64 bits well (splitmix64's finaliser).
@@ -269,10 +364,9 @@ impl Policy {
         incarnation: u64,
         now: Instant,
     ) -> Policy {
-        let count = services.len();
-        let eligible = services
+        let slots = services
             .iter()
-            .map(|s| s.nodes.is_empty() || s.nodes.contains(&settings.node))
+            .map(|s| Slot::new(s.nodes.is_empty() || s.nodes.contains(&settings.node)))
             .collect();
         // Listen before claiming: long enough to hear every live peer.
         let hold = if settings.alone {
@@ -287,22 +381,15 @@ impl Policy {
             hold_until: now + hold,
             joining_until: now + settings.lease,
             unknown: Vec::new(),
-            eligible,
-            unfit: vec![None; count],
+            slots,
             draining: false,
             leaving: false,
-            claims: vec![false; count],
-            contested: vec![false; count],
-            handing_over: vec![None; count],
-            acquired_at: vec![None; count],
             was_joining: true,
             burst_left: 0,
             peers: BTreeMap::new(),
             next_send: now,
             send_now: true,
-            changes: Vec::new(),
-            reannounce: Vec::new(),
-            released_services: Vec::new(),
+            pending: Outputs::default(),
             incarnation,
             sequence: 0,
             services,
@@ -322,26 +409,24 @@ impl Policy {
 
     /// Services this node owns now, by index.
     pub fn owned(&self) -> impl Iterator<Item = usize> + '_ {
-        self.claims
+        self.slots
             .iter()
             .enumerate()
-            .filter(|(_, c)| **c)
+            .filter(|(_, slot)| slot.claimed)
             .map(|(i, _)| i)
     }
 
     /// Whether this node owns service `index`.
     pub fn owns(&self, index: usize) -> bool {
-        self.claims.get(index).copied().unwrap_or(false)
+        self.slots.get(index).is_some_and(|slot| slot.claimed)
     }
 
-    /// Ownership changes since the last call.
-    pub fn take_changes(&mut self) -> Vec<Change> {
-        std::mem::take(&mut self.changes)
-    }
-
-    /// Services whose contested ownership we kept: announce them again.
-    pub fn take_reannounce(&mut self) -> Vec<(usize, &'static str)> {
-        std::mem::take(&mut self.reannounce)
+    /// What the call that ends here has to return: the changes it made,
+    /// and whether a heartbeat is due.
+    fn outputs(&mut self, now: Instant) -> Outputs {
+        let mut outputs = std::mem::take(&mut self.pending);
+        outputs.send = self.send_now || now >= self.next_send;
+        outputs
     }
 
     /// Names of peers whose service list differs from ours.
@@ -374,11 +459,12 @@ impl Policy {
     }
 
     fn me_candidate(&self, index: usize) -> bool {
+        let slot = &self.slots[index];
         !self.leaving
             && !self.draining
-            && self.eligible[index]
-            && self.unfit[index].is_none()
-            && self.handing_over[index].is_none()
+            && slot.eligible
+            && slot.unfit.is_none()
+            && slot.handing_over.is_none()
     }
 
     /// The next instant after `now` something is due: a heartbeat, a
@@ -394,13 +480,13 @@ impl Policy {
         expiries
             .chain([self.hold_until])
             .chain(self.unknown.iter().map(|(_, until)| *until))
-            .chain(self.handing_over.iter().flatten().copied())
+            .chain(self.slots.iter().filter_map(|slot| slot.handing_over))
             .filter(|at| *at > now)
             .fold(self.next_send, Instant::min)
     }
 
     /// Takes in a parsed, authenticated heartbeat.
-    pub fn on_heartbeat(&mut self, now: Instant, beat: &Repr<'_>) -> Result<(), Reject> {
+    pub fn on_heartbeat(&mut self, now: Instant, beat: &Repr<'_>) -> Result<Outputs, Reject> {
         if beat.cluster != self.settings.cluster {
             return Err(Reject::Cluster);
         }
@@ -495,13 +581,16 @@ impl Policy {
         self.evaluate(now);
         if revived {
             // Clients on the other side may have followed its announcements.
-            for index in 0..self.claims.len() {
-                if self.claims[index] && !self.reannounce.iter().any(|(i, _)| *i == index) {
-                    self.reannounce.push((index, "a partition healed"));
+            for index in 0..self.slots.len() {
+                let listed = self.pending.reannounce.iter().any(|(i, _)| *i == index);
+                if self.slots[index].claimed && !listed {
+                    self.pending
+                        .reannounce
+                        .push((index, Reason::PartitionHealed));
                 }
             }
         }
-        Ok(())
+        Ok(self.outputs(now))
     }
 
     fn on_witness(&mut self, now: Instant, sender: &str, own_hash: u32, witness: Witness) {
@@ -538,45 +627,51 @@ impl Policy {
     }
 
     /// Advances time: expiries, the end of the hold, heartbeats due.
-    pub fn on_tick(&mut self, now: Instant) {
+    pub fn on_tick(&mut self, now: Instant) -> Outputs {
         // A regular heartbeat is due: send it, with no burst after it.
         if now >= self.next_send {
             self.send_now = true;
         }
         self.unknown.retain(|(_, until)| now < *until);
         self.evaluate(now);
+        self.outputs(now)
     }
 
     /// Stops claiming anything (drain) or claims again (undrain).
-    pub fn set_draining(&mut self, now: Instant, draining: bool) {
+    pub fn set_draining(&mut self, now: Instant, draining: bool) -> Outputs {
         if self.draining != draining {
             self.draining = draining;
             self.changed();
             self.evaluate(now);
         }
+        self.outputs(now)
     }
 
     /// Says why this node cannot serve service `index` now (its link is
     /// down, its health check fails), or `None` when it can. An owned
     /// service is released at once with that reason.
-    pub fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<Unfit>) {
-        if self.unfit.get(index).is_some_and(|r| *r != reason) {
-            self.unfit[index] = reason;
-            self.changed();
-            self.evaluate(now);
+    pub fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<Unfit>) -> Outputs {
+        if let Some(slot) = self.slots.get_mut(index) {
+            if slot.unfit != reason {
+                slot.unfit = reason;
+                self.changed();
+                self.evaluate(now);
+            }
         }
+        self.outputs(now)
     }
 
     /// Why this node cannot serve service `index` now, if it cannot.
     pub fn unfit(&self, index: usize) -> Option<Unfit> {
-        self.unfit.get(index).copied().flatten()
+        self.slots.get(index).and_then(|slot| slot.unfit)
     }
 
     /// Releases everything for good: the next heartbeat says "leaving".
-    pub fn leave(&mut self, now: Instant) {
+    pub fn leave(&mut self, now: Instant) -> Outputs {
         self.leaving = true;
         self.changed();
         self.evaluate(now);
+        self.outputs(now)
     }
 
     /// What this node sees of service `index` now.
@@ -630,49 +725,51 @@ impl Policy {
             .any(|p| !p.digest_ok && self.alive(p, now));
         for index in 0..self.services.len() {
             let view = self.view(index, now);
-            if self.claims[index] {
+            let slot = self.slots[index];
+            if slot.claimed {
                 let release = if !self.me_candidate(index) {
                     Some(if self.leaving {
-                        "leaving"
+                        Reason::Leaving
                     } else if self.draining {
-                        "draining"
+                        Reason::Draining
                     } else {
-                        self.unfit[index].map_or("not eligible", Unfit::as_str)
+                        slot.unfit.map_or(Reason::NotEligible, Reason::Unfit)
                     })
                 } else if view.better_claimant {
-                    Some("a better ranked node claims it too")
+                    Some(Reason::BetterClaimant)
                 } else if self.settings.preempt && view.better_candidate {
                     // The better node is past its listening: it claims as
                     // soon as it hears we let go.
-                    Some("preempted by a better ranked node")
+                    Some(Reason::Preempted)
                 } else {
                     None
                 };
                 if let Some(reason) = release {
                     let planned = !self.leaving
-                        && self.unfit[index].is_none()
-                        && self.eligible[index]
+                        && slot.unfit.is_none()
+                        && slot.eligible
                         && (self.draining || view.better_candidate && !view.better_claimant);
-                    self.claims[index] = false;
-                    self.acquired_at[index] = None;
-                    self.contested[index] = false;
+                    let slot = &mut self.slots[index];
+                    slot.claimed = false;
+                    slot.acquired_at = None;
+                    slot.contested = false;
                     self.changed();
-                    self.changes.push(Change {
+                    self.pending.changes.push(Change {
                         service: index,
                         acquired: false,
                         reason,
                         planned,
                     });
                 } else if view.any_claimant {
-                    if !self.contested[index] {
+                    if !slot.contested {
                         // We keep it against a worse claimant: re-announce
                         // so clients that followed the other one come back.
-                        self.contested[index] = true;
-                        self.reannounce.push((index, "another node claimed it too"));
+                        self.slots[index].contested = true;
+                        self.pending.reannounce.push((index, Reason::AnotherClaim));
                         self.changed();
                     }
                 } else {
-                    self.contested[index] = false;
+                    self.slots[index].contested = false;
                 }
             } else if !joining
                 && !opaque
@@ -681,13 +778,14 @@ impl Policy {
                 && !view.better_booting
                 && self.me_candidate(index)
             {
-                self.claims[index] = true;
-                self.acquired_at[index] = Some(now);
+                let slot = &mut self.slots[index];
+                slot.claimed = true;
+                slot.acquired_at = Some(now);
                 self.changed();
-                self.changes.push(Change {
+                self.pending.changes.push(Change {
                     service: index,
                     acquired: true,
-                    reason: "best candidate and nobody claims it",
+                    reason: Reason::BestCandidate,
                     planned: false,
                 });
             }
@@ -705,42 +803,37 @@ impl Policy {
         now: Instant,
         services: Vec<ServiceSpec>,
         unfit: Vec<Option<Unfit>>,
-    ) {
+    ) -> Outputs {
         let old = std::mem::take(&mut self.services);
-        let count = services.len();
-        let mut claims = vec![false; count];
-        let mut acquired_at = vec![None; count];
-        let mut handing_over = vec![None; count];
-        let mut contested = vec![false; count];
-        for (index, service) in services.iter().enumerate() {
-            let same = old
-                .iter()
-                .position(|o| o.name == service.name && o.ip == service.ip);
-            if let Some(before) = same {
-                claims[index] = self.claims[before];
-                acquired_at[index] = self.acquired_at[before];
-                handing_over[index] = self.handing_over[before];
-                contested[index] = self.contested[before];
-            }
-        }
+        let slots = services
+            .iter()
+            .enumerate()
+            .map(|(index, service)| {
+                let eligible =
+                    service.nodes.is_empty() || service.nodes.contains(&self.settings.node);
+                let same = old
+                    .iter()
+                    .position(|o| o.name == service.name && o.ip == service.ip);
+                let mut slot = match same {
+                    Some(before) => Slot {
+                        eligible,
+                        ..self.slots[before]
+                    },
+                    None => Slot::new(eligible),
+                };
+                slot.unfit = unfit.get(index).copied().flatten();
+                slot
+            })
+            .collect();
         for (before, service) in old.iter().enumerate() {
             let kept = services
                 .iter()
                 .any(|s| s.name == service.name && s.ip == service.ip);
-            if self.claims[before] && !kept {
-                self.released_services.push(service.name.clone());
+            if self.slots[before].claimed && !kept {
+                self.pending.removed.push(service.name.clone());
             }
         }
-        self.eligible = services
-            .iter()
-            .map(|s| s.nodes.is_empty() || s.nodes.contains(&self.settings.node))
-            .collect();
-        self.unfit = unfit;
-        self.unfit.resize(count, None);
-        self.claims = claims;
-        self.acquired_at = acquired_at;
-        self.handing_over = handing_over;
-        self.contested = contested;
+        self.slots = slots;
         self.digest = digest(&services);
         self.services = services;
         for peer in self.peers.values_mut() {
@@ -750,26 +843,23 @@ impl Policy {
         }
         self.changed();
         self.evaluate(now);
-    }
-
-    /// Names of owned services that a `set_services` removed.
-    pub fn take_removed(&mut self) -> Vec<Arc<str>> {
-        std::mem::take(&mut self.released_services)
+        self.outputs(now)
     }
 
     /// Changes this node's priority and preempt setting.
-    pub fn set_priority(&mut self, now: Instant, priority: u8, preempt: bool) {
+    pub fn set_priority(&mut self, now: Instant, priority: u8, preempt: bool) -> Outputs {
         if (self.settings.priority, self.settings.preempt) != (priority, preempt) {
             self.settings.priority = priority;
             self.settings.preempt = preempt;
             self.changed();
             self.evaluate(now);
         }
+        self.outputs(now)
     }
 
     /// A planned move of service `index` to the next candidate: release it
     /// now and stay out until another node claims it (or a lease passes).
-    pub fn handover(&mut self, now: Instant, index: usize) -> Result<(), HandoverError> {
+    pub fn handover(&mut self, now: Instant, index: usize) -> Result<Outputs, HandoverError> {
         if !self.owns(index) {
             return Err(HandoverError::NotOwner);
         }
@@ -783,18 +873,21 @@ impl Policy {
         if !other {
             return Err(HandoverError::NoCandidate);
         }
-        self.handing_over[index] = Some(now + self.settings.lease);
-        self.claims[index] = false;
-        self.acquired_at[index] = None;
-        self.contested[index] = false;
+        self.slots[index] = Slot {
+            handing_over: Some(now + self.settings.lease),
+            claimed: false,
+            acquired_at: None,
+            contested: false,
+            ..self.slots[index]
+        };
         self.changed();
-        self.changes.push(Change {
+        self.pending.changes.push(Change {
             service: index,
             acquired: false,
-            reason: "handed over",
+            reason: Reason::HandedOver,
             planned: true,
         });
-        Ok(())
+        Ok(self.outputs(now))
     }
 
     /// Whether this node is draining.
@@ -815,7 +908,7 @@ impl Policy {
 
     /// Since when this node owns service `index`.
     pub fn acquired_at(&self, index: usize) -> Option<Instant> {
-        self.acquired_at.get(index).copied().flatten()
+        self.slots.get(index).and_then(|slot| slot.acquired_at)
     }
 
     /// What this node knows of each peer it has heard.
@@ -842,11 +935,6 @@ impl Policy {
         self.burst_left = BURST;
     }
 
-    /// Whether a heartbeat should go out now.
-    pub fn wants_send(&self, now: Instant) -> bool {
-        self.send_now || now >= self.next_send
-    }
-
     /// Builds the next heartbeat into `scratch` (claims, eligibility and
     /// witnesses) and returns it; schedules the one after.
     pub fn heartbeat<'s>(&'s mut self, now: Instant, scratch: &'s mut Scratch) -> Repr<'s> {
@@ -865,7 +953,7 @@ impl Policy {
         scratch.eligible.clear();
         scratch.eligible.resize(bitmap, 0);
         for index in 0..count {
-            set_bit(&mut scratch.claims, index, self.claims[index]);
+            set_bit(&mut scratch.claims, index, self.slots[index].claimed);
             set_bit(&mut scratch.eligible, index, self.me_candidate(index));
         }
         scratch.witnesses.clear();
@@ -923,6 +1011,93 @@ pub struct Scratch {
 mod tests {
     use super::*;
 
+    /// A policy with what its calls returned, gathered for the assertions.
+    #[derive(Debug)]
+    struct Tested {
+        policy: Policy,
+        outputs: Outputs,
+    }
+
+    impl std::ops::Deref for Tested {
+        type Target = Policy;
+        fn deref(&self) -> &Policy {
+            &self.policy
+        }
+    }
+
+    impl std::ops::DerefMut for Tested {
+        fn deref_mut(&mut self) -> &mut Policy {
+            &mut self.policy
+        }
+    }
+
+    impl Tested {
+        fn new(policy: Policy) -> Tested {
+            Tested {
+                policy,
+                outputs: Outputs::default(),
+            }
+        }
+
+        /// Keeps every change; `send` is the last call's.
+        fn gather(&mut self, outputs: Outputs) {
+            let send = outputs.send;
+            self.outputs.absorb(outputs);
+            self.outputs.send = send;
+        }
+
+        fn on_tick(&mut self, now: Instant) {
+            let outputs = self.policy.on_tick(now);
+            self.gather(outputs);
+        }
+
+        fn on_heartbeat(&mut self, now: Instant, beat: &Repr<'_>) -> Result<(), Reject> {
+            let outputs = self.policy.on_heartbeat(now, beat)?;
+            self.gather(outputs);
+            Ok(())
+        }
+
+        fn set_draining(&mut self, now: Instant, draining: bool) {
+            let outputs = self.policy.set_draining(now, draining);
+            self.gather(outputs);
+        }
+
+        fn set_unfit(&mut self, now: Instant, index: usize, reason: Option<Unfit>) {
+            let outputs = self.policy.set_unfit(now, index, reason);
+            self.gather(outputs);
+        }
+
+        fn leave(&mut self, now: Instant) {
+            let outputs = self.policy.leave(now);
+            self.gather(outputs);
+        }
+
+        fn set_services(
+            &mut self,
+            now: Instant,
+            services: Vec<ServiceSpec>,
+            unfit: Vec<Option<Unfit>>,
+        ) {
+            let outputs = self.policy.set_services(now, services, unfit);
+            self.gather(outputs);
+        }
+
+        fn handover(&mut self, now: Instant, index: usize) -> Result<(), HandoverError> {
+            let outputs = self.policy.handover(now, index)?;
+            self.gather(outputs);
+            Ok(())
+        }
+
+        fn take_changes(&mut self) -> Vec<Change> {
+            std::mem::take(&mut self.outputs.changes)
+        }
+
+        /// Whether the last call asked for a heartbeat.
+        fn wants_send(&self, _now: Instant) -> bool {
+            self.outputs.send
+        }
+    }
+
     const INTERVAL: Duration = Duration::from_millis(100);
     const LEASE: Duration = Duration::from_millis(500);
 
@@ -944,7 +1119,7 @@ mod tests {
         interval: Duration,
         lease: Duration,
         now: Instant,
-    ) -> Policy {
+    ) -> Tested {
         let settings = Settings {
             node: name.into(),
             cluster: "test".into(),
@@ -955,17 +1130,29 @@ mod tests {
             lease,
             alone: false,
         };
-        Policy::new(settings, services, u64::from(priority) * 1000, now)
+        Tested::new(Policy::new(
+            settings,
+            services,
+            u64::from(priority) * 1000,
+            now,
+        ))
     }
 
-    fn node(name: &str, priority: u8, alone: bool, now: Instant) -> Policy {
-        let mut settings = policy(name, priority, services(), INTERVAL, LEASE, now).settings;
+    fn node(name: &str, priority: u8, alone: bool, now: Instant) -> Tested {
+        let mut settings = policy(name, priority, services(), INTERVAL, LEASE, now)
+            .policy
+            .settings;
         settings.alone = alone;
-        Policy::new(settings, services(), u64::from(priority) * 1000, now)
+        Tested::new(Policy::new(
+            settings,
+            services(),
+            u64::from(priority) * 1000,
+            now,
+        ))
     }
 
     /// `from`'s next heartbeat, on the wire.
-    fn beat(from: &mut Policy, now: Instant) -> Vec<u8> {
+    fn beat(from: &mut Tested, now: Instant) -> Vec<u8> {
         let mut scratch = Scratch::default();
         let mut bytes = [0u8; heartbeat::MAX_LEN];
         let len = from
@@ -976,7 +1163,7 @@ mod tests {
     }
 
     /// Delivers `from`'s next heartbeat to `to`.
-    fn deliver(from: &mut Policy, to: &mut Policy, now: Instant) -> Result<(), Reject> {
+    fn deliver(from: &mut Tested, to: &mut Tested, now: Instant) -> Result<(), Reject> {
         to.on_heartbeat(now, &Repr::parse(&beat(from, now)).unwrap())
     }
 
@@ -1054,12 +1241,12 @@ mod tests {
             .filter(|c| !c.acquired)
             .collect();
         assert_eq!(released.len(), 2, "{released:?}");
-        assert!(released.iter().all(|c| c.reason.contains("preempted")));
+        assert!(released.iter().all(|c| c.reason == Reason::Preempted));
         assert!(released.iter().all(|c| c.planned), "a planned move");
     }
 
     /// Two nodes that have heard each other for a while; `a` owns both.
-    fn settled(t0: Instant) -> (Policy, Policy, Instant) {
+    fn settled(t0: Instant) -> (Tested, Tested, Instant) {
         let mut a = node("a", 200, false, t0);
         let mut b = node("b", 50, false, t0);
         let mut now = t0;
@@ -1080,7 +1267,7 @@ mod tests {
     fn forged_names_cannot_grow_the_peer_table() {
         let t0 = Instant::now();
         let mut a = node("a", 200, false, t0);
-        let forged = |a: &mut Policy, name: String, now: Instant| {
+        let forged = |a: &mut Tested, name: String, now: Instant| {
             let mut other = node(&name, 50, false, now);
             deliver(&mut other, a, now)
         };
@@ -1100,7 +1287,7 @@ mod tests {
     }
 
     /// Counts the heartbeats `policy` sends over `span`, ticking every ms.
-    fn sends_over(policy: &mut Policy, from: Instant, span: Duration) -> usize {
+    fn sends_over(policy: &mut Tested, from: Instant, span: Duration) -> usize {
         let mut sent = 0;
         let mut scratch = Scratch::default();
         for ms in 0..span.as_millis() as u64 {
@@ -1138,7 +1325,10 @@ mod tests {
         assert_eq!(owned(&a), vec![0], "only the unfit service goes");
         let changes = a.take_changes();
         assert_eq!(changes.len(), 1);
-        assert_eq!((changes[0].service, changes[0].reason), (1, "link down"));
+        assert_eq!(
+            (changes[0].service, changes[0].reason),
+            (1, Reason::Unfit(Unfit::LinkDown))
+        );
         assert!(!changes[0].planned, "a fault, not a planned move");
         assert!(a.wants_send(now), "the release goes out at once");
         deliver(&mut a, &mut b, now).unwrap();
@@ -1160,12 +1350,54 @@ mod tests {
     }
 
     #[test]
+    fn each_call_returns_what_it_changed() {
+        let (mut a, mut b, now) = settled(Instant::now());
+        // Nothing to do: nothing returned but the heartbeat schedule.
+        let idle = a.policy.set_draining(now, false);
+        assert_eq!((idle.changes.len(), idle.reannounce.len()), (0, 0));
+        let unfit = a.policy.set_unfit(now, 0, Some(Unfit::HealthFailing));
+        assert_eq!(
+            unfit.changes,
+            vec![Change {
+                service: 0,
+                acquired: false,
+                reason: Reason::Unfit(Unfit::HealthFailing),
+                planned: false,
+            }]
+        );
+        assert!(unfit.send, "the release is told at once");
+        // b hears it and takes the service in the call that delivers it.
+        let beat = beat(&mut a, now);
+        let taken = b
+            .policy
+            .on_heartbeat(now, &Repr::parse(&beat).unwrap())
+            .unwrap();
+        assert_eq!(taken.changes.len(), 1);
+        assert_eq!(
+            (taken.changes[0].acquired, taken.changes[0].reason),
+            (true, Reason::BestCandidate)
+        );
+        // A hand-over is a planned release, returned by the hand-over.
+        let moved = a.policy.handover(now, 1).expect("b is a candidate");
+        assert_eq!(moved.changes.len(), 1);
+        assert!(moved.changes[0].planned && moved.send);
+        assert_eq!(moved.changes[0].reason, Reason::HandedOver);
+        // A new list without b's service: its removal is returned.
+        let removed = b
+            .policy
+            .set_services(now, vec![services()[1].clone()], vec![None]);
+        assert_eq!(removed.removed, vec![Arc::<str>::from("a")]);
+    }
+
+    #[test]
     fn drain_is_planned_and_a_new_service_list_keeps_what_is_unfit() {
         let (mut a, _b, now) = settled(Instant::now());
         a.set_draining(now, true);
         let changes = a.take_changes();
         assert_eq!(changes.len(), 2);
-        assert!(changes.iter().all(|c| c.planned && c.reason == "draining"));
+        assert!(changes
+            .iter()
+            .all(|c| c.planned && c.reason == Reason::Draining));
         a.set_draining(now, false);
 
         let mut more = services();
@@ -1345,7 +1577,7 @@ mod tests {
             nodes,
         })
         .collect();
-        let mut nodes: Vec<Policy> = (1..=3u8)
+        let mut nodes: Vec<Tested> = (1..=3u8)
             .map(|i| {
                 let (interval, lease) = (Duration::from_secs(1), Duration::from_secs(10));
                 policy(

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::policy::{Policy, Scratch, ServiceSpec, Settings};
+use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::config::Mode;
 use crate::wire::heartbeat::{self, Repr};
 
@@ -44,6 +44,8 @@ struct Node {
     name: String,
     priority: u8,
     policy: Option<Policy>,
+    /// What its policy returned since its last turn.
+    outputs: Outputs,
     down_until: Option<Instant>,
     scratch: Scratch,
 }
@@ -104,6 +106,7 @@ impl Sim {
                 name,
                 policy: None,
                 down_until: None,
+                outputs: Outputs::default(),
                 scratch: Scratch::default(),
             })
             .collect();
@@ -147,6 +150,7 @@ impl Sim {
             self.rng.next(),
             self.now,
         ));
+        node.outputs = Outputs::default();
         node.down_until = None;
     }
 
@@ -177,7 +181,8 @@ impl Sim {
         if graceful {
             let now = self.now;
             if let Some(policy) = self.nodes[index].policy.as_mut() {
-                policy.leave(now);
+                // It goes down right after: only its goodbye matters.
+                let _ = policy.leave(now);
             }
             self.send(index);
         }
@@ -274,25 +279,28 @@ impl Sim {
             let Some(Reverse(flight)) = self.flight.pop() else {
                 break;
             };
-            if let Some(policy) = self.nodes[flight.to].policy.as_mut() {
+            let node = &mut self.nodes[flight.to];
+            if let Some(policy) = node.policy.as_mut() {
                 let beat = Repr::parse(&flight.bytes)
                     .map_err(|e| format!("own heartbeat unparsable: {e}"))?;
-                let _ = policy.on_heartbeat(now, &beat);
+                if let Ok(outputs) = policy.on_heartbeat(now, &beat) {
+                    node.outputs.absorb(outputs);
+                }
             }
         }
         let previous = self.previous;
         self.previous = now;
         for index in 0..self.nodes.len() {
-            let Some(policy) = self.nodes[index].policy.as_mut() else {
+            let node = &mut self.nodes[index];
+            let Some(policy) = node.policy.as_mut() else {
                 continue;
             };
             // Only when one of its deadlines fell in (previous, now].
             if policy.poll_at(previous) <= now {
-                policy.on_tick(now);
+                node.outputs.absorb(policy.on_tick(now));
             }
-            let changes = policy.take_changes();
-            policy.take_reannounce();
-            let wants = policy.wants_send(now);
+            let outputs = std::mem::take(&mut node.outputs);
+            let (changes, wants) = (outputs.changes, outputs.send);
             for change in changes {
                 self.changes += 1;
                 let (name, service) = (

@@ -15,7 +15,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::fitness::{self, Linger, Link};
-use super::policy::{HandoverError, Policy, Reject, Scratch, ServiceSpec, Settings};
+use super::policy::{HandoverError, Outputs, Policy, Reject, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, Mailbox};
 use crate::config::{Bind, Config, Mode, Service};
 use crate::message::{
@@ -209,6 +209,11 @@ pub struct ElectionThread {
     started: Instant,
     /// The services with health checks of the list last applied.
     previous: Vec<Service>,
+    /// What building the thread asked of it, carried out when it runs.
+    startup: Outputs,
+    /// Buffers for building heartbeats.
+    scratch: Scratch,
+    out: Vec<u8>,
 }
 
 impl ElectionThread {
@@ -293,14 +298,13 @@ impl ElectionThread {
             suppressed: 0,
             started: Instant::now(),
             previous: Vec::new(),
+            startup: Outputs::default(),
+            scratch: Scratch::default(),
+            out: vec![0u8; heartbeat::MAX_LEN],
         };
         thread.checked = thread.checks_of(services);
         thread.previous = with_checks(services.to_vec());
-        let now = Instant::now();
-        for index in 0..thread.vips.len() {
-            let unfit = thread.unfit_of(index);
-            thread.policy.set_unfit(now, index, unfit);
-        }
+        thread.startup = thread.refit(Instant::now());
         Ok((thread, mailbox))
     }
 
@@ -348,13 +352,20 @@ impl ElectionThread {
         fitness::unfit(link, health)
     }
 
-    /// Re-evaluates every service's fitness (after a link or health change).
-    fn refresh_unfit(&mut self, now: Instant) {
+    /// Tells the policy every service's fitness; what it does about them.
+    fn refit(&mut self, now: Instant) -> Outputs {
+        let mut outputs = Outputs::default();
         for index in 0..self.vips.len() {
             let unfit = self.unfit_of(index);
-            self.policy.set_unfit(now, index, unfit);
+            outputs.absorb(self.policy.set_unfit(now, index, unfit));
         }
-        self.publish(now);
+        outputs
+    }
+
+    /// Re-evaluates every service's fitness (after a link or health change).
+    fn refresh_unfit(&mut self, now: Instant) {
+        let outputs = self.refit(now);
+        self.carry_out(now, outputs);
     }
 
     fn on_link(&mut self, now: Instant, state: LinkState) {
@@ -414,18 +425,15 @@ impl ElectionThread {
     /// Runs until `Leave`.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
-        let mut scratch = Scratch::default();
         let mut buffer = vec![0u8; heartbeat::MAX_LEN + 1];
-        let mut out = vec![0u8; heartbeat::MAX_LEN];
+        let startup = std::mem::take(&mut self.startup);
+        self.carry_out(Instant::now(), startup);
         // The socket may hold more than one wake-up's share (edge-triggered).
         let mut pending = false;
         loop {
             let now = Instant::now();
-            self.policy.on_tick(now);
-            self.publish(now);
-            if self.policy.wants_send(now) {
-                self.send(now, &mut scratch, &mut out);
-            }
+            let outputs = self.policy.on_tick(now);
+            self.carry_out(now, outputs);
             let linger_ends = self.expire_linger(now);
             let timeout = if pending {
                 Duration::ZERO
@@ -446,10 +454,12 @@ impl ElectionThread {
                         let now = Instant::now();
                         // Nothing of l2vip stays behind: no linger at exit.
                         self.linger.clear();
-                        self.policy.leave(now);
-                        self.publish(now);
+                        let mut outputs = self.policy.leave(now);
+                        // Sent below, each "leaving" heartbeat once.
+                        outputs.send = false;
+                        self.carry_out(now, outputs);
                         for _ in 0..LEAVING_COPIES {
-                            self.send(now, &mut scratch, &mut out);
+                            self.send(now);
                         }
                         info!("election stopping; {}", self.counters);
                         return Ok(());
@@ -468,10 +478,8 @@ impl ElectionThread {
                         self.apply_services(Instant::now(), services);
                     }
                     ElectionCommand::Ask { id, ask, reply_to } => {
-                        let now = Instant::now();
-                        let answer = self.answer(now, ask);
                         // Changes take effect before the answer goes out.
-                        self.publish(now);
+                        let answer = self.answer(Instant::now(), ask);
                         let _ = reply_to.send(ControlEvent::Answer { id, answer });
                     }
                 }
@@ -489,7 +497,8 @@ impl ElectionThread {
             ElectionAsk::Services => ElectionAnswer::Services(self.services(now)),
             ElectionAsk::Metrics => ElectionAnswer::Metrics(Box::new(self.metrics())),
             ElectionAsk::Drain(draining) => {
-                self.policy.set_draining(now, draining);
+                let outputs = self.policy.set_draining(now, draining);
+                self.carry_out(now, outputs);
                 ElectionAnswer::Draining(draining)
             }
             ElectionAsk::Handover(service) => match self.handover(now, service.as_deref()) {
@@ -502,11 +511,13 @@ impl ElectionThread {
     /// Applies what a reload changes at once.
     fn tune(&mut self, now: Instant, tuning: Tuning) {
         self.key = tuning.key;
-        self.policy
-            .set_priority(now, tuning.priority, tuning.preempt);
         self.priority = tuning.priority;
         self.preempt = tuning.preempt;
         self.linger_period = tuning.linger;
+        let outputs = self
+            .policy
+            .set_priority(now, tuning.priority, tuning.preempt);
+        self.carry_out(now, outputs);
     }
 
     /// Takes a new service list (add, remove, reload).
@@ -526,11 +537,8 @@ impl ElectionThread {
         // A lingering service that is gone or changed stops lingering.
         self.linger.keep_current(&self.vips);
         let unfit = (0..self.vips.len()).map(|i| self.unfit_of(i)).collect();
-        self.policy.set_services(now, specs, unfit);
-        for name in self.policy.take_removed() {
-            info!("released {name}: removed");
-        }
-        self.publish(now);
+        let outputs = self.policy.set_services(now, specs, unfit);
+        self.carry_out(now, outputs);
         self.publish_ownership();
     }
 
@@ -549,7 +557,10 @@ impl ElectionThread {
         for index in indices {
             let name = self.vips[index].name.to_string();
             match self.policy.handover(now, index) {
-                Ok(()) => moved.push(name),
+                Ok(outputs) => {
+                    self.carry_out(now, outputs);
+                    moved.push(name);
+                }
                 Err(HandoverError::NotOwner) => return Err(Refusal::NotOwner(Some(name))),
                 Err(HandoverError::NoCandidate) => return Err(Refusal::NoCandidate(name)),
             }
@@ -691,14 +702,19 @@ impl ElectionThread {
         let Some(socket) = self.socket.take() else {
             return true;
         };
-        let drained = self.receive_from(&socket, buffer);
+        let mut outputs = Outputs::default();
+        let drained = self.receive_from(&socket, buffer, &mut outputs);
         self.socket = Some(socket);
-        let now = Instant::now();
-        self.publish(now);
+        self.carry_out(Instant::now(), outputs);
         drained
     }
 
-    fn receive_from(&mut self, socket: &UdpSocket, buffer: &mut [u8]) -> bool {
+    fn receive_from(
+        &mut self,
+        socket: &UdpSocket,
+        buffer: &mut [u8],
+        outputs: &mut Outputs,
+    ) -> bool {
         for _ in 0..DATAGRAMS_PER_WAKE {
             let (len, from) = match socket.recv_from(buffer) {
                 Ok(received) => received,
@@ -715,7 +731,10 @@ impl ElectionThread {
                 self.accept(&buffer[..len])
             };
             match verdict {
-                Ok(()) => self.counters.received += 1,
+                Ok(accepted) => {
+                    self.counters.received += 1;
+                    outputs.absorb(accepted);
+                }
                 Err(rejection) => {
                     self.counters.reject(rejection);
                     if !matches!(rejection, Rejection::Policy(Reject::Own)) {
@@ -727,7 +746,7 @@ impl ElectionThread {
         false
     }
 
-    fn accept(&mut self, datagram: &[u8]) -> Result<(), Rejection> {
+    fn accept(&mut self, datagram: &[u8]) -> Result<Outputs, Rejection> {
         let beat = Repr::parse(datagram).map_err(Rejection::Wire)?;
         match &self.key {
             Some(_) if !heartbeat::is_authenticated(datagram) => {
@@ -738,7 +757,8 @@ impl ElectionThread {
             _ => {}
         }
         let now = Instant::now();
-        self.policy
+        let outputs = self
+            .policy
             .on_heartbeat(now, &beat)
             .map_err(Rejection::Policy)?;
         let mismatched: BTreeSet<String> = self
@@ -753,7 +773,7 @@ impl ElectionThread {
             );
         }
         self.mismatched = mismatched;
-        Ok(())
+        Ok(outputs)
     }
 
     fn log_rejection(&mut self, from: SocketAddr, rejection: Rejection) {
@@ -778,9 +798,10 @@ impl ElectionThread {
         }
     }
 
-    fn send(&mut self, now: Instant, scratch: &mut Scratch, out: &mut [u8]) {
+    fn send(&mut self, now: Instant) {
         let key = self.key.as_deref();
-        let beat = self.policy.heartbeat(now, scratch);
+        let beat = self.policy.heartbeat(now, &mut self.scratch);
+        let out = &mut self.out;
         let len = match beat.emit(out, key) {
             Ok(len) => len,
             Err(e) => {
@@ -820,10 +841,19 @@ impl ElectionThread {
         }
     }
 
-    /// Publishes the policy's ownership changes and logs them.
-    fn publish(&mut self, now: Instant) {
-        let changes = self.policy.take_changes();
-        let reannounce = self.policy.take_reannounce();
+    /// Carries out what a call into the policy returned: logs removed
+    /// services, follows and publishes ownership changes, asks the responder
+    /// to announce again, sends the heartbeat that is due.
+    fn carry_out(&mut self, now: Instant, outputs: Outputs) {
+        let Outputs {
+            changes,
+            reannounce,
+            removed,
+            send,
+        } = outputs;
+        for name in removed {
+            info!("released {name}: removed");
+        }
         if !changes.is_empty() {
             for change in &changes {
                 let vip = &self.vips[change.service];
@@ -864,6 +894,9 @@ impl ElectionThread {
                 );
             }
             let _ = self.responder.send(ResponderCommand::Reannounce(ips));
+        }
+        if send {
+            self.send(now);
         }
     }
 }
