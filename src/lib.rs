@@ -1,6 +1,9 @@
 //! l2vip keeps virtual IPs alive on an Ethernet segment.
 #![deny(unsafe_code)]
 
+#[macro_use]
+mod macros;
+
 pub mod actions;
 pub mod catalogue;
 pub mod channel;

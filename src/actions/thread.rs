@@ -49,9 +49,43 @@ struct Run {
     purpose: Purpose,
 }
 
+/// Which hook an ownership change runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HookEvent {
+    Acquire,
+    Release,
+}
+
+impl HookEvent {
+    /// `L2VIP_EVENT`'s value.
+    fn name(self) -> &'static str {
+        match self {
+            HookEvent::Acquire => "acquire",
+            HookEvent::Release => "release",
+        }
+    }
+
+    /// The configuration key of its command.
+    fn key(self) -> &'static str {
+        match self {
+            HookEvent::Acquire => "on_acquire",
+            HookEvent::Release => "on_release",
+        }
+    }
+
+    /// Its command, if one is configured.
+    fn command(self, hooks: &Hooks) -> Option<&String> {
+        match self {
+            HookEvent::Acquire => hooks.on_acquire.as_ref(),
+            HookEvent::Release => hooks.on_release.as_ref(),
+        }
+    }
+}
+
+/// A hook waiting to run.
 #[derive(Debug)]
-struct HookEvent {
-    event: &'static str,
+struct QueuedHook {
+    event: HookEvent,
     vip: Vip,
 }
 
@@ -95,7 +129,7 @@ pub struct ActionsThread {
     links: HashMap<String, (u32, bool)>,
     checks: BTreeMap<Arc<str>, CheckState>,
     runs: HashMap<Token, Run>,
-    hook_queue: BTreeMap<String, VecDeque<HookEvent>>,
+    hook_queue: BTreeMap<String, VecDeque<QueuedHook>>,
     next_token: usize,
 }
 
@@ -416,20 +450,16 @@ impl ActionsThread {
             .cloned()
             .collect();
         for vip in released {
-            self.queue_hook("release", vip);
+            self.queue_hook(HookEvent::Release, vip);
         }
         for vip in acquired {
-            self.queue_hook("acquire", vip);
+            self.queue_hook(HookEvent::Acquire, vip);
         }
         self.current = ownership;
     }
 
-    fn queue_hook(&mut self, event: &'static str, vip: Vip) {
-        let command = match event {
-            "acquire" => &self.hooks.on_acquire,
-            _ => &self.hooks.on_release,
-        };
-        if command.is_none() {
+    fn queue_hook(&mut self, event: HookEvent, vip: Vip) {
+        if event.command(&self.hooks).is_none() {
             return;
         }
         let service = vip.name.to_string();
@@ -438,11 +468,11 @@ impl ActionsThread {
             if let Some(dropped) = queue.pop_front() {
                 warn!(
                     "{service}: hooks are falling behind; the {} hook queued earlier is skipped",
-                    dropped.event
+                    dropped.event.name()
                 );
             }
         }
-        queue.push_back(HookEvent { event, vip });
+        queue.push_back(QueuedHook { event, vip });
         let running = self
             .runs
             .values()
@@ -463,16 +493,13 @@ impl ActionsThread {
             self.hook_queue.remove(service);
             return;
         };
-        let (name, command) = match event.event {
-            "acquire" => ("on_acquire", self.hooks.on_acquire.clone()),
-            _ => ("on_release", self.hooks.on_release.clone()),
-        };
-        let Some(command) = command else {
+        let name = event.event.key();
+        let Some(command) = event.event.command(&self.hooks).cloned() else {
             return self.next_hook(service);
         };
         let vip = &event.vip;
         let mut env = vip_env(&self.node, &vip.name, vip.ip, &vip.interface);
-        env.push(("L2VIP_EVENT", event.event.to_string()));
+        env.push(("L2VIP_EVENT", event.event.name().to_string()));
         let label = format!("hook {name} for {service}");
         let token = self.token();
         let spawned = Child::spawn(&command, &env, label.clone(), self.hooks.timeout()).and_then(

@@ -74,20 +74,6 @@ pub enum Reject {
 /// all of them alive, are refused, so forged names cannot grow the table.
 pub const MAX_KNOWN_PEERS: usize = 64;
 
-impl Reject {
-    /// The stable name used in logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reject::Cluster => "other_cluster",
-            Reject::Own => "own",
-            Reject::DuplicateNode => "duplicate_node",
-            Reject::Replay => "replay",
-            Reject::Inconsistent => "inconsistent",
-            Reject::TooManyPeers => "too_many_peers",
-        }
-    }
-}
-
 /// Why ownership changed, or why an owned VIP is announced again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -308,7 +294,7 @@ impl Slot {
 }
 
 /// Mixes 64 bits well (splitmix64's finaliser).
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

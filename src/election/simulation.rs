@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
+use super::policy::{mix, Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::config::Mode;
 use crate::wire::heartbeat::{self, Repr};
 
@@ -21,10 +21,7 @@ struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     fn below(&mut self, n: u64) -> u64 {

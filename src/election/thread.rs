@@ -36,48 +36,59 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 /// so one lost datagram does not make the peers wait out the lease.
 const LEAVING_COPIES: usize = 3;
 
-/// Why a received datagram was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rejection {
-    Wire(WireError),
-    Oversized,
-    Unauthenticated,
-    BadMac,
-    UnexpectedMac,
-    Policy(Reject),
+reasons! {
+    /// Why a received heartbeat was dropped.
+    pub enum Rejection {
+        /// Shorter than its headers say.
+        Truncated = "truncated",
+        /// A version this node does not speak.
+        Version = "version",
+        /// A field out of its range.
+        Malformed = "malformed",
+        /// Longer than any heartbeat.
+        Oversized = "oversized",
+        /// No MAC, though a key is configured.
+        Unauthenticated = "unauthenticated",
+        /// A MAC that does not verify.
+        BadMac = "bad_mac",
+        /// A MAC, though no key is configured.
+        UnexpectedMac = "unexpected_mac",
+        /// From another cluster.
+        OtherCluster = "other_cluster",
+        /// Our own (multicast loopback).
+        Own = "own",
+        /// Another process uses our node name.
+        DuplicateNode = "duplicate_node",
+        /// Not newer than what its sender sent before.
+        Replay = "replay",
+        /// Its digest matches ours but its service count does not.
+        Inconsistent = "inconsistent",
+        /// A new node while the peer table is full of live ones.
+        TooManyPeers = "too_many_peers",
+    }
 }
 
-impl Rejection {
-    fn name(self) -> &'static str {
-        match self {
-            Rejection::Wire(WireError::Truncated) => "truncated",
-            Rejection::Wire(WireError::Unsupported) => "version",
-            Rejection::Wire(WireError::Malformed) | Rejection::Wire(WireError::Checksum) => {
-                "malformed"
-            }
-            Rejection::Oversized => "oversized",
-            Rejection::Unauthenticated => "unauthenticated",
-            Rejection::BadMac => "bad_mac",
-            Rejection::UnexpectedMac => "unexpected_mac",
-            Rejection::Policy(reject) => reject.name(),
+impl From<WireError> for Rejection {
+    fn from(error: WireError) -> Rejection {
+        match error {
+            WireError::Truncated => Rejection::Truncated,
+            WireError::Unsupported => Rejection::Version,
+            WireError::Malformed | WireError::Checksum => Rejection::Malformed,
         }
     }
+}
 
-    const NAMES: [&'static str; 13] = [
-        "truncated",
-        "version",
-        "malformed",
-        "oversized",
-        "unauthenticated",
-        "bad_mac",
-        "unexpected_mac",
-        "other_cluster",
-        "own",
-        "duplicate_node",
-        "replay",
-        "inconsistent",
-        "too_many_peers",
-    ];
+impl From<Reject> for Rejection {
+    fn from(reject: Reject) -> Rejection {
+        match reject {
+            Reject::Cluster => Rejection::OtherCluster,
+            Reject::Own => Rejection::Own,
+            Reject::DuplicateNode => Rejection::DuplicateNode,
+            Reject::Replay => Rejection::Replay,
+            Reject::Inconsistent => Rejection::Inconsistent,
+            Reject::TooManyPeers => Rejection::TooManyPeers,
+        }
+    }
 }
 
 /// The election's counters (plain u64s owned by its thread).
@@ -87,15 +98,7 @@ struct Counters {
     received: u64,
     send_errors: u64,
     ownership_changes: u64,
-    rejected: [u64; Rejection::NAMES.len()],
-}
-
-impl Counters {
-    fn reject(&mut self, rejection: Rejection) {
-        if let Some(index) = Rejection::NAMES.iter().position(|n| *n == rejection.name()) {
-            self.rejected[index] += 1;
-        }
-    }
+    rejected: [u64; Rejection::COUNT],
 }
 
 impl std::fmt::Display for Counters {
@@ -105,8 +108,8 @@ impl std::fmt::Display for Counters {
             "heartbeats_sent={} heartbeats_received={} heartbeat_send_errors={} ownership_changes={}",
             self.sent, self.received, self.send_errors, self.ownership_changes
         )?;
-        for (name, count) in Rejection::NAMES.iter().zip(self.rejected) {
-            write!(f, " heartbeat_rejected.{name}={count}")?;
+        for (reason, count) in Rejection::ALL.iter().zip(self.rejected) {
+            write!(f, " heartbeat_rejected.{}={count}", reason.name())?;
         }
         Ok(())
     }
@@ -665,9 +668,9 @@ impl ElectionThread {
             heartbeats_received: self.counters.received,
             heartbeat_send_errors: self.counters.send_errors,
             ownership_changes: self.counters.ownership_changes,
-            rejected: Rejection::NAMES
+            rejected: Rejection::ALL
                 .iter()
-                .copied()
+                .map(|reason| reason.name())
                 .zip(self.counters.rejected)
                 .collect(),
             vips: self
@@ -736,8 +739,8 @@ impl ElectionThread {
                     outputs.absorb(accepted);
                 }
                 Err(rejection) => {
-                    self.counters.reject(rejection);
-                    if !matches!(rejection, Rejection::Policy(Reject::Own)) {
+                    self.counters.rejected[rejection.index()] += 1;
+                    if rejection != Rejection::Own {
                         self.log_rejection(from, rejection);
                     }
                 }
@@ -747,7 +750,7 @@ impl ElectionThread {
     }
 
     fn accept(&mut self, datagram: &[u8]) -> Result<Outputs, Rejection> {
-        let beat = Repr::parse(datagram).map_err(Rejection::Wire)?;
+        let beat = Repr::parse(datagram)?;
         match &self.key {
             Some(_) if !heartbeat::is_authenticated(datagram) => {
                 return Err(Rejection::Unauthenticated)
@@ -757,10 +760,7 @@ impl ElectionThread {
             _ => {}
         }
         let now = Instant::now();
-        let outputs = self
-            .policy
-            .on_heartbeat(now, &beat)
-            .map_err(Rejection::Policy)?;
+        let outputs = self.policy.on_heartbeat(now, &beat)?;
         let mismatched: BTreeSet<String> = self
             .policy
             .digest_mismatches()

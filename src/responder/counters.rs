@@ -6,82 +6,43 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// Why a received frame got no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Shorter than its headers or lengths say.
-    Truncated,
-    /// ARP that is not Ethernet/IPv4 (htype, ptype, hlen, plen).
-    ArpFormat,
-    /// ARP operation other than request or reply.
-    ArpOperation,
-    /// IPv6 header that is not version 6.
-    Ipv6Format,
-    /// NS with a hop limit other than 255 (RFC 4861 §7.1.1).
-    HopLimit,
-    /// ICMPv6 checksum wrong.
-    Checksum,
-    /// NS failing RFC 4861 §7.1.1 otherwise: code, options, target, DAD form.
-    NdpFormat,
-    /// Sender MAC that is multicast, broadcast or zero.
-    BadSender,
-    /// A reply or advertisement: nothing to answer.
-    NotRequest,
-    /// For an address this node does not own.
-    NotOwned,
-    /// For a VIP this node owns on another interface.
-    OtherInterface,
-    /// Sent by this node.
-    OwnFrame,
-    /// Tagged for a VLAN.
-    VlanTagged,
-    /// Outgoing or for another host (should not pass the socket filter).
-    NotForUs,
-    /// Another MAC claims a VIP this node owns.
-    Conflict,
+reasons! {
+    /// Why a received frame got no answer.
+    pub enum DropReason {
+        /// Shorter than its headers or lengths say.
+        Truncated = "truncated",
+        /// ARP that is not Ethernet/IPv4 (htype, ptype, hlen, plen).
+        ArpFormat = "arp_format",
+        /// ARP operation other than request or reply.
+        ArpOperation = "arp_operation",
+        /// IPv6 header that is not version 6.
+        Ipv6Format = "ipv6_format",
+        /// NS with a hop limit other than 255 (RFC 4861 §7.1.1).
+        HopLimit = "hop_limit",
+        /// ICMPv6 checksum wrong.
+        Checksum = "checksum",
+        /// NS failing RFC 4861 §7.1.1 otherwise: code, options, target, DAD form.
+        NdpFormat = "ndp_format",
+        /// Sender MAC that is multicast, broadcast or zero.
+        BadSender = "bad_sender",
+        /// A reply or advertisement: nothing to answer.
+        NotRequest = "not_request",
+        /// For an address this node does not own.
+        NotOwned = "not_owned",
+        /// For a VIP this node owns on another interface.
+        OtherInterface = "other_interface",
+        /// Sent by this node.
+        OwnFrame = "own_frame",
+        /// Tagged for a VLAN.
+        VlanTagged = "vlan_tagged",
+        /// Outgoing or for another host (should not pass the socket filter).
+        NotForUs = "not_for_us",
+        /// Another MAC claims a VIP this node owns.
+        Conflict = "conflict",
+    }
 }
 
 impl DropReason {
-    /// Every reason, in the order they are reported.
-    pub const ALL: [DropReason; 15] = [
-        DropReason::Truncated,
-        DropReason::ArpFormat,
-        DropReason::ArpOperation,
-        DropReason::Ipv6Format,
-        DropReason::HopLimit,
-        DropReason::Checksum,
-        DropReason::NdpFormat,
-        DropReason::BadSender,
-        DropReason::NotRequest,
-        DropReason::NotOwned,
-        DropReason::OtherInterface,
-        DropReason::OwnFrame,
-        DropReason::VlanTagged,
-        DropReason::NotForUs,
-        DropReason::Conflict,
-    ];
-
-    /// The stable name used in logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Truncated => "truncated",
-            DropReason::ArpFormat => "arp_format",
-            DropReason::ArpOperation => "arp_operation",
-            DropReason::Ipv6Format => "ipv6_format",
-            DropReason::HopLimit => "hop_limit",
-            DropReason::Checksum => "checksum",
-            DropReason::NdpFormat => "ndp_format",
-            DropReason::BadSender => "bad_sender",
-            DropReason::NotRequest => "not_request",
-            DropReason::NotOwned => "not_owned",
-            DropReason::OtherInterface => "other_interface",
-            DropReason::OwnFrame => "own_frame",
-            DropReason::VlanTagged => "vlan_tagged",
-            DropReason::NotForUs => "not_for_us",
-            DropReason::Conflict => "conflict",
-        }
-    }
-
     /// True for reasons worth a log line: damaged or hostile input and
     /// conflicts, not the everyday traffic for other hosts.
     pub fn is_notable(self) -> bool {
@@ -92,10 +53,6 @@ impl DropReason {
                 | DropReason::OwnFrame
                 | DropReason::NotForUs
         )
-    }
-
-    fn index(self) -> usize {
-        DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
 }
 

@@ -4,52 +4,21 @@ use std::net::Ipv4Addr;
 
 use super::{read_u16, write_u16, Error, EthernetAddress, Result};
 
-/// ARP hardware type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hardware {
-    /// 1, Ethernet (10 Mb and every later speed).
-    Ethernet,
-    /// Anything else.
-    Unknown(u16),
-}
-
-impl From<u16> for Hardware {
-    fn from(value: u16) -> Self {
-        match value {
-            1 => Hardware::Ethernet,
-            other => Hardware::Unknown(other),
-        }
+enum_with_unknown! {
+    /// ARP hardware type.
+    pub enum Hardware(u16) {
+        /// Ethernet (10 Mb and every later speed).
+        Ethernet = 1,
     }
 }
 
-/// ARP operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// 1.
-    Request,
-    /// 2.
-    Reply,
-    /// Anything else (RARP and friends).
-    Unknown(u16),
-}
-
-impl From<u16> for Operation {
-    fn from(value: u16) -> Self {
-        match value {
-            1 => Operation::Request,
-            2 => Operation::Reply,
-            other => Operation::Unknown(other),
-        }
-    }
-}
-
-impl From<Operation> for u16 {
-    fn from(value: Operation) -> Self {
-        match value {
-            Operation::Request => 1,
-            Operation::Reply => 2,
-            Operation::Unknown(other) => other,
-        }
+enum_with_unknown! {
+    /// ARP operation (RARP and friends are `Unknown`).
+    pub enum Operation(u16) {
+        /// A request.
+        Request = 1,
+        /// A reply.
+        Reply = 2,
     }
 }
 
@@ -61,17 +30,33 @@ mod field {
     pub const HLEN: usize = 4;
     pub const PLEN: usize = 5;
     pub const OPER: usize = 6;
-    /// The variable part, here for hlen 6 and plen 4 only.
-    pub const SHA: Range<usize> = 8..14;
-    pub const SPA: Range<usize> = 14..18;
-    pub const THA: Range<usize> = 18..24;
-    pub const TPA: Range<usize> = 24..28;
+
+    /// The variable part, laid out by the packet's own hlen and plen.
+    pub fn sha(hlen: u8) -> Range<usize> {
+        let start = super::FIXED_LEN;
+        start..start + usize::from(hlen)
+    }
+
+    pub fn spa(hlen: u8, plen: u8) -> Range<usize> {
+        let start = sha(hlen).end;
+        start..start + usize::from(plen)
+    }
+
+    pub fn tha(hlen: u8, plen: u8) -> Range<usize> {
+        let start = spa(hlen, plen).end;
+        start..start + usize::from(hlen)
+    }
+
+    pub fn tpa(hlen: u8, plen: u8) -> Range<usize> {
+        let start = tha(hlen, plen).end;
+        start..start + usize::from(plen)
+    }
 }
 
 /// The fixed part of an ARP header.
 pub const FIXED_LEN: usize = 8;
 /// The length of an Ethernet/IPv4 ARP packet.
-pub const PACKET_LEN: usize = field::TPA.end;
+pub const PACKET_LEN: usize = FIXED_LEN + 2 * (6 + 4);
 
 const PROTOCOL_IPV4: u16 = 0x0800;
 
@@ -88,16 +73,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// Wraps a buffer, checking it holds the fixed header and the addresses
-    /// its `hlen` and `plen` announce.
+    /// its `hlen` and `plen` announce: every accessor of a checked packet
+    /// reads within the buffer, whatever those lengths are.
     pub fn new_checked(buffer: T) -> Result<Packet<T>> {
         let packet = Packet::new_unchecked(buffer);
         let len = packet.buffer.as_ref().len();
         if len < FIXED_LEN {
             return Err(Error::Truncated);
         }
-        let addresses =
-            2 * (usize::from(packet.hardware_len()) + usize::from(packet.protocol_len()));
-        if len < FIXED_LEN + addresses {
+        if len < field::tpa(packet.hardware_len(), packet.protocol_len()).end {
             return Err(Error::Truncated);
         }
         Ok(packet)
@@ -128,29 +112,32 @@ impl<T: AsRef<[u8]>> Packet<T> {
         read_u16(self.buffer.as_ref(), field::OPER).into()
     }
 
-    /// Sender hardware address (Ethernet/IPv4 layout).
-    pub fn source_hardware_addr(&self) -> EthernetAddress {
-        EthernetAddress::from_bytes(&self.buffer.as_ref()[field::SHA])
+    /// Sender hardware address, `hlen` bytes.
+    pub fn source_hardware_addr(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::sha(self.hardware_len())]
     }
 
-    /// Sender protocol address (Ethernet/IPv4 layout).
-    pub fn source_protocol_addr(&self) -> Ipv4Addr {
-        ipv4(&self.buffer.as_ref()[field::SPA])
+    /// Sender protocol address, `plen` bytes.
+    pub fn source_protocol_addr(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::spa(self.hardware_len(), self.protocol_len())]
     }
 
-    /// Target hardware address (Ethernet/IPv4 layout).
-    pub fn target_hardware_addr(&self) -> EthernetAddress {
-        EthernetAddress::from_bytes(&self.buffer.as_ref()[field::THA])
+    /// Target hardware address, `hlen` bytes.
+    pub fn target_hardware_addr(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::tha(self.hardware_len(), self.protocol_len())]
     }
 
-    /// Target protocol address (Ethernet/IPv4 layout).
-    pub fn target_protocol_addr(&self) -> Ipv4Addr {
-        ipv4(&self.buffer.as_ref()[field::TPA])
+    /// Target protocol address, `plen` bytes.
+    pub fn target_protocol_addr(&self) -> &[u8] {
+        &self.buffer.as_ref()[field::tpa(self.hardware_len(), self.protocol_len())]
     }
 }
 
+/// The IPv4 address in `bytes`, which the caller has checked are 4.
 fn ipv4(bytes: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+    let mut octets = [0u8; 4];
+    octets.copy_from_slice(bytes);
+    Ipv4Addr::from(octets)
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
@@ -167,24 +154,28 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_u16(field::OPER, operation.into());
     }
 
-    /// Sets the sender hardware address.
+    /// Sets the sender hardware address (after `set_header`).
     pub fn set_source_hardware_addr(&mut self, address: EthernetAddress) {
-        self.buffer.as_mut()[field::SHA].copy_from_slice(address.as_bytes());
+        let range = field::sha(self.hardware_len());
+        self.buffer.as_mut()[range].copy_from_slice(address.as_bytes());
     }
 
-    /// Sets the sender protocol address.
+    /// Sets the sender protocol address (after `set_header`).
     pub fn set_source_protocol_addr(&mut self, address: Ipv4Addr) {
-        self.buffer.as_mut()[field::SPA].copy_from_slice(&address.octets());
+        let range = field::spa(self.hardware_len(), self.protocol_len());
+        self.buffer.as_mut()[range].copy_from_slice(&address.octets());
     }
 
-    /// Sets the target hardware address.
+    /// Sets the target hardware address (after `set_header`).
     pub fn set_target_hardware_addr(&mut self, address: EthernetAddress) {
-        self.buffer.as_mut()[field::THA].copy_from_slice(address.as_bytes());
+        let range = field::tha(self.hardware_len(), self.protocol_len());
+        self.buffer.as_mut()[range].copy_from_slice(address.as_bytes());
     }
 
-    /// Sets the target protocol address.
+    /// Sets the target protocol address (after `set_header`).
     pub fn set_target_protocol_addr(&mut self, address: Ipv4Addr) {
-        self.buffer.as_mut()[field::TPA].copy_from_slice(&address.octets());
+        let range = field::tpa(self.hardware_len(), self.protocol_len());
+        self.buffer.as_mut()[range].copy_from_slice(&address.octets());
     }
 }
 
@@ -218,12 +209,13 @@ impl Repr {
         if let Operation::Unknown(_) = operation {
             return Err(Error::Unsupported);
         }
+        // hlen 6 and plen 4: the addresses are a MAC and an IPv4 address.
         Ok(Repr {
             operation,
-            source_hardware_addr: packet.source_hardware_addr(),
-            source_protocol_addr: packet.source_protocol_addr(),
-            target_hardware_addr: packet.target_hardware_addr(),
-            target_protocol_addr: packet.target_protocol_addr(),
+            source_hardware_addr: EthernetAddress::from_bytes(packet.source_hardware_addr()),
+            source_protocol_addr: ipv4(packet.source_protocol_addr()),
+            target_hardware_addr: EthernetAddress::from_bytes(packet.target_hardware_addr()),
+            target_protocol_addr: ipv4(packet.target_protocol_addr()),
         })
     }
 
@@ -282,9 +274,34 @@ mod tests {
         assert_eq!(packet.hardware_type(), Hardware::Ethernet);
         assert_eq!(packet.protocol_type(), 0x0800);
         assert_eq!(packet.operation(), Operation::Request);
-        assert_eq!(packet.source_hardware_addr(), CLIENT);
-        assert_eq!(packet.source_protocol_addr(), Ipv4Addr::new(192, 0, 2, 100));
-        assert_eq!(packet.target_protocol_addr(), Ipv4Addr::new(192, 0, 2, 11));
+        assert_eq!(packet.source_hardware_addr(), CLIENT.as_bytes());
+        assert_eq!(packet.source_protocol_addr(), [192, 0, 2, 100]);
+        assert_eq!(packet.target_hardware_addr(), [0; 6]);
+        assert_eq!(packet.target_protocol_addr(), [192, 0, 2, 11]);
+    }
+
+    #[test]
+    fn every_accessor_of_a_checked_packet_stays_in_its_buffer() {
+        // hlen 0, plen 0: the fixed part alone is a whole packet.
+        let empty = [0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x01];
+        let packet = Packet::new_checked(&empty[..]).unwrap();
+        assert!(packet.source_hardware_addr().is_empty());
+        assert!(packet.source_protocol_addr().is_empty());
+        assert!(packet.target_hardware_addr().is_empty());
+        assert!(packet.target_protocol_addr().is_empty());
+        assert_eq!(Repr::parse(&packet), Err(Error::Malformed));
+        // hlen 8, plen 2 (28 bytes as for Ethernet/IPv4, laid out otherwise).
+        let mut odd = REQUEST;
+        odd[4] = 8;
+        odd[5] = 2;
+        let packet = Packet::new_checked(&odd[..]).unwrap();
+        assert_eq!(packet.source_hardware_addr(), &REQUEST[8..16]);
+        assert_eq!(packet.source_protocol_addr(), &REQUEST[16..18]);
+        assert_eq!(packet.target_hardware_addr(), &REQUEST[18..26]);
+        assert_eq!(packet.target_protocol_addr(), &REQUEST[26..28]);
+        // Lengths that need more than the buffer holds: truncated.
+        odd[4] = 255;
+        assert_eq!(Packet::new_checked(&odd[..]).err(), Some(Error::Truncated));
     }
 
     #[test]

@@ -52,42 +52,17 @@ impl fmt::Display for EthernetAddress {
     }
 }
 
-/// The EtherType of a frame's payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EtherType {
-    /// 0x0800.
-    Ipv4,
-    /// 0x0806.
-    Arp,
-    /// 0x86dd.
-    Ipv6,
-    /// 0x8100, an IEEE 802.1Q tag.
-    Vlan,
-    /// Anything else.
-    Unknown(u16),
-}
-
-impl From<u16> for EtherType {
-    fn from(value: u16) -> Self {
-        match value {
-            0x0800 => EtherType::Ipv4,
-            0x0806 => EtherType::Arp,
-            0x86dd => EtherType::Ipv6,
-            0x8100 => EtherType::Vlan,
-            other => EtherType::Unknown(other),
-        }
-    }
-}
-
-impl From<EtherType> for u16 {
-    fn from(value: EtherType) -> Self {
-        match value {
-            EtherType::Ipv4 => 0x0800,
-            EtherType::Arp => 0x0806,
-            EtherType::Ipv6 => 0x86dd,
-            EtherType::Vlan => 0x8100,
-            EtherType::Unknown(other) => other,
-        }
+enum_with_unknown! {
+    /// The EtherType of a frame's payload.
+    pub enum EtherType(u16) {
+        /// IPv4.
+        Ipv4 = 0x0800,
+        /// ARP.
+        Arp = 0x0806,
+        /// IPv6.
+        Ipv6 = 0x86dd,
+        /// An IEEE 802.1Q tag.
+        Vlan = 0x8100,
     }
 }
 

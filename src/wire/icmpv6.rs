@@ -6,34 +6,13 @@ use std::net::Ipv6Addr;
 use super::ipv6::{pseudo_header_sum, NEXT_HEADER_ICMPV6};
 use super::{checksum, read_u16, write_u16, Error, EthernetAddress, Result};
 
-/// ICMPv6 message type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
-    /// 135.
-    NeighborSolicit,
-    /// 136.
-    NeighborAdvert,
-    /// Anything else.
-    Unknown(u8),
-}
-
-impl From<u8> for Message {
-    fn from(value: u8) -> Self {
-        match value {
-            135 => Message::NeighborSolicit,
-            136 => Message::NeighborAdvert,
-            other => Message::Unknown(other),
-        }
-    }
-}
-
-impl From<Message> for u8 {
-    fn from(value: Message) -> Self {
-        match value {
-            Message::NeighborSolicit => 135,
-            Message::NeighborAdvert => 136,
-            Message::Unknown(other) => other,
-        }
+enum_with_unknown! {
+    /// ICMPv6 message type.
+    pub enum Message(u8) {
+        /// Neighbor Solicitation.
+        NeighborSolicit = 135,
+        /// Neighbor Advertisement.
+        NeighborAdvert = 136,
     }
 }
 
