@@ -1,10 +1,12 @@
-//! A channel into a thread's poll loop: every send wakes the loop.
+//! A channel into a thread's poll loop: every send wakes the loop; and the
+//! loops' one way of waiting.
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::{Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 
 /// The sending side: a channel paired with the receiving loop's `Waker`.
 #[derive(Debug)]
@@ -40,4 +42,17 @@ pub fn mailbox<T>(registry: &Registry, token: Token) -> io::Result<(Mailbox<T>, 
     let waker = Arc::new(Waker::new(registry, token)?);
     let (sender, receiver) = crossbeam_channel::unbounded();
     Ok((Mailbox { sender, waker }, receiver))
+}
+
+/// Waits for events as `Poll::poll` does. An interrupted wait returns with
+/// no events, a spurious wake-up that every loop takes in its stride (it
+/// looks at its channel and deadlines again); any other error ends the loop.
+pub fn wait(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    match poll.poll(events, timeout) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        other => other,
+    }
 }

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 
 use crate::actions::thread::ActionsThread;
 use crate::catalogue::Catalogue;
-use crate::channel::{mailbox, Mailbox};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{self, Config};
 use crate::control::catalogue::Keeper;
 use crate::control::server::ControlServer;
@@ -280,10 +280,7 @@ impl Supervisor {
                 next_trim = now + TRIM_PERIOD;
             }
             let timeout = next_trim.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
+            if let Err(e) = wait(&mut self.poll, &mut events, Some(timeout)) {
                 error!("poll: {e}");
                 break EXIT_FAILURE;
             }

@@ -12,7 +12,7 @@ use log::{debug, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::channel::{mailbox, Mailbox};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::message::{
     ActionsCommand, ElectionCommand, LinkCommand as Command, LinkState, ResponderCommand,
 };
@@ -118,11 +118,7 @@ impl LinkThread {
         let mut pending = false;
         loop {
             let timeout = pending.then_some(Duration::ZERO);
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            wait(&mut self.poll, &mut events, timeout)?;
             if let Ok(Command::Shutdown) = self.commands.try_recv() {
                 return Ok(());
             }

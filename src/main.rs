@@ -131,18 +131,18 @@ fn client_command(command: &str, args: &[String]) -> u8 {
     if options.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&response).unwrap_or_default()
+            serde_json::to_string_pretty(&response.line).unwrap_or_default()
         );
-        return if response.ok { 0 } else { EXIT_REFUSED };
+        return if response.outcome.is_ok() {
+            0
+        } else {
+            EXIT_REFUSED
+        };
     }
-    let data = match (response.ok, response.data, response.error) {
-        (true, Some(data), _) => data,
-        (_, _, Some(error)) => {
-            eprintln!("l2vip: {}: {}", error.code, error.message);
-            return EXIT_REFUSED;
-        }
-        _ => {
-            eprintln!("l2vip: the daemon sent an empty answer");
+    let data = match response.outcome {
+        Ok(data) => data,
+        Err((code, message)) => {
+            eprintln!("l2vip: {code}: {message}");
             return EXIT_REFUSED;
         }
     };

@@ -21,7 +21,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::children::{Child, Outcome};
 use super::health::Health;
 use super::routes::{ArpSettings, Routes};
-use crate::channel::{mailbox, Mailbox};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{self, Bind, Check, Config, Hooks, Service};
 use crate::message::{
     ActionsCommand as Command, ElectionCommand, HealthReport, LinkState, ResponderCommand,
@@ -200,11 +200,7 @@ impl ActionsThread {
             let timeout = self
                 .wake_at(now)
                 .map(|at| at.saturating_duration_since(Instant::now()));
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            wait(&mut self.poll, &mut events, timeout)?;
             for event in events.iter() {
                 let token = event.token();
                 if token != WAKER {

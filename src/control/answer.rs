@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::protocol::{code, Response};
+use super::protocol::{Code, Response};
 use crate::message::{
     ElectionAnswer, ElectionMetrics, Refusal, ResponderCounters as Counters, ServiceView,
 };
@@ -13,7 +13,7 @@ use crate::message::{
 fn data(value: &impl Serialize) -> Response {
     match serde_json::to_value(value) {
         Ok(data) => Response::ok(data),
-        Err(e) => Response::error(code::INTERNAL, format!("unserializable answer: {e}")),
+        Err(e) => Response::error(Code::Internal, format!("unserializable answer: {e}")),
     }
 }
 
@@ -41,14 +41,14 @@ pub fn response(answer: ElectionAnswer, counters: Option<&Counters>) -> Response
 fn refused(refusal: Refusal) -> Response {
     match refusal {
         Refusal::NotFound(name) => {
-            Response::error(code::NOT_FOUND, format!("no service named {name:?}"))
+            Response::error(Code::NotFound, format!("no service named {name:?}"))
         }
-        Refusal::NotOwner(None) => Response::error(code::NOT_OWNER, "this node owns no VIP"),
+        Refusal::NotOwner(None) => Response::error(Code::NotOwner, "this node owns no VIP"),
         Refusal::NotOwner(Some(name)) => {
-            Response::error(code::NOT_OWNER, format!("this node does not own {name}"))
+            Response::error(Code::NotOwner, format!("this node does not own {name}"))
         }
         Refusal::NoCandidate(name) => Response::error(
-            code::NO_CANDIDATE,
+            Code::NoCandidate,
             format!("no other node can take {name} now"),
         ),
     }

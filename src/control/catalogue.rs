@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use log::{info, warn};
 use serde_json::{json, Value};
 
-use super::protocol::{code, Response};
+use super::protocol::{Code, Response};
 use crate::catalogue::{Catalogue, Refused};
 use crate::channel::Mailbox;
 use crate::config::{self, Config, Service};
@@ -27,10 +27,10 @@ pub struct Keeper {
 
 fn refused(refusal: Refused) -> Response {
     let code = match refusal {
-        Refused::Exists(..) => code::EXISTS,
-        Refused::TooMany => code::TOO_MANY,
-        Refused::Configured(_) => code::CONFIGURED,
-        Refused::NotFound(_) => code::NOT_FOUND,
+        Refused::Exists(..) => Code::Exists,
+        Refused::TooMany => Code::TooMany,
+        Refused::Configured(_) => Code::Configured,
+        Refused::NotFound(_) => Code::NotFound,
     };
     Response::error(code, refusal.to_string())
 }
@@ -61,7 +61,7 @@ impl Keeper {
         };
         crate::state::save(Path::new(path), runtime).map_err(|e| {
             Response::error(
-                code::STATE_FILE,
+                Code::StateFile,
                 format!("cannot write the state file {path}: {e}"),
             )
         })
@@ -91,14 +91,14 @@ impl Keeper {
     pub fn add(&mut self, value: Value) -> Response {
         let service = match config::service_from_json(value) {
             Ok(service) => service,
-            Err(e) => return Response::error(code::BAD_REQUEST, format!("add: {e}")),
+            Err(e) => return Response::error(Code::BadRequest, format!("add: {e}")),
         };
         let runtime = match self.catalogue.with_added(service.clone()) {
             Ok(runtime) => runtime,
             Err(refusal) => return refused(refusal),
         };
         if let Err(e) = iface::lookup(&service.interface) {
-            return Response::error(code::BAD_INTERFACE, format!("{}: {e}", service.interface));
+            return Response::error(Code::BadInterface, format!("{}: {e}", service.interface));
         }
         if let Err(response) = self.save(&runtime) {
             return response;
@@ -137,11 +137,11 @@ impl Keeper {
     pub fn reload(&mut self) -> Response {
         let new = match config::load_config(&self.config_path) {
             Ok(config) => config,
-            Err(e) => return Response::error(code::INVALID_CONFIG, e),
+            Err(e) => return Response::error(Code::InvalidConfig, e),
         };
         let key = match config::load_key(&new) {
             Ok(key) => key,
-            Err(e) => return Response::error(code::INVALID_CONFIG, e),
+            Err(e) => return Response::error(Code::InvalidConfig, e),
         };
         let diff = config::diff(&self.running, &new);
         for name in &diff.restart {
@@ -164,11 +164,8 @@ impl Keeper {
         running.linger_s = new.linger_s;
         running.hooks = new.hooks;
         if reloaded.dropped > 0 {
-            if let Err(response) = self.save(self.catalogue.runtime()) {
-                warn!(
-                    "reload: {}",
-                    response.error.map(|e| e.message).unwrap_or_default()
-                );
+            if let Err(Response::Error(error)) = self.save(self.catalogue.runtime()) {
+                warn!("reload: {}", error.message);
             }
         }
         if services_changed {

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use super::protocol::{Request, Response};
+use super::protocol::{Reply, Request};
 
 /// How long the CLI waits for the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ pub enum ClientError {
 }
 
 /// Sends one request and reads its response.
-pub fn request(socket: &Path, request: &Request) -> Result<Response, ClientError> {
+pub fn request(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
     let unreachable = |e: std::io::Error| {
         ClientError::Unreachable(format!(
             "cannot reach the daemon at {}: {e}",
@@ -48,6 +48,5 @@ pub fn request(socket: &Path, request: &Request) -> Result<Response, ClientError
             socket.display()
         )));
     }
-    serde_json::from_str(&answer)
-        .map_err(|e| ClientError::Protocol(format!("unreadable response: {e}")))
+    Reply::parse(&answer).map_err(|e| ClientError::Protocol(format!("unreadable response: {e}")))
 }

@@ -50,84 +50,104 @@ impl Request {
     }
 }
 
+/// Why a request failed: stable, machine-readable codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// The line is not a JSON object (or not UTF-8).
+    #[serde(rename = "parse_error")]
+    Parse,
+    /// No such command.
+    UnknownCommand,
+    /// A field is missing, unknown or of the wrong type.
+    BadRequest,
+    /// The line is longer than `MAX_LINE`; the connection is closed.
+    TooLong,
+    /// The client may not use this command.
+    Forbidden,
+    /// Too many clients are connected; the connection is closed.
+    Busy,
+    /// No service of that name.
+    NotFound,
+    /// This node does not own that VIP.
+    NotOwner,
+    /// No other node could take the VIP.
+    NoCandidate,
+    /// The daemon could not answer (a thread is gone).
+    Internal,
+    /// A service of that name or address exists already.
+    Exists,
+    /// The service comes from the configuration file: edit it and reload.
+    Configured,
+    /// The service's interface cannot carry VIPs here.
+    BadInterface,
+    /// The configuration file is invalid; the running one stays in force.
+    InvalidConfig,
+    /// The state file could not be written; nothing was changed.
+    StateFile,
+    /// A limit would be passed (1024 services).
+    TooMany,
+}
+
 /// Why a request failed; `code` is stable, `message` is for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
     /// Stable machine-readable code.
-    pub code: String,
+    pub code: Code,
     /// What went wrong.
     pub message: String,
 }
 
-/// Error codes.
-pub mod code {
-    /// The line is not a JSON object (or not UTF-8).
-    pub const PARSE: &str = "parse_error";
-    /// No such command.
-    pub const UNKNOWN_COMMAND: &str = "unknown_command";
-    /// A field is missing, unknown or of the wrong type.
-    pub const BAD_REQUEST: &str = "bad_request";
-    /// The line is longer than `MAX_LINE`; the connection is closed.
-    pub const TOO_LONG: &str = "too_long";
-    /// The client may not use this command.
-    pub const FORBIDDEN: &str = "forbidden";
-    /// Too many clients are connected; the connection is closed.
-    pub const BUSY: &str = "busy";
-    /// No service of that name.
-    pub const NOT_FOUND: &str = "not_found";
-    /// This node does not own that VIP.
-    pub const NOT_OWNER: &str = "not_owner";
-    /// No other node could take the VIP.
-    pub const NO_CANDIDATE: &str = "no_candidate";
-    /// The daemon could not answer (a thread is gone).
-    pub const INTERNAL: &str = "internal";
-    /// A service of that name or address exists already.
-    pub const EXISTS: &str = "exists";
-    /// The service comes from the configuration file: edit it and reload.
-    pub const CONFIGURED: &str = "configured";
-    /// The service's interface cannot carry VIPs here.
-    pub const BAD_INTERFACE: &str = "bad_interface";
-    /// The configuration file is invalid; the running one stays in force.
-    pub const INVALID_CONFIG: &str = "invalid_config";
-    /// The state file could not be written; nothing was changed.
-    pub const STATE_FILE: &str = "state_file";
-    /// A limit would be passed (1024 services).
-    pub const TOO_MANY: &str = "too_many";
+/// A response: data on success, or an error, never both. On the wire
+/// `{"ok":true,"data":...}` or `{"ok":false,"error":{"code","message"}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// Success, with its data.
+    Ok(Value),
+    /// Failure.
+    Error(ErrorBody),
 }
 
-/// A response line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Response {
-    /// Success or not.
-    pub ok: bool,
-    /// The result, on success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    /// The error, on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorBody>,
+/// A response as it is written.
+#[derive(Serialize)]
+struct Line<'a> {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorBody>,
+}
+
+impl Serialize for Response {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let line = match self {
+            Response::Ok(data) => Line {
+                ok: true,
+                data: Some(data),
+                error: None,
+            },
+            Response::Error(error) => Line {
+                ok: false,
+                data: None,
+                error: Some(error),
+            },
+        };
+        line.serialize(serializer)
+    }
 }
 
 impl Response {
     /// A success carrying `data`.
     pub fn ok(data: Value) -> Response {
-        Response {
-            ok: true,
-            data: Some(data),
-            error: None,
-        }
+        Response::Ok(data)
     }
 
     /// A failure.
-    pub fn error(code: &str, message: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            data: None,
-            error: Some(ErrorBody {
-                code: code.to_string(),
-                message: message.into(),
-            }),
-        }
+    pub fn error(code: Code, message: impl Into<String>) -> Response {
+        Response::Error(ErrorBody {
+            code,
+            message: message.into(),
+        })
     }
 
     /// The response as one line, newline included.
@@ -141,15 +161,46 @@ impl Response {
     }
 }
 
+/// A response as the CLI reads it: the line as sent (for `--json`), and
+/// what it says. A daemon of another version may send codes this one does
+/// not know, so the code stays text here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The response line's JSON, unchanged.
+    pub line: Value,
+    /// Its data, or its error's code and message.
+    pub outcome: Result<Value, (String, String)>,
+}
+
+impl Reply {
+    /// Reads a response line; one that is not a response in either form
+    /// (or claims both) is an error naming what is wrong.
+    pub fn parse(text: &str) -> Result<Reply, String> {
+        let line: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let outcome = match (line.get("ok"), line.get("data"), line.get("error")) {
+            (Some(Value::Bool(true)), Some(data), None) => Ok(data.clone()),
+            (Some(Value::Bool(false)), None, Some(error)) => {
+                let text = |key: &str| error.get(key).and_then(Value::as_str).map(str::to_string);
+                match (text("code"), text("message")) {
+                    (Some(code), Some(message)) => Err((code, message)),
+                    _ => return Err("an error without a code and a message".into()),
+                }
+            }
+            _ => return Err("neither data with ok, nor an error without".into()),
+        };
+        Ok(Reply { line, outcome })
+    }
+}
+
 /// Reads a request line (without its newline), or the error response.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let text = std::str::from_utf8(line)
-        .map_err(|_| Response::error(code::PARSE, "the request is not UTF-8 text"))?;
+        .map_err(|_| Response::error(Code::Parse, "the request is not UTF-8 text"))?;
     let value: Value = serde_json::from_str(text)
-        .map_err(|e| Response::error(code::PARSE, format!("the request is not JSON: {e}")))?;
+        .map_err(|e| Response::error(Code::Parse, format!("the request is not JSON: {e}")))?;
     let Some(object) = value.as_object() else {
         return Err(Response::error(
-            code::PARSE,
+            Code::Parse,
             "the request must be a JSON object",
         ));
     };
@@ -157,13 +208,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         Some(Value::String(command)) => command.clone(),
         Some(_) => {
             return Err(Response::error(
-                code::BAD_REQUEST,
+                Code::BadRequest,
                 "\"command\" must be a string",
             ))
         }
         None => {
             return Err(Response::error(
-                code::BAD_REQUEST,
+                Code::BadRequest,
                 "missing field \"command\"",
             ))
         }
@@ -173,7 +224,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     ];
     if !KNOWN.contains(&command.as_str()) {
         return Err(Response::error(
-            code::UNKNOWN_COMMAND,
+            Code::UnknownCommand,
             format!("unknown command {command:?}; known: {}", KNOWN.join(", ")),
         ));
     }
@@ -185,20 +236,23 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     };
     if let Some(field) = object.keys().find(|key| !allowed.contains(&key.as_str())) {
         return Err(Response::error(
-            code::BAD_REQUEST,
+            Code::BadRequest,
             format!("{command}: unknown field {field:?}"),
         ));
     }
     serde_json::from_value(value)
-        .map_err(|e| Response::error(code::BAD_REQUEST, format!("{command}: {e}")))
+        .map_err(|e| Response::error(Code::BadRequest, format!("{command}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn code_of(line: &[u8]) -> String {
-        parse_request(line).unwrap_err().error.unwrap().code
+    fn code_of(line: &[u8]) -> Code {
+        match parse_request(line) {
+            Err(Response::Error(error)) => error.code,
+            other => panic!("not an error: {other:?}"),
+        }
     }
 
     #[test]
@@ -222,30 +276,51 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(code_of(b"\xff\xfe"), code::PARSE);
-        assert_eq!(code_of(b"not json"), code::PARSE);
-        assert_eq!(code_of(b"[1,2]"), code::PARSE);
-        assert_eq!(code_of(br#"{"cmd":"status"}"#), code::BAD_REQUEST);
-        assert_eq!(code_of(br#"{"command":7}"#), code::BAD_REQUEST);
-        assert_eq!(code_of(br#"{"command":"reboot"}"#), code::UNKNOWN_COMMAND);
+        assert_eq!(code_of(b"\xff\xfe"), Code::Parse);
+        assert_eq!(code_of(b"not json"), Code::Parse);
+        assert_eq!(code_of(b"[1,2]"), Code::Parse);
+        assert_eq!(code_of(br#"{"cmd":"status"}"#), Code::BadRequest);
+        assert_eq!(code_of(br#"{"command":7}"#), Code::BadRequest);
+        assert_eq!(code_of(br#"{"command":"reboot"}"#), Code::UnknownCommand);
         assert_eq!(
             code_of(br#"{"command":"status","extra":1}"#),
-            code::BAD_REQUEST
+            Code::BadRequest
         );
         assert_eq!(
             code_of(br#"{"command":"handover","service":5}"#),
-            code::BAD_REQUEST
+            Code::BadRequest
         );
     }
 
     #[test]
     fn response_lines() {
-        let line = Response::error(code::FORBIDDEN, "no").to_line();
+        let line = Response::error(Code::Forbidden, "no").to_line();
         assert_eq!(
             line,
             b"{\"ok\":false,\"error\":{\"code\":\"forbidden\",\"message\":\"no\"}}\n"
         );
         let ok = Response::ok(serde_json::json!({"a": 1})).to_line();
         assert_eq!(ok, b"{\"ok\":true,\"data\":{\"a\":1}}\n");
+        let parse = Response::error(Code::Parse, "x").to_line();
+        assert!(parse.starts_with(b"{\"ok\":false,\"error\":{\"code\":\"parse_error\""));
+    }
+
+    #[test]
+    fn replies_are_data_or_an_error_never_both() {
+        let ok = Reply::parse(r#"{"ok":true,"data":{"a":1}}"#).unwrap();
+        assert_eq!(ok.outcome, Ok(serde_json::json!({"a": 1})));
+        let error =
+            Reply::parse(r#"{"ok":false,"error":{"code":"new_code","message":"m"}}"#).unwrap();
+        assert_eq!(error.outcome, Err(("new_code".into(), "m".into())));
+        for bad in [
+            r#"{"ok":true}"#,
+            r#"{"ok":true,"data":1,"error":{"code":"x","message":"y"}}"#,
+            r#"{"ok":false,"error":{"code":"x"}}"#,
+            r#"{"ok":false,"data":1}"#,
+            r#"{"ok":"yes","data":1}"#,
+            r#"[]"#,
+        ] {
+            assert!(Reply::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -17,8 +17,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::answer;
 use super::catalogue::Keeper;
-use super::protocol::{code, parse_request, Request, Response, MAX_LINE};
-use crate::channel::{mailbox, Mailbox};
+use super::protocol::{parse_request, Code, Request, Response, MAX_LINE};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Control;
 use crate::message::{
     ControlEvent as Event, ElectionAnswer, ElectionAsk, ElectionCommand, ResponderCommand,
@@ -217,11 +217,7 @@ impl ControlServer {
                 .values()
                 .map(|c| (c.last_active + self.idle).saturating_duration_since(Instant::now()))
                 .min();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            wait(&mut self.poll, &mut events, timeout)?;
             let mut ready = Vec::new();
             for event in events.iter() {
                 match event.token() {
@@ -257,7 +253,7 @@ impl ControlServer {
             if self.clients.len() >= MAX_CLIENTS {
                 // Best effort: the socket buffer takes one short line.
                 let line = Response::error(
-                    code::BUSY,
+                    Code::Busy,
                     format!("{MAX_CLIENTS} clients are connected; try again"),
                 );
                 let _ = stream.write(&line.to_line());
@@ -337,7 +333,7 @@ impl ControlServer {
             };
             if too_long {
                 let response = Response::error(
-                    code::TOO_LONG,
+                    Code::TooLong,
                     format!("a request is at most {MAX_LINE} bytes"),
                 );
                 client.output.extend_from_slice(&response.to_line());
@@ -360,7 +356,7 @@ impl ControlServer {
                         || (rights == Rights::ReadOnly && request.is_mutating()) =>
                 {
                     let response =
-                        Response::error(code::FORBIDDEN, "this client may not use that command");
+                        Response::error(Code::Forbidden, "this client may not use that command");
                     client.output.extend_from_slice(&response.to_line());
                 }
                 Ok(request) => self.forward(token, request),
@@ -422,7 +418,7 @@ impl ControlServer {
             self.pending.remove(&id);
             self.answer(
                 token,
-                Response::error(code::INTERNAL, "the daemon is stopping"),
+                Response::error(Code::Internal, "the daemon is stopping"),
             );
         }
     }
@@ -442,11 +438,9 @@ impl ControlServer {
                 id
             }
             Event::Reload => {
-                let response = self.keeper.reload();
-                match (&response.data, &response.error) {
-                    (_, Some(error)) => warn!("reload refused: {}", error.message),
-                    (Some(data), _) => info!("reloaded: {data}"),
-                    _ => {}
+                match self.keeper.reload() {
+                    Response::Ok(data) => info!("reloaded: {data}"),
+                    Response::Error(error) => warn!("reload refused: {}", error.message),
                 }
                 return;
             }
@@ -463,7 +457,7 @@ impl ControlServer {
         };
         let response = match pending.election {
             Some(reply) => answer::response(reply, pending.responder.as_deref()),
-            None => Response::error(code::INTERNAL, "no reply"),
+            None => Response::error(Code::Internal, "no reply"),
         };
         self.answer(pending.client, response);
         self.handle_lines(pending.client);

@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::fitness::{self, Linger, Link};
 use super::policy::{HandoverError, Outputs, Policy, Reject, Scratch, ServiceSpec, Settings};
-use crate::channel::{mailbox, Mailbox};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{Bind, Config, Mode, Service};
 use crate::message::{
     ActionsCommand, ControlEvent, ElectionAnswer, ElectionAsk, ElectionCommand, ElectionMetrics,
@@ -446,11 +446,7 @@ impl ElectionThread {
                     .map_or(at, |end| at.min(end))
                     .saturating_duration_since(Instant::now())
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            wait(&mut self.poll, &mut events, Some(timeout))?;
             while let Ok(command) = self.commands.try_recv() {
                 match command {
                     ElectionCommand::Leave => {

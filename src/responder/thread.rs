@@ -14,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::counters::{DropReason, LogLimit};
 use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, MAX_FRAME};
-use crate::channel::{mailbox, Mailbox};
+use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Announce;
 use crate::message::{ControlEvent, LinkState, ResponderCommand as Command};
 use crate::ownership::Ownership;
@@ -241,11 +241,7 @@ impl ResponderThread {
             } else {
                 Some(Duration::ZERO)
             };
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            wait(&mut self.poll, &mut events, timeout)?;
             for event in events.iter() {
                 if event.token() != WAKER {
                     if let Some(source) = from_token(event.token()) {
