@@ -264,7 +264,7 @@ fn check_config(options: &Options) -> u8 {
         config::load_config(&options.config).and_then(|config| {
             config::load_key(&config)
                 .map(|_| config)
-                .map_err(|e| format!("{}: {e}", options.config.display()))
+                .map_err(|e| config::LoadError::new(&options.config, e))
         })
     };
     match loaded {

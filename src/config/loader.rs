@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{check_interfaces, load, Config};
+use super::{check_interfaces, load, Config, ConfigError, LoadError};
 use crate::sys::iface;
 
 /// The hostname, which names the node when the config does not.
@@ -15,8 +15,8 @@ pub fn hostname() -> Option<String> {
 }
 
 /// Reads and validates the configuration at `path`, including that its
-/// interfaces exist here. The error is one line naming file, line and key.
-pub fn load_config(path: &Path) -> Result<Config, String> {
+/// interfaces and user exist here.
+pub fn load_config(path: &Path) -> Result<Config, LoadError> {
     let host = hostname();
     let (config, source) = load(path, host.as_deref())?;
     check_interfaces(&source, &config, |name| {
@@ -27,22 +27,24 @@ pub fn load_config(path: &Path) -> Result<Config, String> {
             .map(|_| ())
             .map_err(|e| format!("{name:?}: {e}"))
     })
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    .map_err(|e| LoadError::new(path, e))?;
     if let Some(user) = &config.user {
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         if crate::sys::privilege::find_user(&passwd, user).is_none() {
-            return Err(format!(
-                "{}: user: no user named {user:?} in /etc/passwd",
-                path.display()
+            return Err(LoadError::new(
+                path,
+                ConfigError::general(format!("user: no user named {user:?} in /etc/passwd")),
             ));
         }
     }
     if let Some(multicast) = &config.heartbeat.multicast {
         if iface::index(&multicast.interface).is_none() {
-            return Err(format!(
-                "{}: heartbeat.multicast.interface: no interface named {:?} on this system",
-                path.display(),
-                multicast.interface
+            return Err(LoadError::new(
+                path,
+                ConfigError::general(format!(
+                    "heartbeat.multicast.interface: no interface named {:?} on this system",
+                    multicast.interface
+                )),
             ));
         }
     }
@@ -55,12 +57,12 @@ pub const MIN_KEY_LEN: usize = 16;
 /// Reads the heartbeat key: the file must be readable by its owner only
 /// (mode 0600 or stricter) and hold at least `MIN_KEY_LEN` bytes; trailing
 /// white space (a newline from `echo`) is not part of the key.
-pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, String> {
+pub fn load_key(config: &Config) -> Result<Option<Vec<u8>>, ConfigError> {
     use std::os::unix::fs::MetadataExt;
     let Some(path) = &config.heartbeat.key_file else {
         return Ok(None);
     };
-    let fail = |why: String| format!("heartbeat.key_file: {path}: {why}");
+    let fail = |why: String| ConfigError::general(format!("heartbeat.key_file: {path}: {why}"));
     let metadata = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     if !metadata.is_file() {
         return Err(fail("not a regular file".into()));

@@ -15,7 +15,7 @@ pub use loader::{hostname, load_config, load_key, MIN_KEY_LEN};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -303,6 +303,44 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// An error about the whole file or a key, with no line to point at.
+    pub fn general(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a configuration file could not be loaded: the file and what is
+/// wrong with it, printed as one line (`FILE: line N: key: what`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, with its line and key where known.
+    pub error: ConfigError,
+}
+
+impl LoadError {
+    /// `error` in the file at `path`.
+    pub fn new(path: &Path, error: ConfigError) -> LoadError {
+        LoadError {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -402,9 +440,9 @@ struct RawService {
 }
 
 /// Reads a configuration file (JSON or UCI); the error names the file.
-pub fn load(path: &Path, hostname: Option<&str>) -> Result<(Config, Source), String> {
-    let text = read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_source(&text, hostname).map_err(|e| format!("{}: {e}", path.display()))
+pub fn load(path: &Path, hostname: Option<&str>) -> Result<(Config, Source), LoadError> {
+    let text = read_text(path).map_err(|e| LoadError::new(path, ConfigError::general(e)))?;
+    parse_source(&text, hostname).map_err(|e| LoadError::new(path, e))
 }
 
 fn read_text(path: &Path) -> Result<String, String> {

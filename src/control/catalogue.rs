@@ -137,11 +137,11 @@ impl Keeper {
     pub fn reload(&mut self) -> Response {
         let new = match config::load_config(&self.config_path) {
             Ok(config) => config,
-            Err(e) => return Response::error(Code::InvalidConfig, e),
+            Err(e) => return Response::error(Code::InvalidConfig, e.to_string()),
         };
         let key = match config::load_key(&new) {
             Ok(key) => key,
-            Err(e) => return Response::error(Code::InvalidConfig, e),
+            Err(e) => return Response::error(Code::InvalidConfig, e.to_string()),
         };
         let diff = config::diff(&self.running, &new);
         for name in &diff.restart {
