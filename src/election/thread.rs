@@ -3,30 +3,32 @@
 //! questions) and publishes ownership snapshots to the actions thread; it
 //! knows no clients and no file but its socket.
 
+mod answers;
+mod heartbeats;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::fitness::{self, Linger, Link};
-use super::policy::{HandoverError, Outputs, Policy, Reject, Scratch, ServiceSpec, Settings};
+use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{Bind, Config, Mode, Service};
 use crate::message::{
-    ActionsCommand, ControlEvent, ElectionAnswer, ElectionAsk, ElectionCommand, ElectionMetrics,
-    HealthReport, HealthStatus, LinkState, PeerStatus, Refusal, ResponderCommand, ServiceStatus,
-    ServiceView, StatusSnapshot, Tuning, VipState,
+    ActionsCommand, ControlEvent, ElectionCommand, HealthReport, LinkState, ResponderCommand,
+    Tuning,
 };
 use crate::ownership::{Ownership, Vip};
-use crate::sys::{iface, udp};
-use crate::wire::heartbeat::{self, Repr};
-use crate::wire::Error as WireError;
+use crate::sys::iface;
+use crate::wire::heartbeat;
+use heartbeats::{open_socket, Counters};
 
 const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
@@ -35,85 +37,6 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 /// "Leaving" heartbeats sent on the way out (each its own sequence number),
 /// so one lost datagram does not make the peers wait out the lease.
 const LEAVING_COPIES: usize = 3;
-
-reasons! {
-    /// Why a received heartbeat was dropped.
-    pub enum Rejection {
-        /// Shorter than its headers say.
-        Truncated = "truncated",
-        /// A version this node does not speak.
-        Version = "version",
-        /// A field out of its range.
-        Malformed = "malformed",
-        /// Longer than any heartbeat.
-        Oversized = "oversized",
-        /// No MAC, though a key is configured.
-        Unauthenticated = "unauthenticated",
-        /// A MAC that does not verify.
-        BadMac = "bad_mac",
-        /// A MAC, though no key is configured.
-        UnexpectedMac = "unexpected_mac",
-        /// From another cluster.
-        OtherCluster = "other_cluster",
-        /// Our own (multicast loopback).
-        Own = "own",
-        /// Another process uses our node name.
-        DuplicateNode = "duplicate_node",
-        /// Not newer than what its sender sent before.
-        Replay = "replay",
-        /// Its digest matches ours but its service count does not.
-        Inconsistent = "inconsistent",
-        /// A new node while the peer table is full of live ones.
-        TooManyPeers = "too_many_peers",
-    }
-}
-
-impl From<WireError> for Rejection {
-    fn from(error: WireError) -> Rejection {
-        match error {
-            WireError::Truncated => Rejection::Truncated,
-            WireError::Unsupported => Rejection::Version,
-            WireError::Malformed | WireError::Checksum => Rejection::Malformed,
-        }
-    }
-}
-
-impl From<Reject> for Rejection {
-    fn from(reject: Reject) -> Rejection {
-        match reject {
-            Reject::Cluster => Rejection::OtherCluster,
-            Reject::Own => Rejection::Own,
-            Reject::DuplicateNode => Rejection::DuplicateNode,
-            Reject::Replay => Rejection::Replay,
-            Reject::Inconsistent => Rejection::Inconsistent,
-            Reject::TooManyPeers => Rejection::TooManyPeers,
-        }
-    }
-}
-
-/// The election's counters (plain u64s owned by its thread).
-#[derive(Debug, Default)]
-struct Counters {
-    sent: u64,
-    received: u64,
-    send_errors: u64,
-    ownership_changes: u64,
-    rejected: [u64; Rejection::COUNT],
-}
-
-impl std::fmt::Display for Counters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "heartbeats_sent={} heartbeats_received={} heartbeat_send_errors={} ownership_changes={}",
-            self.sent, self.received, self.send_errors, self.ownership_changes
-        )?;
-        for (reason, count) in Rejection::ALL.iter().zip(self.rejected) {
-            write!(f, " heartbeat_rejected.{}={count}", reason.name())?;
-        }
-        Ok(())
-    }
-}
 
 /// A random incarnation: a fresh one each process start.
 fn random_incarnation() -> u64 {
@@ -489,24 +412,6 @@ impl ElectionThread {
         }
     }
 
-    /// Answers a client's question or carries out its order.
-    fn answer(&mut self, now: Instant, ask: ElectionAsk) -> ElectionAnswer {
-        match ask {
-            ElectionAsk::Status => ElectionAnswer::Status(Box::new(self.status(now))),
-            ElectionAsk::Services => ElectionAnswer::Services(self.services(now)),
-            ElectionAsk::Metrics => ElectionAnswer::Metrics(Box::new(self.metrics())),
-            ElectionAsk::Drain(draining) => {
-                let outputs = self.policy.set_draining(now, draining);
-                self.carry_out(now, outputs);
-                ElectionAnswer::Draining(draining)
-            }
-            ElectionAsk::Handover(service) => match self.handover(now, service.as_deref()) {
-                Ok(moved) => ElectionAnswer::HandedOver(moved),
-                Err(refusal) => ElectionAnswer::Refused(refusal),
-            },
-        }
-    }
-
     /// Applies what a reload changes at once.
     fn tune(&mut self, now: Instant, tuning: Tuning) {
         self.key = tuning.key;
@@ -541,143 +446,6 @@ impl ElectionThread {
         self.publish_ownership();
     }
 
-    fn handover(&mut self, now: Instant, service: Option<&str>) -> Result<Vec<String>, Refusal> {
-        let indices: Vec<usize> = match service {
-            Some(name) => match self.vips.iter().position(|v| &*v.name == name) {
-                Some(index) => vec![index],
-                None => return Err(Refusal::NotFound(name.to_string())),
-            },
-            None => self.policy.owned().collect(),
-        };
-        if indices.is_empty() {
-            return Err(Refusal::NotOwner(None));
-        }
-        let mut moved = Vec::new();
-        for index in indices {
-            let name = self.vips[index].name.to_string();
-            match self.policy.handover(now, index) {
-                Ok(outputs) => {
-                    self.carry_out(now, outputs);
-                    moved.push(name);
-                }
-                Err(HandoverError::NotOwner) => return Err(Refusal::NotOwner(Some(name))),
-                Err(HandoverError::NoCandidate) => return Err(Refusal::NoCandidate(name)),
-            }
-        }
-        Ok(moved)
-    }
-
-    fn status(&self, now: Instant) -> StatusSnapshot {
-        let services = self
-            .vips
-            .iter()
-            .enumerate()
-            .map(|(index, vip)| {
-                let owner = self.policy.owner(index, now);
-                let linger_left = self.linger.left(&vip.name, now).map(|d| d.as_secs());
-                let state = match (owner, linger_left) {
-                    (Some(node), _) if node == self.identity.node => VipState::Owner,
-                    (_, Some(_)) => VipState::Lingering,
-                    (Some(_), None) => VipState::Standby,
-                    (None, None) => VipState::NoOwner,
-                };
-                let health = self.checked[index].then(|| {
-                    let report = self.health.get(&*vip.name);
-                    HealthStatus {
-                        state: match report.and_then(|r| r.healthy) {
-                            Some(true) => "passing",
-                            Some(false) => "failing",
-                            None => "pending",
-                        },
-                        last: report.map(|r| r.detail.clone()),
-                    }
-                });
-                ServiceStatus {
-                    name: Arc::clone(&vip.name),
-                    ip: vip.ip,
-                    interface: Arc::clone(&vip.interface),
-                    owner: owner.map(str::to_string),
-                    state,
-                    since_s: self
-                        .policy
-                        .acquired_at(index)
-                        .map(|at| now.saturating_duration_since(at).as_secs()),
-                    unfit: self.policy.unfit(index),
-                    linger_left_s: linger_left,
-                    health,
-                }
-            })
-            .collect();
-        let peers = self
-            .policy
-            .peer_states(now)
-            .into_iter()
-            .map(|p| PeerStatus {
-                node: p.node,
-                priority: p.priority,
-                alive: p.alive,
-                last_heard_ms: p.last_heard.as_millis() as u64,
-                lease_left_ms: p.lease_left.as_millis() as u64,
-                draining: p.draining,
-                joining: p.joining,
-                leaving: p.leaving,
-                same_services: p.same_services,
-            })
-            .collect();
-        StatusSnapshot {
-            node: self.identity.node.clone(),
-            cluster: self.identity.cluster.clone(),
-            priority: self.priority,
-            mode: self.identity.mode,
-            preempt: self.preempt,
-            interval_ms: self.identity.interval_ms,
-            lease_ms: self.identity.lease_ms,
-            draining: self.policy.draining(),
-            uptime_s: now.saturating_duration_since(self.started).as_secs(),
-            digest: format!("{:016x}", self.policy.digest()),
-            digest_agreement: self.mismatched.is_empty(),
-            services,
-            peers,
-        }
-    }
-
-    fn services(&self, now: Instant) -> Vec<ServiceView> {
-        self.vips
-            .iter()
-            .zip(self.policy.services())
-            .enumerate()
-            .map(|(index, (vip, spec))| ServiceView {
-                name: Arc::clone(&vip.name),
-                ip: vip.ip,
-                interface: Arc::clone(&vip.interface),
-                nodes: spec.nodes.clone(),
-                owned: self.policy.owns(index),
-                owner: self.policy.owner(index, now).map(str::to_string),
-            })
-            .collect()
-    }
-
-    fn metrics(&self) -> ElectionMetrics {
-        ElectionMetrics {
-            node: self.identity.node.clone(),
-            heartbeats_sent: self.counters.sent,
-            heartbeats_received: self.counters.received,
-            heartbeat_send_errors: self.counters.send_errors,
-            ownership_changes: self.counters.ownership_changes,
-            rejected: Rejection::ALL
-                .iter()
-                .map(|reason| reason.name())
-                .zip(self.counters.rejected)
-                .collect(),
-            vips: self
-                .vips
-                .iter()
-                .enumerate()
-                .map(|(index, vip)| (Arc::clone(&vip.name), vip.ip, self.policy.owns(index)))
-                .collect(),
-        }
-    }
-
     fn log_state(&self) {
         let now = Instant::now();
         let peers: Vec<String> = self
@@ -694,129 +462,6 @@ impl ElectionThread {
             mismatched.join(", "),
             self.counters
         );
-    }
-
-    /// Reads up to the per-wake cap; true when the socket is empty.
-    fn receive(&mut self, buffer: &mut [u8]) -> bool {
-        let Some(socket) = self.socket.take() else {
-            return true;
-        };
-        let mut outputs = Outputs::default();
-        let drained = self.receive_from(&socket, buffer, &mut outputs);
-        self.socket = Some(socket);
-        self.carry_out(Instant::now(), outputs);
-        drained
-    }
-
-    fn receive_from(
-        &mut self,
-        socket: &UdpSocket,
-        buffer: &mut [u8],
-        outputs: &mut Outputs,
-    ) -> bool {
-        for _ in 0..DATAGRAMS_PER_WAKE {
-            let (len, from) = match socket.recv_from(buffer) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    warn!("heartbeat receive failed: {e}");
-                    return true;
-                }
-            };
-            let verdict = if len >= buffer.len() {
-                Err(Rejection::Oversized)
-            } else {
-                self.accept(&buffer[..len])
-            };
-            match verdict {
-                Ok(accepted) => {
-                    self.counters.received += 1;
-                    outputs.absorb(accepted);
-                }
-                Err(rejection) => {
-                    self.counters.rejected[rejection.index()] += 1;
-                    if rejection != Rejection::Own {
-                        self.log_rejection(from, rejection);
-                    }
-                }
-            }
-        }
-        false
-    }
-
-    fn accept(&mut self, datagram: &[u8]) -> Result<Outputs, Rejection> {
-        let beat = Repr::parse(datagram)?;
-        match &self.key {
-            Some(_) if !heartbeat::is_authenticated(datagram) => {
-                return Err(Rejection::Unauthenticated)
-            }
-            Some(key) if !heartbeat::verify(datagram, key) => return Err(Rejection::BadMac),
-            None if heartbeat::is_authenticated(datagram) => return Err(Rejection::UnexpectedMac),
-            _ => {}
-        }
-        let now = Instant::now();
-        let outputs = self.policy.on_heartbeat(now, &beat)?;
-        let mismatched: BTreeSet<String> = self
-            .policy
-            .digest_mismatches()
-            .map(str::to_string)
-            .collect();
-        for peer in mismatched.difference(&self.mismatched) {
-            warn!(
-                "{peer}: its service list differs from ours (digest); no new claims while it is alive: \
-                 give every node the same services"
-            );
-        }
-        self.mismatched = mismatched;
-        Ok(outputs)
-    }
-
-    fn log_rejection(&mut self, from: SocketAddr, rejection: Rejection) {
-        let now = Instant::now();
-        match self.last_log {
-            Some(last) if now.saturating_duration_since(last) < Duration::from_secs(10) => {
-                self.suppressed += 1
-            }
-            _ => {
-                let more = std::mem::take(&mut self.suppressed);
-                let more = if more > 0 {
-                    format!(" ({more} more drops since the last report)")
-                } else {
-                    String::new()
-                };
-                warn!(
-                    "dropped a heartbeat from {from}: {}{more}",
-                    rejection.name()
-                );
-                self.last_log = Some(now);
-            }
-        }
-    }
-
-    fn send(&mut self, now: Instant) {
-        let key = self.key.as_deref();
-        let beat = self.policy.heartbeat(now, &mut self.scratch);
-        let out = &mut self.out;
-        let len = match beat.emit(out, key) {
-            Ok(len) => len,
-            Err(e) => {
-                warn!("cannot build a heartbeat: {e}");
-                return;
-            }
-        };
-        let Some(socket) = self.socket.as_ref() else {
-            return;
-        };
-        for destination in &self.destinations {
-            match socket.send_to(&out[..len], *destination) {
-                Ok(_) => self.counters.sent += 1,
-                Err(e) => {
-                    self.counters.send_errors += 1;
-                    debug!("heartbeat to {destination} failed: {e}");
-                }
-            }
-        }
     }
 
     /// Sends the current ownership on, changed or not: to the actions
@@ -895,75 +540,4 @@ impl ElectionThread {
             self.send(now);
         }
     }
-}
-
-/// Opens the heartbeat socket: bound to the port, joined to the group if
-/// any. Returns it with the destinations of every heartbeat.
-fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<SocketAddr>)> {
-    let heartbeat = &config.heartbeat;
-    let context = |what: &str, e: io::Error| {
-        io::Error::new(e.kind(), format!("heartbeat socket: {what}: {e}"))
-    };
-    let v6 = match (&heartbeat.multicast, heartbeat.bind) {
-        (_, Some(bind)) => bind.is_ipv6(),
-        (Some(multicast), None) => multicast.group.is_ipv6(),
-        (None, None) => heartbeat.peers.iter().any(|p| p.is_ipv6()),
-    };
-    let bind = heartbeat.bind.unwrap_or(if v6 {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    });
-    let socket = StdUdpSocket::bind(SocketAddr::new(bind, heartbeat.port))
-        .map_err(|e| context("bind", e))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| context("non-blocking", e))?;
-    let mut destinations = Vec::new();
-    for peer in &heartbeat.peers {
-        destinations.push(match (v6, peer) {
-            (true, SocketAddr::V4(v4)) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
-            (false, SocketAddr::V6(_)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("heartbeat peer {peer}: IPv6 peer on an IPv4 socket; set heartbeat.bind to an IPv6 address"),
-                ))
-            }
-            _ => *peer,
-        });
-    }
-    if let Some(multicast) = &heartbeat.multicast {
-        let ifindex = iface::index(&multicast.interface).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface named {:?}", multicast.interface),
-            )
-        })?;
-        match multicast.group {
-            IpAddr::V4(group) => {
-                udp::join_v4(&socket, group, ifindex).map_err(|e| context("join group", e))?;
-                udp::multicast_interface_v4(&socket, ifindex)
-                    .map_err(|e| context("multicast interface", e))?;
-                socket
-                    .set_multicast_ttl_v4(1)
-                    .map_err(|e| context("multicast TTL", e))?;
-                socket
-                    .set_multicast_loop_v4(false)
-                    .map_err(|e| context("multicast loop", e))?;
-            }
-            IpAddr::V6(group) => {
-                socket
-                    .join_multicast_v6(&group, ifindex)
-                    .map_err(|e| context("join group", e))?;
-                udp::multicast_interface_v6(&socket, ifindex)
-                    .map_err(|e| context("multicast interface", e))?;
-                udp::multicast_hops_v6(&socket, 1).map_err(|e| context("multicast hops", e))?;
-                socket
-                    .set_multicast_loop_v6(false)
-                    .map_err(|e| context("multicast loop", e))?;
-            }
-        }
-        destinations.push(SocketAddr::new(multicast.group, heartbeat.port));
-    }
-    Ok((socket, destinations))
 }

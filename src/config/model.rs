@@ -1,0 +1,268 @@
+//! The validated configuration of one node: the model every other part of
+//! the daemon reads, with its defaults and bounds.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where the daemon looks for its configuration by default.
+pub const DEFAULT_PATH: &str = "/etc/l2vip/config.json";
+/// A configuration file larger than this is refused.
+pub const MAX_FILE_LEN: u64 = 1 << 20;
+/// The most services one node serves (the heartbeat format's bound).
+pub const MAX_SERVICES: usize = 1024;
+/// Linux's IFNAMSIZ less the terminating NUL.
+pub const MAX_INTERFACE_NAME: usize = 15;
+/// Names of nodes and services: 1 to 64 of `[A-Za-z0-9._-]`.
+pub const MAX_NAME: usize = 64;
+/// The most unicast peers a node sends heartbeats to (a cluster is ~16).
+pub const MAX_PEERS: usize = 64;
+/// Where services added at runtime are kept by default.
+pub const DEFAULT_STATE_FILE: &str = "/etc/l2vip/runtime.json";
+/// Where the control socket lives by default.
+pub const DEFAULT_SOCKET: &str = "/var/run/l2vip/control.sock";
+/// The default heartbeat UDP port.
+pub const DEFAULT_PORT: u16 = 7947;
+
+/// The validated configuration of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Heartbeats of other clusters are ignored.
+    pub cluster: String,
+    /// 1..=255, higher wins.
+    pub priority: u8,
+    /// How VIPs are spread over the nodes.
+    pub mode: Mode,
+    /// Whether a better-ranked node takes VIPs back from their holder.
+    pub preempt: bool,
+    /// The heartbeat protocol.
+    pub heartbeat: Heartbeat,
+    /// Gratuitous ARP / unsolicited NA settings.
+    pub announce: Announce,
+    /// The control socket.
+    pub control: Control,
+    /// Where services added at runtime persist; `None`: they do not.
+    pub state_file: Option<String>,
+    /// How an owner accepts a VIP's traffic, unless a service says otherwise.
+    pub bind: Bind,
+    /// Seconds the old owner keeps accepting a VIP's traffic after a
+    /// planned hand-over (clients with stale caches).
+    pub linger_s: u64,
+    /// Commands run when this node acquires or releases a VIP.
+    pub hooks: Hooks,
+    /// The user the daemon switches to after start-up (keeping only
+    /// CAP_NET_RAW and CAP_NET_ADMIN); `None`: it stays who started it.
+    pub user: Option<String>,
+    /// Niceness of the responder and election threads (-20..=0): answers
+    /// and heartbeats win the CPU over the daemon's other work and the
+    /// host's ordinary processes.
+    pub nice: i32,
+    /// The VIPs, in file order.
+    pub services: Vec<Service>,
+}
+
+/// The default `nice` of the responder and election threads.
+pub const DEFAULT_NICE: i32 = -10;
+
+/// The longest `linger_s`.
+pub const MAX_LINGER_S: u64 = 3600;
+/// The default `linger_s`: MetalLB's advice for clients with buggy caches.
+pub const DEFAULT_LINGER_S: u64 = 120;
+
+/// How the owner of a VIP makes its own kernel accept the VIP's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bind {
+    /// A `local` route in the `local` table while the VIP is owned.
+    Route,
+    /// Nothing: something else (a proxy bound to the address, nftables)
+    /// takes the traffic.
+    None,
+}
+
+/// Commands run on ownership changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hooks {
+    /// Run (by `/bin/sh -c`) after this node acquires a VIP.
+    pub on_acquire: Option<String>,
+    /// Run after this node releases a VIP.
+    pub on_release: Option<String>,
+    /// A hook still running after this long is killed.
+    pub timeout_ms: u64,
+}
+
+impl Hooks {
+    /// The time a hook may run.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// A health check: while it fails, this node is no candidate for the VIP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// What is checked.
+    #[serde(flatten)]
+    pub check: Check,
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// A check taking longer fails.
+    pub timeout_ms: u64,
+    /// Successes in a row that make a failing service healthy.
+    pub rise: u32,
+    /// Failures in a row that make a healthy service failing.
+    pub fall: u32,
+}
+
+impl Health {
+    /// Time between checks.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Time one check may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// The kind of health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    /// A TCP connection to this address succeeds.
+    Tcp(SocketAddr),
+    /// This command (by `/bin/sh -c`) exits with status 0.
+    Exec(String),
+}
+
+/// How owners are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One leader, ranked by (priority, name), owns every VIP.
+    Single,
+    /// Each VIP goes to the top of a priority-weighted rendezvous hash.
+    Spread,
+}
+
+/// The heartbeat protocol between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heartbeat {
+    /// UDP port, the same on every node.
+    pub port: u16,
+    /// Local address to bind, if not the wildcard.
+    pub bind: Option<IpAddr>,
+    /// Time between heartbeats.
+    pub interval_ms: u64,
+    /// A peer is alive while its last heartbeat is younger than this.
+    pub lease_ms: u64,
+    /// Unicast peers.
+    pub peers: Vec<SocketAddr>,
+    /// A multicast group to send to and listen on.
+    pub multicast: Option<Multicast>,
+    /// File holding the HMAC-SHA256 key (mode 0600).
+    pub key_file: Option<String>,
+}
+
+impl Heartbeat {
+    /// Time between heartbeats.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// How long a heartbeat keeps its sender alive.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    /// True when this node has nobody to talk to: a one-node cluster.
+    pub fn is_alone(&self) -> bool {
+        self.peers.is_empty() && self.multicast.is_none()
+    }
+}
+
+/// A multicast group for heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Multicast {
+    /// The group address.
+    pub group: IpAddr,
+    /// The interface to send and join on.
+    pub interface: String,
+}
+
+/// The control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Control {
+    /// Path of the Unix socket.
+    pub socket: String,
+    /// A group whose members may use the read-only commands.
+    pub group: Option<String>,
+    /// A client silent this long is disconnected.
+    pub idle_s: u64,
+}
+
+impl Control {
+    /// How long a client may stay silent.
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_s)
+    }
+}
+
+/// How a new owner makes the segment learn where a VIP lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Announce {
+    /// Rounds in the burst sent on acquiring a VIP.
+    pub count: u32,
+    /// Time between rounds; over 1 s so Linux's ARP locktime keeps none.
+    pub interval_ms: u64,
+    /// Period of a refresh round while owning a VIP; 0 turns it off.
+    pub refresh_s: u64,
+}
+
+impl Announce {
+    /// Time between rounds of a burst.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// Period of the refresh round, if enabled.
+    pub fn refresh(&self) -> Option<Duration> {
+        (self.refresh_s > 0).then(|| Duration::from_secs(self.refresh_s))
+    }
+}
+
+impl Default for Announce {
+    fn default() -> Self {
+        Announce {
+            count: 5,
+            interval_ms: 1100,
+            refresh_s: 60,
+        }
+    }
+}
+
+/// One virtual IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    /// Unique name. Shared (with the election's and the responder's
+    /// forms of the service), as is the interface name.
+    pub name: Arc<str>,
+    /// The address answered for.
+    pub ip: IpAddr,
+    /// The interface it lives on.
+    pub interface: Arc<str>,
+    /// The nodes that may own it; empty: every node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Overrides the global `bind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<Bind>,
+    /// An optional health check (boxed: most services have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Box<Health>>,
+}
