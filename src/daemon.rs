@@ -16,6 +16,7 @@ use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{self, Config};
 use crate::control::catalogue::Keeper;
 use crate::control::server::ControlServer;
+use crate::election::incarnation;
 use crate::election::thread::ElectionThread;
 use crate::link::{LinkThread, Listeners};
 use crate::message::{
@@ -182,9 +183,18 @@ impl Supervisor {
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
         let (mut actions, actions_mailbox) =
             ActionsThread::new(config, responder_mailbox.clone()).map_err(|e| e.to_string())?;
+        let counter = config.state_file.as_deref().map(incarnation::counter_path);
+        let (incarnation, kept) = incarnation::for_this_start(counter.as_deref());
+        if let (Some(e), Some(path)) = (kept, &counter) {
+            warn!(
+                "cannot keep the start counter in {}: {e}; starts are ordered by the clock alone",
+                path.display()
+            );
+        }
         let (election, election_mailbox) = ElectionThread::new(
             config,
             &services,
+            incarnation,
             key,
             responder_mailbox.clone(),
             actions_mailbox.clone(),

@@ -55,31 +55,99 @@ fn move_aside(path: &Path, why: &str) -> String {
     }
 }
 
+/// Why `read_regular` refused a file.
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
+}
+
+/// Reads a regular file of at most `max_len` bytes as text, without
+/// following a symbolic link and without waiting on a FIFO or a device.
+pub fn read_regular(path: &Path, max_len: u64) -> io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular("a symbolic link, not a regular file"),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(max_len + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > max_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max_len} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Writes `bytes` to `path` atomically: a new temporary file beside it
+/// (a random name, created exclusively, never through a link, mode 0600),
+/// synced, renamed over `path`, and the directory synced. The temporary
+/// file is removed if anything fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let directory = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(directory)?;
+    let mut random = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let temporary = directory.join(format!(
+        ".{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("l2vip"),
+        u64::from_ne_bytes(random)
+    ));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(e);
+    }
+    File::open(directory)?.sync_all()
+}
+
 /// Reads the state file; a missing file is an empty one. A corrupt file is
-/// reported and moved aside, never fatal.
+/// reported and moved aside, never fatal; one that is not a regular file
+/// (a link, a FIFO) is reported and left alone.
 pub fn load(path: &Path) -> Loaded {
     let mut loaded = Loaded::default();
-    let text = match fs::metadata(path) {
+    let text = match read_regular(path, MAX_LEN) {
+        Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return loaded,
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            loaded
+                .warnings
+                .push(format!("state file {}: {e}; ignored", path.display()));
+            return loaded;
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            loaded.warnings.push(move_aside(path, &format!("{e}")));
+            return loaded;
+        }
         Err(e) => {
             loaded
                 .warnings
                 .push(format!("state file {}: cannot read: {e}", path.display()));
             return loaded;
         }
-        Ok(meta) if meta.len() > MAX_LEN => {
-            loaded.warnings.push(move_aside(path, "larger than 4 MiB"));
-            return loaded;
-        }
-        Ok(_) => match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) => {
-                loaded
-                    .warnings
-                    .push(move_aside(path, &format!("unreadable: {e}")));
-                return loaded;
-            }
-        },
     };
     let value: Value = match serde_json::from_str(&text) {
         Ok(value) => value,
@@ -110,34 +178,18 @@ pub fn load(path: &Path) -> Loaded {
 
 /// Writes the services atomically.
 pub fn save(path: &Path, services: &[Service]) -> io::Result<()> {
-    let directory = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(directory)?;
-    let temporary = directory.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("runtime.json")
-    ));
-    let text = serde_json::to_string_pretty(&json!({
+    let mut text = serde_json::to_string_pretty(&json!({
         "services": services.iter().map(service_json).collect::<Vec<_>>()
     }))
     .map_err(io::Error::other)?;
-    {
-        let mut file = File::create(&temporary)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    fs::rename(&temporary, path)?;
-    File::open(directory)?.sync_all()
+    text.push('\n');
+    write_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     fn dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("l2vip-state-{name}-{}", std::process::id()));
@@ -159,7 +211,46 @@ mod tests {
         let loaded = load(&path);
         assert_eq!(loaded.services, vec![service]);
         assert!(loaded.warnings.is_empty());
-        assert!(!dir.join(".runtime.json.tmp").exists());
+        // Only the state file is left: no temporary file.
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn links_and_fifos_are_never_read_or_written_through() {
+        let dir = dir("links");
+        let target = dir.join("elsewhere");
+        fs::write(&target, "precious").unwrap();
+        let path = dir.join("runtime.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let loaded = load(&path);
+        assert!(loaded.services.is_empty());
+        assert!(
+            loaded.warnings[0].contains("symbolic link"),
+            "{:?}",
+            loaded.warnings
+        );
+        // Saving replaces the link itself, never writes through it.
+        save(&path, &[]).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+
+        // A FIFO does not block the start: it is reported and left alone.
+        let fifo = dir.join("fifo.json");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.map(|s| s.success()).unwrap_or(false) {
+            let loaded = load(&fifo);
+            assert!(
+                loaded.warnings[0].contains("not a regular file"),
+                "{:?}",
+                loaded.warnings
+            );
+            assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        }
     }
 
     #[test]

@@ -500,15 +500,25 @@ impl Policy {
                 revived = !peer.leaving && now >= peer.seen + lease;
             }
             Some(peer) => {
-                if peer.retired.contains(&beat.incarnation) {
+                // Incarnations are ordered (the start counter and clock of
+                // `incarnation.rs`): an older one while the newer is alive
+                // is a replay from an earlier run, and never retires it.
+                let live = !peer.leaving && now < peer.seen + lease;
+                let older = beat.incarnation < peer.incarnation;
+                if peer.retired.contains(&beat.incarnation) || (older && live) {
                     return Err(Reject::Replay);
                 }
-                // The peer restarted: its old incarnation never counts again.
-                if peer.retired.len() == RETIRED {
-                    peer.retired.remove(0);
+                // A later incarnation: the peer restarted, and the old one
+                // never counts again. An older one, after a lease of silence:
+                // a restart whose counter and clock went back, or a replay
+                // while the live process is cut off; the newer one is not
+                // retired, so it is heard again the moment it speaks.
+                if !older {
+                    if peer.retired.len() == RETIRED {
+                        peer.retired.remove(0);
+                    }
+                    peer.retired.push(peer.incarnation);
                 }
-                let old = peer.incarnation;
-                peer.retired.push(old);
                 peer.incarnation = beat.incarnation;
                 peer.sequence = 0;
             }
@@ -1428,7 +1438,7 @@ mod tests {
 
         // a restarts: the new incarnation counts, the old one never again.
         let mut a2 = node("a", 200, false, t0);
-        a2.incarnation = 77;
+        a2.incarnation = a.incarnation + 77;
         deliver(&mut a2, &mut b, t0).unwrap();
         let mut later = Repr::parse(&first).unwrap();
         later.sequence = 1000;
@@ -1444,9 +1454,44 @@ mod tests {
         assert_eq!(b.on_heartbeat(t0, &clash), Err(Reject::Own));
         let mut wrong_count = Repr::parse(&first).unwrap();
         wrong_count.sequence = 2000;
-        wrong_count.incarnation = 77;
+        wrong_count.incarnation = a2.incarnation;
         wrong_count.service_count = 9;
         assert_eq!(b.on_heartbeat(t0, &wrong_count), Err(Reject::Inconsistent));
+    }
+
+    #[test]
+    fn a_heartbeat_of_an_earlier_run_never_makes_a_node_deaf_to_the_live_one() {
+        let t0 = Instant::now();
+        let mut b = node("b", 50, false, t0);
+        // a's first run: one heartbeat captured on the way.
+        let mut a1 = node("a", 200, false, t0);
+        let captured = beat(&mut a1, t0);
+        // a restarts (a later incarnation), and b hears the new run.
+        let mut a2 = node("a", 200, false, t0);
+        a2.incarnation = a1.incarnation + 1;
+        deliver(&mut a2, &mut b, t0).unwrap();
+        // The capture arrives: refused, the live incarnation stays.
+        let replayed = Repr::parse(&captured).unwrap();
+        assert_eq!(b.on_heartbeat(t0, &replayed), Err(Reject::Replay));
+        let later = t0 + INTERVAL;
+        assert_eq!(deliver(&mut a2, &mut b, later), Ok(()), "still hears a2");
+        assert!(b
+            .peer_states(later)
+            .iter()
+            .any(|p| p.node == "a" && p.alive));
+
+        // A restart whose clock went back (an older incarnation) counts once
+        // the newer one has been silent for a whole lease.
+        let mut a3 = node("a", 200, false, t0);
+        a3.incarnation = a1.incarnation - 1;
+        assert_eq!(deliver(&mut a3, &mut b, later), Err(Reject::Replay));
+        let silent = later + LEASE;
+        assert_eq!(deliver(&mut a3, &mut b, silent), Ok(()));
+        // ...but a2 is not retired by it: if a2 was only cut off (and a3 a
+        // replay), a2 is heard again at its next heartbeat, and a3 never again.
+        let back = silent + INTERVAL;
+        assert_eq!(deliver(&mut a2, &mut b, back), Ok(()));
+        assert_eq!(deliver(&mut a3, &mut b, back), Err(Reject::Replay));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::BinaryHeap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::incarnation;
 use super::policy::{mix, Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::config::Mode;
 use crate::wire::heartbeat::{self, Repr};
@@ -41,6 +42,8 @@ struct Node {
     name: String,
     priority: u8,
     policy: Option<Policy>,
+    /// How often it started.
+    starts: u64,
     /// What its policy returned since its last turn.
     outputs: Outputs,
     down_until: Option<Instant>,
@@ -75,7 +78,19 @@ struct Sim {
     steps: u64,
     previous: Instant,
     log: Vec<String>,
+    /// Heartbeats seen on the wire, for the adversary to replay (a bounded
+    /// sample of every run, every incarnation).
+    recorded: Vec<Vec<u8>>,
+    replayed: u64,
+    /// Whether the adversary replays. Replays may keep a dead node alive
+    /// for a node that restarted (it has no memory of that peer's last
+    /// sequence), so then only safety is checked: at most one owner, and
+    /// no node deaf to a live peer.
+    adversary: bool,
 }
+
+/// Heartbeats the adversary keeps to replay.
+const RECORDED: usize = 512;
 
 const LATENCY: Duration = Duration::from_micros(300);
 
@@ -102,6 +117,7 @@ impl Sim {
                 priority: 50 + rng.below(100) as u8,
                 name,
                 policy: None,
+                starts: 0,
                 down_until: None,
                 outputs: Outputs::default(),
                 scratch: Scratch::default(),
@@ -126,6 +142,9 @@ impl Sim {
             steps: 0,
             previous: start,
             log: Vec::new(),
+            recorded: Vec::new(),
+            replayed: 0,
+            adversary: false,
         };
         sim.groups = vec![0; sim.nodes.len()];
         for index in 0..sim.nodes.len() {
@@ -141,10 +160,13 @@ impl Sim {
             priority: node.priority,
             ..self.settings.clone()
         };
+        // Ordered as the daemon's are: a later start, random low bits.
+        node.starts += 1;
+        let incarnation = incarnation::incarnation(node.starts, self.rng.next() as u16);
         node.policy = Some(Policy::new(
             settings,
             self.services.clone(),
-            self.rng.next(),
+            incarnation,
             self.now,
         ));
         node.outputs = Outputs::default();
@@ -209,6 +231,15 @@ impl Sim {
         let mut bytes = vec![0u8; heartbeat::MAX_LEN];
         let len = beat.emit(&mut bytes, None).expect("heartbeat fits");
         bytes.truncate(len);
+        // The adversary hears everything (signed or not, it cannot forge:
+        // with a key, forged heartbeats die at the MAC check before the
+        // policy); it keeps a sample to send again later.
+        if self.recorded.len() < RECORDED {
+            self.recorded.push(bytes.clone());
+        } else {
+            let slot = self.rng.below(RECORDED as u64) as usize;
+            self.recorded[slot] = bytes.clone();
+        }
         for to in 0..self.nodes.len() {
             if to == from || self.groups[to] != self.groups[from] {
                 continue;
@@ -315,6 +346,9 @@ impl Sim {
                 self.send(index);
             }
         }
+        if self.adversary {
+            return Ok(());
+        }
         self.check_ownerless()
     }
 
@@ -356,11 +390,57 @@ impl Sim {
         for service in 0..self.services.len() {
             let owners = self.owners(service);
             let expected = usize::from(self.someone_could_own(service));
-            if owners.len() != expected {
+            let wrong = if self.adversary {
+                owners.len() > 1
+            } else {
+                owners.len() != expected
+            };
+            if wrong {
                 return Err(format!(
                     "{} has owners {owners:?} after the network was whole and stable",
                     self.services[service].name
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The adversary sends `count` recorded heartbeats again, each to a
+    /// random node (its own sender included), from any run of any node.
+    fn replay(&mut self, count: usize) {
+        for _ in 0..count {
+            if self.recorded.is_empty() {
+                return;
+            }
+            let pick = self.rng.below(self.recorded.len() as u64) as usize;
+            let to = self.rng.below(self.nodes.len() as u64) as usize;
+            self.order += 1;
+            self.replayed += 1;
+            self.flight.push(Reverse(Flight {
+                at: self.now + LATENCY,
+                order: self.order,
+                to,
+                bytes: self.recorded[pick].clone(),
+            }));
+        }
+    }
+
+    /// Every running node hears every other running node (the network is
+    /// whole): no replay made one deaf to a live peer.
+    fn check_hearing(&self) -> Result<(), String> {
+        for listener in self.nodes.iter().filter(|n| n.policy.is_some()) {
+            let Some(policy) = &listener.policy else {
+                continue;
+            };
+            let peers = policy.peer_states(self.now);
+            for speaker in self.nodes.iter().filter(|n| n.policy.is_some()) {
+                let hears = peers.iter().any(|p| p.node == speaker.name && p.alive);
+                if speaker.name != listener.name && !hears {
+                    return Err(format!(
+                        "{} is deaf to {}, which runs (after {} replays)",
+                        listener.name, speaker.name, self.replayed
+                    ));
+                }
             }
         }
         Ok(())
@@ -403,6 +483,17 @@ fn settings(mode: Mode, preempt: bool, interval_ms: u64, lease_ms: u64) -> Setti
 /// Faults, then calm; after each calm stretch of lease + 2 x interval
 /// every service has exactly one owner; ownerless never lasts longer.
 fn chaos(seed: u64) -> Result<(), String> {
+    chaos_with(seed, false)
+}
+
+/// The same with an adversary that replays heartbeats of every run, to
+/// every node, through the faults and the calm: after each calm stretch no
+/// service has two owners and every running node hears every other.
+fn chaos_with_replays(seed: u64) -> Result<(), String> {
+    chaos_with(seed, true)
+}
+
+fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
     let mut rng = Rng(seed ^ 0x5eed);
     let nodes = 3 + rng.below(3) as usize;
     let services = 4 + rng.below(5) as usize;
@@ -419,6 +510,7 @@ fn chaos(seed: u64) -> Result<(), String> {
         services,
         settings(mode, rng.chance(0.3), interval, lease),
     );
+    sim.adversary = adversary;
     let settle = sim.settings.lease + 2 * sim.settings.interval;
     for round in 0..4 {
         // A chaotic stretch.
@@ -453,6 +545,11 @@ fn chaos(seed: u64) -> Result<(), String> {
                     sim.groups.iter_mut().for_each(|g| *g = 0);
                     sim.note("heal".into());
                 }
+                4 if sim.adversary => {
+                    let count = 1 + sim.rng.below(20) as usize;
+                    sim.replay(count);
+                    sim.note(format!("replay {count}"));
+                }
                 _ => {}
             }
             sim.run_until(step_end)
@@ -469,9 +566,20 @@ fn chaos(seed: u64) -> Result<(), String> {
             .unwrap_or(sim.now)
             .max(sim.now);
         let until = back + settle + sim.settings.lease;
-        sim.run_until(until)
-            .map_err(|e| sim.failure(seed, "calm", &e))?;
+        // The adversary goes on replaying through the calm: the network is
+        // whole and lossless, only old heartbeats arrive again.
+        while sim.now < until {
+            let step_end = (sim.now + sim.rng.millis(50, 400)).min(until);
+            if sim.adversary {
+                let count = 1 + sim.rng.below(3) as usize;
+                sim.replay(count);
+            }
+            sim.run_until(step_end)
+                .map_err(|e| sim.failure(seed, "calm", &e))?;
+        }
         sim.check_single_owners()
+            .map_err(|e| sim.failure(seed, "calm", &e))?;
+        sim.check_hearing()
             .map_err(|e| sim.failure(seed, "calm", &e))?;
     }
     if std::env::var("L2VIP_SIM_STEPS").is_ok() {
@@ -551,6 +659,11 @@ fn run_seeds(count: u64, salt: u64, scenario: fn(u64) -> Result<(), String>) {
 #[test]
 fn chaos_converges_and_never_leaves_a_vip_ownerless_too_long() {
     run_seeds(2000, 0xc4a05, chaos);
+}
+
+#[test]
+fn replayed_heartbeats_never_split_ownership_or_silence_a_live_peer() {
+    run_seeds(1000, 0x4e91a7, chaos_with_replays);
 }
 
 #[test]

@@ -38,23 +38,6 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 /// so one lost datagram does not make the peers wait out the lease.
 const LEAVING_COPIES: usize = 3;
 
-/// A random incarnation: a fresh one each process start.
-fn random_incarnation() -> u64 {
-    use std::io::Read;
-    let mut bytes = [0u8; 8];
-    let from_kernel =
-        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if from_kernel.is_ok() {
-        return u64::from_ne_bytes(bytes);
-    }
-    // No /dev/urandom: mix the clock and the PID; still differs per start.
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    clock ^ (u64::from(std::process::id()) << 32)
-}
-
 /// The services in canonical (name) order, as the election and the
 /// responder need them; `bind` is the global default.
 pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip>) {
@@ -144,10 +127,12 @@ pub struct ElectionThread {
 
 impl ElectionThread {
     /// Opens the heartbeat socket (unless the node is alone) and returns the
-    /// thread state and its mailbox. `services` is the catalogue's list.
+    /// thread state and its mailbox. `services` is the catalogue's list;
+    /// `incarnation` this start's (`incarnation::for_this_start`).
     pub fn new(
         config: &Config,
         services: &[Service],
+        incarnation: u64,
         key: Option<Vec<u8>>,
         responder: Mailbox<ResponderCommand>,
         actions: Mailbox<ActionsCommand>,
@@ -176,7 +161,6 @@ impl ElectionThread {
             lease: heartbeat.lease(),
             alone: heartbeat.is_alone(),
         };
-        let incarnation = random_incarnation();
         let policy = Policy::new(settings, specs, incarnation, Instant::now());
         if heartbeat.is_alone() {
             info!("no peers configured: a one-node cluster owns every VIP it may");
