@@ -613,3 +613,98 @@ fn heartbeats_over_ipv6_elect_one_owner() {
     );
     assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
 }
+
+/// A signed heartbeat captured in an earlier run of n1, sent once after both
+/// nodes restarted, must not make n2 take it for a newer n1: n2 would stop
+/// hearing the live n1 and both would own the VIPs.
+#[test]
+fn a_heartbeat_replayed_from_an_earlier_run_moves_nothing() {
+    if !lab::available("a_heartbeat_replayed_from_an_earlier_run_moves_nothing") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let key = lab.write("key", "lab-secret-0123456789abcdef\n", 0o600);
+    let config = |node: usize| {
+        format!(
+            r#"{{"node": "n{node}", "priority": {},
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "key_file": "{}",
+                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+            200 - 50 * node,
+            key.display()
+        )
+    };
+    let mut n1 = lab.daemon(1, &config(1));
+    let mut n2 = lab.daemon(2, &config(2));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    // The earlier run: one of n1's heartbeats, captured.
+    let earlier: Vec<Vec<u8>> = lab
+        .listen_heartbeats(GROUP, 0.5)
+        .into_iter()
+        .filter(|(source, _)| source == "192.0.2.11")
+        .map(|(_, datagram)| datagram)
+        .collect();
+    let earlier = earlier.last().expect("a heartbeat of n1").clone();
+
+    // n1 restarts (n2 takes the VIPs), then n2 does (n1 takes them back).
+    n1.stop_with("TERM", Duration::from_secs(2))
+        .expect("n1 stops");
+    assert!(
+        n2.wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        n2.log()
+    );
+    let n1 = lab.daemon(1, &config(1));
+    assert!(
+        n1.wait_for_log("heartbeats every", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(START_BOUND);
+    n2.stop_with("TERM", Duration::from_secs(2))
+        .expect("n2 stops");
+    assert!(
+        n1.wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        n1.log()
+    );
+    let n2 = lab.daemon(2, &config(2));
+    assert!(
+        Lab::wait_until(START_BOUND, || {
+            let (_, out, _) = n2.cli(&["status", "--json"]);
+            out.contains("\"alive\": true")
+        }),
+        "n2 never heard n1:\n{}",
+        n2.log()
+    );
+    std::thread::sleep(START_BOUND);
+    assert_sole_owner(&lab, 1);
+
+    // The capture, once: n2 knows n1's live, later incarnation and refuses it.
+    let before = n2.counters();
+    lab.send_heartbeats(GROUP, &[earlier]);
+    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
+    let after = n2.counters();
+    assert_eq!(
+        after["heartbeat_rejected.replay"] - before["heartbeat_rejected.replay"],
+        1,
+        "{after:?}"
+    );
+    let (_, status, _) = n2.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let n1_seen = status["data"]["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|peer| peer["node"] == "n1")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(n1_seen["alive"], true, "n2 no longer hears n1: {status}");
+    assert!(!n2.log().contains("acquired web"), "{}", n2.log());
+    assert_sole_owner(&lab, 1);
+}
