@@ -22,16 +22,10 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// A service as `add` takes it, every field kept (nodes, bind, health),
+/// so a restart restores it as it was added.
 fn service_json(service: &Service) -> Value {
-    let mut value = json!({
-        "name": service.name,
-        "ip": service.ip.to_string(),
-        "interface": service.interface,
-    });
-    if !service.nodes.is_empty() {
-        value["nodes"] = json!(service.nodes);
-    }
-    value
+    serde_json::to_value(service).unwrap_or(Value::Null)
 }
 
 /// Moves a corrupt state file aside, so nothing is lost and the next save
@@ -218,6 +212,29 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn every_field_of_an_added_service_survives() {
+        let dir = dir("fields");
+        let path = dir.join("runtime.json");
+        let service = config::service_from_json(json!({
+            "name": "web", "ip": "192.0.2.210", "interface": "eth0", "nodes": ["n1", "n2"],
+            "bind": "none",
+            "health": {"tcp": "127.0.0.1:8080", "interval_ms": 700, "timeout_ms": 300,
+                       "rise": 3, "fall": 4}
+        }))
+        .unwrap();
+        let exec = config::service_from_json(json!({
+            "name": "db", "ip": "2001:db8::210", "interface": "eth0",
+            "health": {"exec": "test -e /run/db.ok"}
+        }))
+        .unwrap();
+        let services = vec![service, exec];
+        save(&path, &services).unwrap();
+        let loaded = load(&path);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.services, services);
     }
 
     #[test]

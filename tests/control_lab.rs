@@ -812,3 +812,63 @@ fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
     let ignore = lab.text("n1", &["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"]);
     assert_eq!(ignore.trim(), "0", "{}", n1.log());
 }
+
+/// A service added with a health check and `bind` keeps both across a
+/// restart: restored from the state file, it stays unowned while its check
+/// fails, and is taken once the check passes.
+#[test]
+fn an_added_service_keeps_its_health_check_across_a_restart() {
+    if !lab::available("an_added_service_keeps_its_health_check_across_a_restart") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let alone = format!(
+        r#"{{"node": "n1", "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}}]}}"#
+    );
+    let mut daemon = lab.daemon(1, &alone);
+    assert!(
+        daemon.wait_for_log("acquired web", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let healthy = lab.dir.join("db.ok");
+    let add = json!({"command": "add", "service": {
+        "name": "db", "ip": "192.0.2.210", "interface": "eth0", "bind": "none",
+        "health": {"exec": format!("test -e {}", healthy.display()),
+                   "interval_ms": 100, "rise": 1, "fall": 1}}});
+    let mut conn = Conn::open(&daemon.socket);
+    assert_eq!(data(&conn.request(add))["added"], "db");
+    drop(conn);
+
+    daemon.stop_with("TERM", Duration::from_secs(2)).expect("stops");
+    let daemon = lab.daemon(1, &alone);
+    assert!(
+        daemon.wait_for_log("restored from", Duration::from_secs(3)),
+        "{}",
+        daemon.log()
+    );
+    // Its check fails (no db.ok): restored with the check, it is not taken.
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut conn = Conn::open(&daemon.socket);
+    let status = conn.request(json!({"command": "status"}));
+    let db = data(&status)["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "db")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(db["health"]["state"], "failing", "{status}");
+    assert_eq!(db["state"], "no owner", "{status}");
+    assert!(arp_answerers(&lab, "192.0.2.210").is_empty());
+    // `bind: none` came back too: owned, it gets no local route.
+    std::fs::write(&healthy, "").expect("db.ok");
+    assert!(
+        daemon.wait_for_log("acquired db", Duration::from_secs(3)),
+        "{}",
+        daemon.log()
+    );
+    let routes = lab.text("n1", &["ip", "route", "show", "table", "local", "proto", "76"]);
+    assert!(routes.contains(VIP4), "{routes}");
+    assert!(!routes.contains("192.0.2.210"), "{routes}");
+}
