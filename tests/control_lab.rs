@@ -840,7 +840,9 @@ fn an_added_service_keeps_its_health_check_across_a_restart() {
     assert_eq!(data(&conn.request(add))["added"], "db");
     drop(conn);
 
-    daemon.stop_with("TERM", Duration::from_secs(2)).expect("stops");
+    daemon
+        .stop_with("TERM", Duration::from_secs(2))
+        .expect("stops");
     let daemon = lab.daemon(1, &alone);
     assert!(
         daemon.wait_for_log("restored from", Duration::from_secs(3)),
@@ -868,7 +870,121 @@ fn an_added_service_keeps_its_health_check_across_a_restart() {
         "{}",
         daemon.log()
     );
-    let routes = lab.text("n1", &["ip", "route", "show", "table", "local", "proto", "76"]);
+    let routes = lab.text(
+        "n1",
+        &["ip", "route", "show", "table", "local", "proto", "76"],
+    );
     assert!(routes.contains(VIP4), "{routes}");
     assert!(!routes.contains("192.0.2.210"), "{routes}");
+}
+
+/// The daemon's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A client that pours requests in and never reads the answers costs the
+/// daemon a line and an answer of memory, not its backlog; others are
+/// served all along.
+#[test]
+fn a_client_that_floods_and_never_reads_is_bounded() {
+    if !lab::available("a_client_that_floods_and_never_reads_is_bounded") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let daemon = lab.daemon(
+        1,
+        r#"{"node": "n1", "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+    );
+    assert!(
+        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let mut other = Conn::open(&daemon.socket);
+    assert_eq!(
+        data(&other.request(json!({"command": "status"})))["node"],
+        "n1"
+    );
+    let before = rss_kib(daemon.pid());
+
+    // 64 MiB of status requests, written for as long as the daemon takes
+    // them (at most 5 s), never a byte read back.
+    let flood = UnixStream::connect(&daemon.socket).expect("connect");
+    flood.set_nonblocking(true).expect("non-blocking");
+    let line = format!("{}\n", json!({"command": "status"})).repeat(4096);
+    let (mut written, mut stalled) = (0usize, 0u32);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while written < 64 << 20 && std::time::Instant::now() < deadline && stalled < 200 {
+        match (&flood).write(line.as_bytes()) {
+            Ok(n) => {
+                written += n;
+                stalled = 0;
+            }
+            Err(_) => {
+                stalled += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // Meanwhile another client is answered, every time.
+        if stalled == 1 {
+            assert_eq!(
+                data(&other.request(json!({"command": "status"})))["node"],
+                "n1"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_kib(daemon.pid());
+    eprintln!("flooding client: {written} bytes written, daemon RSS {before} -> {after} KiB");
+    assert_eq!(
+        data(&other.request(json!({"command": "status"})))["node"],
+        "n1"
+    );
+    // A line (64 KiB) and an answer per client, and the allocator's slack.
+    assert!(
+        after < before + 1024,
+        "RSS {before} -> {after} KiB after {written} bytes from a client that never reads"
+    );
+    drop(flood);
+}
+
+/// With every slot held, the CLI says `busy` (exit 1), not a broken pipe;
+/// clients that only send blank lines do not keep their slots past idle_s.
+#[test]
+fn held_slots_say_busy_and_blank_lines_do_not_keep_them() {
+    if !lab::available("held_slots_say_busy_and_blank_lines_do_not_keep_them") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let daemon = lab.daemon(
+        1,
+        r#"{"node": "n1", "control": {"idle_s": 2},
+        "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+    );
+    assert!(
+        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let mut holders: Vec<Conn> = (0..32).map(|_| Conn::open(&daemon.socket)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, _, stderr) = daemon.cli(&["status"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("busy"), "{stderr}");
+    // Blank lines every 500 ms for 3 s: past idle_s, the slots are freed.
+    for _ in 0..6 {
+        for holder in holders.iter_mut() {
+            let _ = holder.stream.write_all(b"\n");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out, stderr) = daemon.cli(&["status"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(out.contains("node n1"), "{out}");
 }

@@ -38,11 +38,15 @@ pub fn request(socket: &Path, request: &Request) -> Result<Reply, ClientError> {
         .map_err(unreachable)?;
     let mut line = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(unreachable)?;
+    // A daemon with every slot taken answers `busy` and closes before our
+    // request is written: what it said is read even when the write fails.
+    let written = stream.write_all(&line);
     let mut reader = BufReader::new(stream.take(MAX_RESPONSE));
     let mut answer = String::new();
-    reader.read_line(&mut answer).map_err(unreachable)?;
+    let read = reader.read_line(&mut answer);
     if answer.is_empty() {
+        written.map_err(unreachable)?;
+        read.map_err(unreachable)?;
         return Err(ClientError::Unreachable(format!(
             "the daemon at {} closed the connection",
             socket.display()

@@ -48,12 +48,27 @@ struct Client {
     stream: UnixStream,
     rights: Rights,
     input: Vec<u8>,
+    /// How much of `input` is handled (removed in one go, not per line).
+    consumed: usize,
     output: Vec<u8>,
     last_active: Instant,
     /// The request in flight; further lines wait until it is answered.
     waiting: Option<u64>,
     /// Close once the output is written.
     closing: bool,
+}
+
+impl Client {
+    /// Bytes read and not yet handled.
+    fn unhandled(&self) -> usize {
+        self.input.len() - self.consumed
+    }
+
+    /// Drops the handled bytes.
+    fn compact(&mut self) {
+        self.input.drain(..self.consumed);
+        self.consumed = 0;
+    }
 }
 
 struct Pending {
@@ -212,9 +227,11 @@ impl ControlServer {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(64);
         loop {
+            // Clients waiting for an answer are never idle (see drop_idle).
             let timeout = self
                 .clients
                 .values()
+                .filter(|c| c.waiting.is_none())
                 .map(|c| (c.last_active + self.idle).saturating_duration_since(Instant::now()))
                 .min();
             wait(&mut self.poll, &mut events, timeout)?;
@@ -250,7 +267,15 @@ impl ControlServer {
                     return;
                 }
             };
-            if self.clients.len() >= MAX_CLIENTS {
+            let rights = self.rights(&stream);
+            // The last slot is kept for a client with full rights (the
+            // administrator), whoever holds the others.
+            let room = if rights == Rights::Full {
+                MAX_CLIENTS
+            } else {
+                MAX_CLIENTS - 1
+            };
+            if self.clients.len() >= room {
                 // Best effort: the socket buffer takes one short line.
                 let line = Response::error(
                     Code::Busy,
@@ -261,7 +286,6 @@ impl ControlServer {
             }
             let token = Token(self.next_token);
             self.next_token += 1;
-            let rights = self.rights(&stream);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
                 warn!("control: cannot watch a client: {e}");
@@ -274,6 +298,7 @@ impl ControlServer {
                     stream,
                     rights,
                     input: Vec::new(),
+                    consumed: 0,
                     output: Vec::new(),
                     last_active: Instant::now(),
                     waiting: None,
@@ -284,25 +309,29 @@ impl ControlServer {
     }
 
     /// Reads what a client sent, handles complete lines, writes what is due.
+    /// Writes what is pending, then reads and handles the client's lines:
+    /// only while it has no request in flight, no answer unwritten and
+    /// less than a line unhandled. The rest waits in the kernel's socket
+    /// buffer, so a client that floods or never reads costs a line and an
+    /// answer of memory, never more.
     fn serve(&mut self, token: Token) {
-        let Some(client) = self.clients.get_mut(&token) else {
-            return;
-        };
+        self.flush(token);
         let mut open = true;
         let mut chunk = [0u8; 4096];
         loop {
+            let Some(client) = self.clients.get_mut(&token) else {
+                return;
+            };
+            let busy = client.waiting.is_some() || client.closing || !client.output.is_empty();
+            if busy || client.unhandled() > MAX_LINE {
+                break;
+            }
             match client.stream.read(&mut chunk) {
                 Ok(0) => {
                     open = false;
                     break;
                 }
-                Ok(n) => {
-                    client.last_active = Instant::now();
-                    client.input.extend_from_slice(&chunk[..n]);
-                    if client.input.len() > MAX_LINE && !client.input[..MAX_LINE].contains(&b'\n') {
-                        break;
-                    }
-                }
+                Ok(n) => client.input.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -310,9 +339,9 @@ impl ControlServer {
                     break;
                 }
             }
+            self.handle_lines(token);
+            self.flush(token);
         }
-        self.handle_lines(token);
-        self.flush(token);
         if !open {
             self.close(token);
         }
@@ -324,12 +353,14 @@ impl ControlServer {
                 return;
             };
             if client.waiting.is_some() || client.closing {
+                client.compact();
                 return;
             }
-            let end = client.input.iter().position(|b| *b == b'\n');
+            let rest = &client.input[client.consumed..];
+            let end = rest.iter().position(|b| *b == b'\n');
             let too_long = match end {
                 Some(end) => end >= MAX_LINE,
-                None => client.input.len() > MAX_LINE,
+                None => rest.len() > MAX_LINE,
             };
             if too_long {
                 let response = Response::error(
@@ -338,16 +369,22 @@ impl ControlServer {
                 );
                 client.output.extend_from_slice(&response.to_line());
                 client.input.clear();
+                client.consumed = 0;
                 client.closing = true;
                 return;
             }
-            let Some(end) = end else { return };
-            let line: Vec<u8> = client.input.drain(..=end).collect();
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(end) = end else {
+                client.compact();
+                return;
+            };
+            let line = rest[..end].to_vec();
+            client.consumed += end + 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            // Blank lines do not keep a client's slot: only requests do.
+            client.last_active = Instant::now();
             let rights = client.rights;
             match parse_request(line) {
                 Err(response) => client.output.extend_from_slice(&response.to_line()),
@@ -460,8 +497,9 @@ impl ControlServer {
             None => Response::error(Code::Internal, "no reply"),
         };
         self.answer(pending.client, response);
+        // Its next lines, and what waits in the socket since.
         self.handle_lines(pending.client);
-        self.flush(pending.client);
+        self.serve(pending.client);
     }
 
     fn answer(&mut self, token: Token, response: Response) {
