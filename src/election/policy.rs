@@ -609,13 +609,17 @@ impl Policy {
             Some(_) => {}
             None if now < self.joining_until => {
                 let until = (at + self.settings.lease).min(self.joining_until);
+                let room = self.unknown.len() < MAX_KNOWN_PEERS;
                 match self
                     .unknown
                     .iter_mut()
                     .find(|(hash, _)| *hash == witness.node)
                 {
                     Some((_, known_until)) => *known_until = (*known_until).max(until),
-                    None => self.unknown.push((witness.node, until)),
+                    // Bounded like the peer table: forged witnesses cannot
+                    // grow it, nor the cost of each heartbeat.
+                    None if room => self.unknown.push((witness.node, until)),
+                    None => {}
                 }
             }
             None => {}
@@ -1280,6 +1284,35 @@ mod tests {
         forged(&mut a, "newcomer".into(), later).unwrap();
         assert_eq!(a.peer_states(later).len(), MAX_KNOWN_PEERS);
         assert!(a.peer_states(later).iter().any(|p| p.node == "newcomer"));
+    }
+
+    #[test]
+    fn forged_witnesses_cannot_grow_the_unknown_table() {
+        let t0 = Instant::now();
+        let mut a = node("a", 200, false, t0);
+        let mut b = node("b", 50, false, t0);
+        let captured = beat(&mut b, t0);
+        // 200 heartbeats of b, each witnessing 32 nodes nobody has heard.
+        for round in 0..200u32 {
+            let mut witnesses = Vec::new();
+            for i in 0..32u32 {
+                let mut entry = [0u8; WITNESS_LEN];
+                heartbeat::emit_witness(
+                    &mut entry,
+                    Witness {
+                        node: round * 32 + i + 1,
+                        incarnation: 1,
+                        age_ms: 10,
+                    },
+                );
+                witnesses.extend_from_slice(&entry);
+            }
+            let mut forged = Repr::parse(&captured).unwrap();
+            forged.sequence = u64::from(round) + 10;
+            forged.witnesses = &witnesses;
+            let _ = a.on_heartbeat(t0, &forged);
+        }
+        assert_eq!(a.unknown.len(), MAX_KNOWN_PEERS);
     }
 
     /// Counts the heartbeats `policy` sends over `span`, ticking every ms.
