@@ -988,3 +988,72 @@ fn held_slots_say_busy_and_blank_lines_do_not_keep_them() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(out.contains("node n1"), "{out}");
 }
+
+/// Whatever is swapped in at the socket's path while the daemon binds it (a
+/// link to a root-owned file, here in a directory anyone may write), the
+/// daemon never changes that file's mode or group: the socket gets its
+/// mode when it is made, its group without following a link.
+#[test]
+fn a_link_swapped_in_at_the_socket_path_changes_nothing() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !lab::available("a_link_swapped_in_at_the_socket_path_changes_nothing") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let run = lab.dir.join("run");
+    std::fs::create_dir_all(&run).expect("run directory");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let victim = lab.write("victim", "root's own", 0o600);
+    let socket = run.join("control.sock");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (stop, socket, victim, run) =
+            (stop.clone(), socket.clone(), victim.clone(), run.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u32;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                let is_socket = std::fs::symlink_metadata(&socket)
+                    .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    .unwrap_or(false);
+                if is_socket {
+                    let link = run.join(format!(".link{swaps}"));
+                    if std::os::unix::fs::symlink(&victim, &link).is_ok()
+                        && std::fs::rename(&link, &socket).is_ok()
+                    {
+                        swaps += 1;
+                    }
+                }
+            }
+            swaps
+        })
+    };
+    let daemon = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "control": {{"socket": "{}", "group": "nogroup"}},
+            "services": [{{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}}]}}"#,
+            socket.display()
+        ),
+    );
+    assert!(
+        daemon.wait_for_log("control socket", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = racer.join().expect("racer");
+    let meta = std::fs::metadata(&victim).expect("victim");
+    assert_eq!(
+        (meta.mode() & 0o777, meta.gid()),
+        (0o600, 0),
+        "the victim changed ({swaps} swaps)"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap_or_default(),
+        "root's own"
+    );
+}

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -167,13 +166,15 @@ impl ControlServer {
             std::fs::create_dir_all(parent).map_err(|e| context("create directory", e))?;
         }
         clear_stale(&path).map_err(|e| context("stale socket", e))?;
-        let listener = UnixListener::bind(&path).map_err(|e| context("bind", e))?;
-        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        // The socket is created with its final mode (no chmod by path
+        // afterwards), and its group is set without following a link: a
+        // file swapped in at the path can never be given our mode or group.
+        let mode: u32 = if group.is_some() { 0o660 } else { 0o600 };
+        let listener = crate::sys::process::with_umask(0o777 & !mode, || UnixListener::bind(&path))
+            .map_err(|e| context("bind", e))?;
         if let Some((gid, _)) = &group {
-            std::os::unix::fs::chown(&path, None, Some(*gid)).map_err(|e| context("chown", e))?;
+            std::os::unix::fs::lchown(&path, None, Some(*gid)).map_err(|e| context("chown", e))?;
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| context("chmod", e))?;
         let poll = Poll::new()?;
         let mut listener = listener;
         poll.registry()

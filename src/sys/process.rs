@@ -16,3 +16,15 @@ pub fn kill_group(pgid: u32) -> io::Result<()> {
     syscall!(kill(-pgid, libc::SIGKILL))?;
     Ok(())
 }
+
+/// Runs `create` with the file mode creation mask set to `mask`, then puts
+/// the old one back: what `create` makes has its final mode from the start.
+/// The mask is the process's: call this before other threads exist.
+pub fn with_umask<T>(mask: u32, create: impl FnOnce() -> T) -> T {
+    // SAFETY: umask only swaps an integer in the process and cannot fail.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let result = create();
+    // SAFETY: as above, restoring the value umask returned.
+    unsafe { libc::umask(old) };
+    result
+}

@@ -18,8 +18,7 @@ define L2VIP_INSTALL_TARGET_CMDS
 		$(TARGET_DIR)/etc/l2vip/config.json
 endef
 
-# For "user": "l2vip" in /etc/l2vip/config.json (and L2VIP_USER in
-# /etc/default/l2vip).
+# For "user": "l2vip" in /etc/l2vip/config.json.
 define L2VIP_USERS
 	l2vip -1 l2vip -1 * - - - l2vip daemon
 endef
