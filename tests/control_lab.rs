@@ -1057,3 +1057,58 @@ fn a_link_swapped_in_at_the_socket_path_changes_nothing() {
         "root's own"
     );
 }
+
+/// Children of `pid` that have ended and were never waited for.
+fn zombies_of(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: the comm may hold spaces; split after ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 1 && fields[0] == "Z" && fields[1] == pid.to_string() {
+            found.push(head.to_string());
+        }
+    }
+    found
+}
+
+/// A health check still running when its service is removed is killed and
+/// reaped: no zombie stays behind.
+#[test]
+fn a_check_killed_by_a_remove_is_reaped() {
+    if !lab::available("a_check_killed_by_a_remove_is_reaped") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let daemon = lab.daemon(
+        1,
+        r#"{"node": "n1", "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+    );
+    assert!(
+        daemon.wait_for_log("acquired web", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    let mut conn = Conn::open(&daemon.socket);
+    let add = json!({"command": "add", "service": {
+        "name": "db", "ip": "192.0.2.210", "interface": "eth0",
+        "health": {"exec": "sleep 30", "interval_ms": 60000, "timeout_ms": 60000}}});
+    assert_eq!(data(&conn.request(add))["added"], "db");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        data(&conn.request(json!({"command": "remove", "service": "db"})))["removed"],
+        "db"
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(2), || zombies_of(daemon.pid())
+            .is_empty()),
+        "zombies: {:?}",
+        zombies_of(daemon.pid())
+    );
+    // And none appears later either.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(zombies_of(daemon.pid()), Vec::<String>::new());
+}

@@ -129,6 +129,8 @@ pub struct ActionsThread {
     links: HashMap<String, (u32, bool)>,
     checks: BTreeMap<Arc<str>, CheckState>,
     runs: HashMap<Token, Run>,
+    /// Checks killed because their service went or changed, until reaped.
+    killed: Vec<Child>,
     hook_queue: BTreeMap<String, VecDeque<QueuedHook>>,
     next_token: usize,
 }
@@ -174,6 +176,7 @@ impl ActionsThread {
                 links: HashMap::new(),
                 checks: BTreeMap::new(),
                 runs: HashMap::new(),
+                killed: Vec::new(),
                 hook_queue: BTreeMap::new(),
                 next_token: 1,
             },
@@ -236,7 +239,8 @@ impl ActionsThread {
             .runs
             .values()
             .map(|run| run.child.deadline().min(now + REAP_TICK));
-        checks.chain(children).min()
+        let killed = self.killed.iter().map(|_| now + REAP_TICK);
+        checks.chain(children).chain(killed).min()
     }
 
     fn on_event(&mut self, token: Token) {
@@ -263,6 +267,7 @@ impl ActionsThread {
     /// Time-driven work: children that ended or overran, checks that are
     /// due or timed out.
     fn tick(&mut self, now: Instant) {
+        self.killed.retain_mut(|child| child.poll(now).is_none());
         let ended: Vec<(Token, Outcome)> = self
             .runs
             .iter_mut()
@@ -584,6 +589,8 @@ impl ActionsThread {
                     if let Some(output) = run.child.output_mut() {
                         let _ = self.poll.registry().deregister(output);
                     }
+                    // Reaped in `tick` once it is gone, or it stays a zombie.
+                    self.killed.push(run.child);
                 }
             }
             None => {}
