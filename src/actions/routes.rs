@@ -221,10 +221,44 @@ impl Routes {
 pub const ARP_SETTINGS: [(&str, u8); 2] = [("arp_ignore", 1), ("arp_announce", 2)];
 
 /// The ARP sysctls l2vip raised, with their values before, to put back
-/// at exit.
+/// at exit. The values before are also kept in a record file while they
+/// are changed, so a run after a crash puts back the administrator's
+/// values, not the ones the crashed run set.
 #[derive(Debug, Default)]
 pub struct ArpSettings {
     changed: BTreeMap<(String, &'static str), String>,
+    record: Option<std::path::PathBuf>,
+}
+
+/// The record's lines: `interface key value`.
+fn format_record(changed: &BTreeMap<(String, &'static str), String>) -> String {
+    changed
+        .iter()
+        .map(|((interface, key), value)| format!("{interface} {key} {value}\n"))
+        .collect()
+}
+
+/// Reads a record; lines that name no known key, or a value that is not a
+/// small number, are skipped.
+fn parse_record(text: &str) -> BTreeMap<(String, &'static str), String> {
+    let mut changed = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(interface), Some(key), Some(value), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let known = ARP_SETTINGS.iter().find(|(name, _)| *name == key);
+        let sane_interface = !interface.is_empty()
+            && interface.len() <= crate::config::MAX_INTERFACE_NAME
+            && !interface.contains('/')
+            && !matches!(interface, "." | "..");
+        if let (Some((key, _)), true, Ok(_)) = (known, sane_interface, value.parse::<u8>()) {
+            changed.insert((interface.to_string(), *key), value.to_string());
+        }
+    }
+    changed
 }
 
 fn sysctl_path(interface: &str, key: &str) -> String {
@@ -232,6 +266,47 @@ fn sysctl_path(interface: &str, key: &str) -> String {
 }
 
 impl ArpSettings {
+    /// Settings kept in the record file at `record`; values an earlier run
+    /// changed and recorded (it crashed) are the ones put back at exit.
+    pub fn new(record: Option<std::path::PathBuf>) -> ArpSettings {
+        let mut settings = ArpSettings {
+            changed: BTreeMap::new(),
+            record,
+        };
+        if let Some(path) = &settings.record {
+            if let Ok(text) = crate::state::read_regular(path, 4096) {
+                settings.changed = parse_record(&text);
+                for ((interface, key), value) in &settings.changed {
+                    info!(
+                        "net.ipv4.conf.{interface}.{key} was {value} before an earlier run \
+                         changed it; it goes back to {value} at exit"
+                    );
+                }
+            }
+        }
+        settings
+    }
+
+    fn save_record(&self) {
+        let Some(path) = &self.record else {
+            return;
+        };
+        let written = if self.changed.is_empty() {
+            std::fs::remove_file(path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+        } else {
+            crate::state::write_atomically(path, format_record(&self.changed).as_bytes())
+        };
+        if let Err(e) = written {
+            warn!(
+                "cannot keep the ARP settings' old values in {}: {e}",
+                path.display()
+            );
+        }
+    }
+
     /// Raises `arp_ignore` and `arp_announce` of `interface` ("all" for
     /// every interface) where they are lower than needed; logs each change.
     pub fn ensure(&mut self, interface: &str) {
@@ -256,6 +331,7 @@ impl ArpSettings {
                     self.changed
                         .entry((interface.to_string(), key))
                         .or_insert(current);
+                    self.save_record();
                 }
                 Err(e) => warn!(
                     "{interface}: cannot set {path} to {needed}: {e}; the kernel may answer ARP \
@@ -273,5 +349,25 @@ impl ArpSettings {
                 warn!("{interface}: cannot restore {path} to {value}: {e}");
             }
         }
+        self.save_record();
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn the_record_keeps_the_values_before_and_nothing_else() {
+        let mut changed = BTreeMap::new();
+        changed.insert(("all".to_string(), "arp_ignore"), "0".to_string());
+        changed.insert(("eth0".to_string(), "arp_announce"), "1".to_string());
+        let text = format_record(&changed);
+        assert_eq!(text, "all arp_ignore 0\neth0 arp_announce 1\n");
+        assert_eq!(parse_record(&text), changed);
+        // Unknown keys, paths, odd values and extra words are skipped.
+        let hostile =
+            "all rp_filter 0\n../../x arp_ignore 0\nall arp_ignore 9999\nall arp_ignore 1 2\n";
+        assert!(parse_record(hostile).is_empty());
     }
 }

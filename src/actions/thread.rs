@@ -152,7 +152,10 @@ impl ActionsThread {
             Ok(count) => info!("removed {count} l2vip routes left by an earlier run"),
             Err(e) => warn!("cannot look for stale l2vip routes: {e}"),
         }
-        let mut arp = ArpSettings::default();
+        // Beside the control socket: on a run directory that a reboot empties,
+        // as it puts the kernel's settings back too.
+        let record = std::path::PathBuf::from(format!("{}.arp", config.control.socket));
+        let mut arp = ArpSettings::new(Some(record));
         if config
             .services
             .iter()
