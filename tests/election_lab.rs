@@ -708,3 +708,72 @@ fn a_heartbeat_replayed_from_an_earlier_run_moves_nothing() {
     assert!(!n2.log().contains("acquired web"), "{}", n2.log());
     assert_sole_owner(&lab, 1);
 }
+
+/// With unicast peers, heartbeats are heard from the peers' addresses only:
+/// the client, forging n1 at priority 255 and claiming everything, moves
+/// nothing, and each forgery is counted as `not_a_peer`.
+#[test]
+fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
+    if !lab::available("heartbeats_from_a_host_that_is_no_peer_move_nothing") {
+        return;
+    }
+    use l2vip::wire::heartbeat::{self, Repr};
+    let lab = Lab::up(2, false);
+    let n1 = lab.daemon(1, &config(1, 2, r#", "preempt": true"#));
+    let n2 = lab.daemon(2, &config(2, 2, r#", "preempt": true"#));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    // What n2 would send, but from the client: "n1" leaving, and a better
+    // "n3" claiming both VIPs.
+    let status: serde_json::Value =
+        serde_json::from_str(&n2.cli(&["status", "--json"]).1).expect("status");
+    let digest =
+        u64::from_str_radix(status["data"]["digest"].as_str().unwrap_or("0"), 16).expect("digest");
+    let mut forged = Vec::new();
+    for (i, node) in ["n1", "n3"].iter().enumerate() {
+        let claims = [0b1100_0000u8];
+        let beat = Repr {
+            draining: false,
+            leaving: *node == "n1",
+            joining: false,
+            priority: 255,
+            incarnation: u64::MAX - i as u64,
+            sequence: 1,
+            digest,
+            service_count: 2,
+            cluster: "l2vip",
+            node,
+            claims: &claims,
+            eligible: &claims,
+            witnesses: &[],
+        };
+        for n in 0..10 {
+            let mut beat = beat;
+            beat.sequence += n;
+            let mut out = vec![0u8; heartbeat::MAX_LEN];
+            let len = beat.emit(&mut out, None).expect("emit");
+            out.truncate(len);
+            forged.push(out);
+        }
+    }
+    let before = n2.counters();
+    lab.send_heartbeats("192.0.2.12", &forged);
+    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
+    let after = n2.counters();
+    assert!(!n2.log().contains("acquired web"), "{}", n2.log());
+    assert!(!n1.log().contains("released web"), "{}", n1.log());
+    assert_eq!(
+        after["ownership_changes"], before["ownership_changes"],
+        "{after:?}"
+    );
+    assert_sole_owner(&lab, 1);
+    assert_eq!(
+        after["heartbeat_rejected.not_a_peer"] - before["heartbeat_rejected.not_a_peer"],
+        forged.len() as u64,
+        "{after:?}"
+    );
+}

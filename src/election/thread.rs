@@ -28,7 +28,7 @@ use crate::message::{
 use crate::ownership::{Ownership, Vip};
 use crate::sys::iface;
 use crate::wire::heartbeat;
-use heartbeats::{open_socket, Counters};
+use heartbeats::{heard_from, open_socket, Counters};
 
 const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
@@ -93,6 +93,8 @@ pub struct ElectionThread {
     commands: Receiver<ElectionCommand>,
     socket: Option<UdpSocket>,
     destinations: Vec<SocketAddr>,
+    /// Where heartbeats are heard from: the peers, or anyone (multicast).
+    heard_from: Option<Vec<IpAddr>>,
     policy: Policy,
     identity: Identity,
     priority: u8,
@@ -182,6 +184,7 @@ impl ElectionThread {
             commands,
             socket,
             destinations,
+            heard_from: heard_from(config),
             policy,
             identity: Identity {
                 node: config.node.clone(),

@@ -46,6 +46,9 @@ reasons! {
         Inconsistent = "inconsistent",
         /// A new node while the peer table is full of live ones.
         TooManyPeers = "too_many_peers",
+        /// From an address that is none of the configured peers' (a node
+        /// without a multicast group hears its peers only).
+        NotAPeer = "not_a_peer",
     }
 }
 
@@ -125,7 +128,9 @@ impl ElectionThread {
                     return true;
                 }
             };
-            let verdict = if len >= buffer.len() {
+            let verdict = if !self.may_hear(from.ip()) {
+                Err(Rejection::NotAPeer)
+            } else if len >= buffer.len() {
                 Err(Rejection::Oversized)
             } else {
                 self.accept(&buffer[..len])
@@ -171,6 +176,15 @@ impl ElectionThread {
         }
         self.mismatched = mismatched;
         Ok(outputs)
+    }
+
+    /// Whether a heartbeat from `source` is heard at all: from a configured
+    /// peer's address, or from anyone on the link with a multicast group.
+    fn may_hear(&self, source: IpAddr) -> bool {
+        match &self.heard_from {
+            None => true,
+            Some(peers) => peers.contains(&plain(source)),
+        }
     }
 
     fn log_rejection(&mut self, from: SocketAddr, rejection: Rejection) {
@@ -290,4 +304,29 @@ pub(super) fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<Sock
         destinations.push(SocketAddr::new(multicast.group, heartbeat.port));
     }
     Ok((socket, destinations))
+}
+
+/// `ip` with an IPv4-mapped IPv6 address (an IPv4 peer on an IPv6 socket)
+/// written as the IPv4 address it is.
+pub(super) fn plain(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The addresses heartbeats are heard from: the unicast peers', or any
+/// (`None`) when a multicast group brings heartbeats from the whole link.
+pub(super) fn heard_from(config: &Config) -> Option<Vec<IpAddr>> {
+    let heartbeat = &config.heartbeat;
+    if heartbeat.multicast.is_some() {
+        return None;
+    }
+    Some(
+        heartbeat
+            .peers
+            .iter()
+            .map(|peer| plain(peer.ip()))
+            .collect(),
+    )
 }
