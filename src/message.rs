@@ -202,6 +202,8 @@ pub struct StatusSnapshot {
     pub digest: String,
     /// Whether every alive peer has the same digest.
     pub digest_agreement: bool,
+    /// Heartbeats go to peers without a key (`heartbeat.insecure`).
+    pub insecure: bool,
     /// Every service.
     pub services: Vec<ServiceStatus>,
     /// Every remembered peer.

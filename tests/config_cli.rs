@@ -322,3 +322,65 @@ fn shipped_and_documented_configurations_are_valid() {
         &["line 2: config l2vip, option nodes: unknown option (known: enabled, node,"],
     );
 }
+
+/// A node with peers or a group and no key does not start unless the file
+/// says `heartbeat.insecure`; a one-node cluster needs nothing.
+#[test]
+fn peers_without_a_key_are_refused_unless_the_file_says_insecure() {
+    let services = r#""services": [{"name": "web", "ip": "192.0.2.200", "interface": "lo"}]"#;
+    rejected(
+        "nokey.json",
+        &format!(
+            "{{\"node\": \"n1\",\n \"heartbeat\": {{\"peers\": [\"192.0.2.12\"]}}, {services}}}\n"
+        ),
+        &["line 2", "no heartbeat.key_file", "heartbeat.insecure"],
+    );
+    let uci = write_config(
+        "nokey.uci",
+        "config l2vip 'main'\n\toption node 'n1'\n\toption enabled '1'\n\nconfig heartbeat\n\tlist peer '192.0.2.12'\n\tlist peer '192.0.2.13'\n\nconfig service 'web'\n\toption ip '192.0.2.200'\n\toption interface 'lo'\n",
+    );
+    let out = l2vip(&[
+        "check-config",
+        "--offline",
+        "-c",
+        uci.to_str().expect("path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("option peer") && stderr.contains("insecure"),
+        "{stderr}"
+    );
+
+    let insecure = write_config(
+        "insecure.json",
+        &format!("{{\"node\": \"n1\", \"heartbeat\": {{\"peers\": [\"192.0.2.12\"], \"insecure\": true}}, {services}}}\n"),
+    );
+    let out = l2vip(&[
+        "check-config",
+        "--offline",
+        "-c",
+        insecure.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["heartbeat"]["insecure"], true);
+    let alone = write_config("alone.json", &format!("{{\"node\": \"n1\", {services}}}\n"));
+    let out = l2vip(&[
+        "check-config",
+        "--offline",
+        "-c",
+        alone.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -727,6 +727,18 @@ fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
         n1.log()
     );
     std::thread::sleep(Duration::from_millis(LEASE_MS));
+    // Without a key (the lab's configs say insecure), every start and
+    // every status says so.
+    assert!(
+        n2.log().contains("heartbeats are not authenticated"),
+        "{}",
+        n2.log()
+    );
+    let (_, table, _) = n2.cli(&["status"]);
+    assert!(
+        table.contains("WARNING: heartbeats are not authenticated"),
+        "{table}"
+    );
     // What n2 would send, but from the client: "n1" leaving, and a better
     // "n3" claiming both VIPs.
     let status: serde_json::Value =

@@ -16,7 +16,8 @@ pub struct Diff {
 }
 
 /// Compares the running configuration `old` with a reloaded `new`.
-/// `priority`, `preempt`, `heartbeat.key_file` and `linger_s` apply at once
+/// `priority`, `preempt`, `heartbeat.key_file` (and `heartbeat.insecure`)
+/// and `linger_s` apply at once
 /// whether they changed or not.
 pub fn diff(old: &Config, new: &Config) -> Diff {
     let Config {
@@ -43,7 +44,9 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         lease_ms,
         peers,
         multicast,
+        // Both only decide whether the file is accepted, and the key in force.
         key_file: _,
+        insecure: _,
     } = heartbeat;
     let was = &old.heartbeat;
     let heartbeat_changed = *port != was.port
@@ -80,7 +83,7 @@ mod tests {
 
     const BASE: &str = r#"{
       "node": "n1",
-      "heartbeat": {"peers": ["192.0.2.12"]},
+      "heartbeat": {"peers": ["192.0.2.12"], "insecure": true},
       "state_file": null,
       "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]
     }"#;

@@ -77,6 +77,8 @@ struct RawHeartbeat {
     peers: Vec<String>,
     multicast: Option<RawMulticast>,
     key_file: Option<String>,
+    #[serde(default)]
+    insecure: bool,
 }
 
 fn default_state_file() -> Option<String> {
@@ -524,6 +526,23 @@ fn parse_heartbeat(raw: &RawHeartbeat, fail: &Fail<'_>) -> Result<Heartbeat, Con
             ));
         }
     }
+    // Unauthenticated heartbeats let anyone on the LAN move the VIPs: never
+    // by default, only when the file says so.
+    let alone = peers.is_empty() && multicast.is_none();
+    if !alone && raw.key_file.is_none() && !raw.insecure {
+        let at = if raw.peers.is_empty() {
+            key("multicast")
+        } else {
+            key("peers")
+        };
+        return Err(fail(
+            &at,
+            "heartbeat: peers or a multicast group but no heartbeat.key_file: anyone on the \
+             LAN could move the VIPs; give every node the same key file, or set \
+             heartbeat.insecure to true to run without one"
+                .into(),
+        ));
+    }
     Ok(Heartbeat {
         port,
         bind,
@@ -532,6 +551,7 @@ fn parse_heartbeat(raw: &RawHeartbeat, fail: &Fail<'_>) -> Result<Heartbeat, Con
         peers,
         multicast,
         key_file: raw.key_file.clone(),
+        insecure: raw.insecure,
     })
 }
 
@@ -1067,6 +1087,33 @@ mod tests {
     }
 
     #[test]
+    fn peers_without_a_key_need_the_file_to_say_insecure() {
+        let service = r#""services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]"#;
+        let with =
+            |heartbeat: &str| format!(r#"{{"node": "r1", "heartbeat": {heartbeat}, {service}}}"#);
+        for heartbeat in [
+            r#"{"peers": ["192.0.2.12"]}"#,
+            r#"{"multicast": {"group": "239.255.76.47", "interface": "eth0"}}"#,
+            r#"{"peers": ["192.0.2.12"], "insecure": false}"#,
+        ] {
+            let message = parse(&with(heartbeat), None).unwrap_err().to_string();
+            assert!(
+                message.starts_with(
+                    "line 1: heartbeat: peers or a multicast group but no heartbeat.key_file"
+                ) && message.contains("heartbeat.insecure"),
+                "{message}"
+            );
+        }
+        for heartbeat in [
+            r#"{"peers": ["192.0.2.12"], "insecure": true}"#,
+            r#"{"peers": ["192.0.2.12"], "key_file": "/etc/l2vip/key"}"#,
+            r#"{}"#,
+        ] {
+            assert!(parse(&with(heartbeat), None).is_ok(), "{heartbeat}");
+        }
+    }
+
+    #[test]
     fn uci_reads_into_the_same_model_as_json() {
         let uci = "\
 config l2vip 'main'
@@ -1078,6 +1125,7 @@ config l2vip 'main'
 config heartbeat
 \toption interval_ms '500'
 \tlist peer '192.0.2.12'
+\toption insecure '1'
 
 config hooks
 \toption on_acquire 'logger acquired'
@@ -1088,7 +1136,7 @@ config service 'web'
 \toption health_exec 'true'
 ";
         let json = r#"{"node": "r1", "priority": 150, "linger_s": 30, "nice": -5,
-            "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12"]},
+            "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12"], "insecure": true},
             "hooks": {"on_acquire": "logger acquired"},
             "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0",
                           "health": {"exec": "true"}}]}"#;
@@ -1097,7 +1145,7 @@ config service 'web'
         let bad_ip = uci.replace("192.0.2.200", "192.0.2.300");
         assert_eq!(
             parse(&bad_ip, None).unwrap_err().to_string(),
-            "line 15: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
+            "line 16: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
         );
         let bad_lease = uci.replace("option interval_ms '500'", "option lease_ms '100'");
         assert!(
@@ -1113,13 +1161,13 @@ config service 'web'
         );
         assert_eq!(
             parse(&twice, None).unwrap_err().to_string(),
-            "line 19: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
+            "line 20: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
         );
         let (config, source) = parse_source(uci, None).unwrap();
         let missing = check_interfaces(&source, &config, |_| Err("no such interface".into()));
         assert_eq!(
             missing.unwrap_err().to_string(),
-            "line 16: config service 'web', option interface: no such interface"
+            "line 17: config service 'web', option interface: no such interface"
         );
         for text in ["", "  \n", "[1]", "hello"] {
             assert!(parse(text, None).is_err(), "{text:?}");

@@ -167,6 +167,10 @@ pub struct Heartbeat {
     pub multicast: Option<Multicast>,
     /// File holding the HMAC-SHA256 key (mode 0600).
     pub key_file: Option<String>,
+    /// Peers or a group may go without a key (the file says so): then
+    /// heartbeats are not authenticated, and anyone on the LAN can move
+    /// the VIPs.
+    pub insecure: bool,
 }
 
 impl Heartbeat {

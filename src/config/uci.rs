@@ -294,6 +294,7 @@ const HEARTBEAT: &[Rule] = &[
         Kind::Text,
     ),
     rule("key_file", &["key_file"], Kind::Text),
+    rule("insecure", &["insecure"], Kind::Bool),
 ];
 
 const ANNOUNCE: &[Rule] = &[
@@ -602,7 +603,8 @@ config service 'web'
         assert_eq!(
             error("config heartbeat\n\toption intervall '5'\n"),
             "line 2: config heartbeat, option intervall: unknown option (known: port, bind, \
-             interval_ms, lease_ms, peer, multicast_group, multicast_interface, key_file)"
+             interval_ms, lease_ms, peer, multicast_group, multicast_interface, key_file, \
+             insecure)"
         );
         assert_eq!(
             error("config l2vip\n\toption priority 'high'\n"),

@@ -73,6 +73,12 @@ pub fn status(data: &Value) -> String {
             ""
         },
     );
+    if data["insecure"] == Value::Bool(true) {
+        out.push_str(
+            "WARNING: heartbeats are not authenticated (heartbeat.insecure): anyone on the LAN \
+             can move the VIPs\n",
+        );
+    }
     if data["digest_agreement"] == Value::Bool(false) {
         out.push_str("WARNING: some peers have another service list (see peers)\n");
     }

@@ -217,8 +217,19 @@ impl ElectionThread {
         };
         thread.checked = thread.checks_of(services);
         thread.previous = with_checks(services.to_vec());
+        if thread.insecure() {
+            warn!(
+                "heartbeats are not authenticated (heartbeat.insecure): anyone on the LAN can \
+                 move the VIPs; give every node the same heartbeat.key_file"
+            );
+        }
         thread.startup = thread.refit(Instant::now());
         Ok((thread, mailbox))
+    }
+
+    /// Whether heartbeats go to peers unauthenticated.
+    fn insecure(&self) -> bool {
+        self.socket.is_some() && self.key.is_none()
     }
 
     /// Per canonical service, whether it has a health check.

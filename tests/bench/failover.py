@@ -79,7 +79,7 @@ class L2vip:
             with open(config, "w") as f:
                 f.write(
                     f"""{{"node": "n{i}", "priority": {250 - 50 * i},
- "heartbeat": {{"interval_ms": {interval}, "lease_ms": {lease}, "peers": ["192.0.2.1{3 - i}"]}},
+ "heartbeat": {{"interval_ms": {interval}, "lease_ms": {lease}, "peers": ["192.0.2.1{3 - i}"], "insecure": true}},
  "control": {{"socket": "{self.lab.dir}/n{i}.sock"}}, "state_file": null,
  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"""

@@ -65,7 +65,7 @@ def start_l2vip(lab, count, binary=L2VIP):
         with open(path, "w") as f:
             f.write(
                 f"""{{"node": "n{i}", "priority": {250 - 50 * i},
- "heartbeat": {{"peers": ["192.0.2.1{3 - i}"]}},
+ "heartbeat": {{"peers": ["192.0.2.1{3 - i}"], "insecure": true}},
  "control": {{"socket": "{lab.dir}/n{i}.sock"}}, "state_file": null,
  "services": [{services}]}}"""
             )

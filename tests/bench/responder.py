@@ -214,7 +214,8 @@ def start_l2vip(lab, timers):
                 {
                     "node": f"n{i}",
                     "priority": 250 - 50 * i,
-                    "heartbeat": {"interval_ms": interval, "lease_ms": lease, "peers": [f"192.0.2.1{3 - i}"]},
+                    "heartbeat": {"interval_ms": interval, "lease_ms": lease, "peers": [f"192.0.2.1{3 - i}"],
+                                  "insecure": True},
                     "control": {"socket": os.path.join(lab.dir, f"n{i}.sock")},
                     "state_file": None,
                     "services": [

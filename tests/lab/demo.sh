@@ -46,13 +46,18 @@ say "A lab: three servers n1, n2, n3 and a client on one switch"
 explain "n1 192.0.2.11, n2 192.0.2.12, n3 192.0.2.13, client 192.0.2.100 (and IPv6 2001:db8::...)." \
     "The service addresses (VIPs) 192.0.2.200 and 2001:db8::200 belong to none of them:" \
     "l2vip decides which server answers for them, and moves them when that server fails."
+# One key for the cluster: heartbeats are signed with it, and a node with
+# peers but no key does not start (unless its file says insecure).
+head -c 32 /dev/urandom | base64 >"$work/key"
+chmod 600 "$work/key"
 for i in 1 2 3; do
     peers=$(for j in 1 2 3; do if [[ $j != "$i" ]]; then printf '"192.0.2.%d",' $((10 + j)); fi; done)
     cat >"$work/n$i.json" <<JSON
 {
   "node": "n$i",
   "priority": $((200 - 50 * i)),
-  "heartbeat": {"interval_ms": $INTERVAL_MS, "lease_ms": $LEASE_MS, "peers": [${peers%,}]},
+  "heartbeat": {"interval_ms": $INTERVAL_MS, "lease_ms": $LEASE_MS, "peers": [${peers%,}],
+                "key_file": "$work/key"},
   "control": {"socket": "$work/n$i.sock"},
   "state_file": null,
   "services": [
@@ -63,7 +68,8 @@ for i in 1 2 3; do
 JSON
 done
 explain "Each node's configuration is the default apart from the timers: a heartbeat every" \
-    "$INTERVAL_MS ms, and a node silent for $LEASE_MS ms is considered dead. n1's file:"
+    "$INTERVAL_MS ms, and a node silent for $LEASE_MS ms is considered dead. The nodes share" \
+    "a key (made with head -c 32 /dev/urandom | base64) that signs every heartbeat. n1's file:"
 sed 's/^/     /' "$work/n1.json"
 
 say "Starting l2vip on the three nodes"

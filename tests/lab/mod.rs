@@ -62,6 +62,20 @@ fn tools() -> Result<(), &'static str> {
         .copied()
 }
 
+/// Lab clusters run without a key unless a test gives one: a test config
+/// with peers or a group, no `key_file` and no word on `insecure` says
+/// `"insecure": true`, as the daemon requires. A test about that rule
+/// writes `insecure` itself.
+fn allow_insecure(config: &mut serde_json::Value) {
+    let Some(heartbeat) = config.get_mut("heartbeat").and_then(|h| h.as_object_mut()) else {
+        return;
+    };
+    let talks = heartbeat.contains_key("peers") || heartbeat.contains_key("multicast");
+    if talks && !heartbeat.contains_key("key_file") && !heartbeat.contains_key("insecure") {
+        heartbeat.insert("insecure".into(), serde_json::Value::Bool(true));
+    }
+}
+
 /// A lab of `nodes` nodes and one client, deleted on drop.
 pub struct Lab {
     pub name: String,
@@ -246,6 +260,7 @@ impl Lab {
             object.insert("control".into(), old["control"].clone());
             object.insert("state_file".into(), old["state_file"].clone());
         }
+        allow_insecure(&mut value);
         fs::write(&path, value.to_string()).expect("write config");
     }
 
@@ -274,6 +289,7 @@ impl Lab {
                 .entry("state_file")
                 .or_insert_with(|| serde_json::json!(state.display().to_string()));
         }
+        allow_insecure(&mut value);
         fs::write(&config_path, value.to_string()).expect("write config");
         let log = self.dir.join(format!("{host}.log"));
         let log_file = fs::File::create(&log).expect("log file");

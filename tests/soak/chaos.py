@@ -106,7 +106,8 @@ class Node:
                 {
                     "node": f"n{i}",
                     "priority": 250 - 50 * i,
-                    "heartbeat": {"interval_ms": INTERVAL_MS, "lease_ms": LEASE_MS, "peers": peers},
+                    "heartbeat": {"interval_ms": INTERVAL_MS, "lease_ms": LEASE_MS, "peers": peers,
+                                  "insecure": True},
                     "control": {"socket": self.sock},
                     "state_file": os.path.join(lab.dir, f"n{i}.state.json"),
                     "linger_s": 1,

@@ -127,6 +127,7 @@ impl ElectionThread {
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             digest: format!("{:016x}", self.policy.digest()),
             digest_agreement: self.mismatched.is_empty(),
+            insecure: self.insecure(),
             services,
             peers,
         }
