@@ -47,6 +47,24 @@ fn pair(lab: &Lab, extra: &str) -> (Daemon, Daemon) {
     (n1, n2)
 }
 
+/// A one-node cluster (it owns every VIP at once) with `control` as its
+/// control settings, started and answering for "web".
+fn one_node(lab: &Lab, control: &str) -> Daemon {
+    let daemon = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "control": {{{control}}},
+        "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}}]}}"#
+        ),
+    );
+    assert!(
+        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        daemon.log()
+    );
+    daemon
+}
+
 /// A raw connection: write lines, read lines.
 struct Conn {
     reader: BufReader<UnixStream>,
@@ -308,16 +326,7 @@ fn forty_clients_at_once_and_the_daemon_keeps_serving() {
     }
     let lab = Lab::up(1, false);
     // Idle clients are dropped after control.idle_s (60 s unless set).
-    let daemon = lab.daemon(
-        1,
-        r#"{"node": "n1", "control": {"idle_s": 2},
-        "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
-    );
-    assert!(
-        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
-        "{}",
-        daemon.log()
-    );
+    let daemon = one_node(&lab, r#""idle_s": 2"#);
     let mut conns: Vec<Conn> = (0..40).map(|_| Conn::open(&daemon.socket)).collect();
     let mut served = 0;
     let mut busy = 0;
@@ -897,15 +906,7 @@ fn a_client_that_floods_and_never_reads_is_bounded() {
         return;
     }
     let lab = Lab::up(1, false);
-    let daemon = lab.daemon(
-        1,
-        r#"{"node": "n1", "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
-    );
-    assert!(
-        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
-        "{}",
-        daemon.log()
-    );
+    let daemon = one_node(&lab, "");
     let mut other = Conn::open(&daemon.socket);
     assert_eq!(
         data(&other.request(json!({"command": "status"})))["node"],
@@ -962,16 +963,7 @@ fn held_slots_say_busy_and_blank_lines_do_not_keep_them() {
         return;
     }
     let lab = Lab::up(1, false);
-    let daemon = lab.daemon(
-        1,
-        r#"{"node": "n1", "control": {"idle_s": 2},
-        "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
-    );
-    assert!(
-        daemon.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
-        "{}",
-        daemon.log()
-    );
+    let daemon = one_node(&lab, r#""idle_s": 2"#);
     let mut holders: Vec<Conn> = (0..32).map(|_| Conn::open(&daemon.socket)).collect();
     std::thread::sleep(Duration::from_millis(200));
     let (code, _, stderr) = daemon.cli(&["status"]);

@@ -436,6 +436,20 @@ fn spread_puts_vips_on_every_node_and_moves_only_the_dead_nodes_share() {
 
 const GROUP: &str = "239.255.76.47";
 
+/// Node `node`'s config for a cluster on the multicast group with the key
+/// file `key` (priority 200 - 50 x node, the two VIPs).
+fn keyed_config(node: usize, key: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"{{"node": "n{node}", "priority": {}{extra},
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "key_file": "{}",
+                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+        200 - 50 * node,
+        key.display()
+    )
+}
+
 #[test]
 fn wrong_keys_and_replayed_heartbeats_never_move_a_vip() {
     if !lab::available("wrong_keys_and_replayed_heartbeats_never_move_a_vip") {
@@ -446,17 +460,7 @@ fn wrong_keys_and_replayed_heartbeats_never_move_a_vip() {
     let key = lab.write("key", "lab-secret-0123456789abcdef\n", 0o600);
     // Preempt on: a heartbeat from n1 that got through would make n2 hand
     // the VIPs to a dead node.
-    let config = |node: usize| {
-        format!(
-            r#"{{"node": "n{node}", "priority": {}, "preempt": true,
-  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "key_file": "{}",
-                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
-  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
-               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
-            200 - 50 * node,
-            key.display()
-        )
-    };
+    let config = |node: usize| keyed_config(node, &key, r#", "preempt": true"#);
     let mut n1 = lab.daemon(1, &config(1));
     let n2 = lab.daemon(2, &config(2));
     assert!(
@@ -624,17 +628,7 @@ fn a_heartbeat_replayed_from_an_earlier_run_moves_nothing() {
     }
     let lab = Lab::up(2, false);
     let key = lab.write("key", "lab-secret-0123456789abcdef\n", 0o600);
-    let config = |node: usize| {
-        format!(
-            r#"{{"node": "n{node}", "priority": {},
-  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "key_file": "{}",
-                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
-  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
-               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
-            200 - 50 * node,
-            key.display()
-        )
-    };
+    let config = |node: usize| keyed_config(node, &key, "");
     let mut n1 = lab.daemon(1, &config(1));
     let mut n2 = lab.daemon(2, &config(2));
     assert!(
