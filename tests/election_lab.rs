@@ -703,38 +703,11 @@ fn a_heartbeat_replayed_from_an_earlier_run_moves_nothing() {
     assert_sole_owner(&lab, 1);
 }
 
-/// With unicast peers, heartbeats are heard from the peers' addresses only:
-/// the client, forging n1 at priority 255 and claiming everything, moves
-/// nothing, and each forgery is counted as `not_a_peer`.
-#[test]
-fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
-    if !lab::available("heartbeats_from_a_host_that_is_no_peer_move_nothing") {
-        return;
-    }
+/// What n2 would take from its peers, forged by the client: "n1" leaving,
+/// and a better "n3" claiming both VIPs (ten of each, no key). Without the
+/// checks they move the VIPs to nobody.
+fn forged_takeover(n2: &Daemon) -> Vec<Vec<u8>> {
     use l2vip::wire::heartbeat::{self, Repr};
-    let lab = Lab::up(2, false);
-    let n1 = lab.daemon(1, &config(1, 2, r#", "preempt": true"#));
-    let n2 = lab.daemon(2, &config(2, 2, r#", "preempt": true"#));
-    assert!(
-        n1.wait_for_log("acquired web6", START_BOUND),
-        "{}",
-        n1.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
-    // Without a key (the lab's configs say insecure), every start and
-    // every status says so.
-    assert!(
-        n2.log().contains("heartbeats are not authenticated"),
-        "{}",
-        n2.log()
-    );
-    let (_, table, _) = n2.cli(&["status"]);
-    assert!(
-        table.contains("WARNING: heartbeats are not authenticated"),
-        "{table}"
-    );
-    // What n2 would send, but from the client: "n1" leaving, and a better
-    // "n3" claiming both VIPs.
     let status: serde_json::Value =
         serde_json::from_str(&n2.cli(&["status", "--json"]).1).expect("status");
     let digest =
@@ -766,8 +739,21 @@ fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
             forged.push(out);
         }
     }
+    forged
+}
+
+/// Sends `forged` with `send`, waits a lease and a failover, and checks
+/// that n1 still owns everything and n2 counted each as `reason`.
+fn assert_forgeries_move_nothing(
+    lab: &Lab,
+    n1: &Daemon,
+    n2: &Daemon,
+    reason: &str,
+    send: impl FnOnce(&[Vec<u8>]),
+) {
+    let forged = forged_takeover(n2);
     let before = n2.counters();
-    lab.send_heartbeats("192.0.2.12", &forged);
+    send(&forged);
     std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
     let after = n2.counters();
     assert!(!n2.log().contains("acquired web"), "{}", n2.log());
@@ -776,10 +762,86 @@ fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
         after["ownership_changes"], before["ownership_changes"],
         "{after:?}"
     );
-    assert_sole_owner(&lab, 1);
-    assert_eq!(
-        after["heartbeat_rejected.not_a_peer"] - before["heartbeat_rejected.not_a_peer"],
-        forged.len() as u64,
-        "{after:?}"
+    assert_sole_owner(lab, 1);
+    let key = format!("heartbeat_rejected.{reason}");
+    assert_eq!(after[&key] - before[&key], forged.len() as u64, "{after:?}");
+}
+
+/// With unicast peers, heartbeats are heard from the peers' addresses only:
+/// the client, forging n1 at priority 255 and claiming everything, moves
+/// nothing, and each forgery is counted as `not_a_peer`.
+#[test]
+fn heartbeats_from_a_host_that_is_no_peer_move_nothing() {
+    if !lab::available("heartbeats_from_a_host_that_is_no_peer_move_nothing") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let n1 = lab.daemon(1, &config(1, 2, r#", "preempt": true"#));
+    let n2 = lab.daemon(2, &config(2, 2, r#", "preempt": true"#));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
     );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    // Without a key (the lab's configs say insecure), every start and
+    // every status says so.
+    assert!(
+        n2.log().contains("heartbeats are not authenticated"),
+        "{}",
+        n2.log()
+    );
+    let (_, table, _) = n2.cli(&["status"]);
+    assert!(
+        table.contains("WARNING: heartbeats are not authenticated"),
+        "{table}"
+    );
+    // From the link (TTL 255), so only the source address gives them away.
+    assert_forgeries_move_nothing(&lab, &n1, &n2, "not_a_peer", |forged| {
+        lab.send_heartbeats("192.0.2.12", forged)
+    });
+}
+
+/// Heartbeats leave with TTL 255 and are heard only with TTL 255 (GTSM,
+/// RFC 5082): on a multicast group, which hears the whole link, forgeries
+/// that crossed a router (TTL 254 on arrival) move nothing, key or not,
+/// and each is counted as `off_link`.
+#[test]
+fn heartbeats_from_beyond_the_link_move_nothing() {
+    if !lab::available("heartbeats_from_beyond_the_link_move_nothing") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let config = |node: usize| {
+        format!(
+            r#"{{"node": "n{node}", "priority": {}, "preempt": true,
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS},
+                 "multicast": {{"group": "{GROUP}", "interface": "eth0"}}}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#,
+            200 - 50 * node
+        )
+    };
+    let n1 = lab.daemon(1, &config(1));
+    let n2 = lab.daemon(2, &config(2));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    // What the nodes send leaves with TTL 255.
+    let ttls = lab.text(
+        "c",
+        &[
+            "timeout", "3", "tcpdump", "-c", "2", "-i", "eth0", "-nv", "udp", "port", "7947",
+        ],
+    );
+    assert!(ttls.matches("ttl 255").count() >= 2, "{ttls}");
+    assert_forgeries_move_nothing(&lab, &n1, &n2, "off_link", |forged| {
+        lab.send_heartbeats_with_ttl(GROUP, 254, forged)
+    });
+    // And n2 still hears n1.
+    let (_, status, _) = n2.cli(&["status", "--json"]);
+    assert!(status.contains("\"alive\": true"), "{status}");
 }

@@ -2,9 +2,11 @@
 """Listens to or sends UDP datagrams on a multicast group, inside a lab namespace.
 
 usage: mcast.py listen GROUP PORT LOCAL_ADDRESS SECONDS   print each datagram as "SOURCE HEX"
-       mcast.py send GROUP PORT LOCAL_ADDRESS HEX [HEX ...]
+       mcast.py send DESTINATION PORT LOCAL_ADDRESS TTL HEX [HEX ...]
 
 LOCAL_ADDRESS is the IPv4 address of the interface to join or send on.
+DESTINATION is a group or a unicast address; TTL is the TTL each datagram
+leaves with (255 as a heartbeat from the link, less as one from beyond it).
 """
 import socket
 import struct
@@ -36,9 +38,14 @@ def main() -> int:
                 break
             print(source[0], data.hex(), flush=True)
         return 0
+    if len(sys.argv) < 7:
+        print(__doc__, file=sys.stderr)
+        return 2
+    ttl = int(sys.argv[5])
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    for text in sys.argv[5:]:
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    for text in sys.argv[6:]:
         sock.sendto(bytes.fromhex(text), (group, port))
         time.sleep(0.01)
     return 0

@@ -222,16 +222,23 @@ impl Lab {
             .collect()
     }
 
-    /// Sends datagrams from the client to the heartbeat multicast group.
-    pub fn send_heartbeats(&self, group: &str, datagrams: &[Vec<u8>]) {
+    /// Sends datagrams from the client to `destination` (the heartbeat
+    /// group or a node) as a host on the link would: with TTL 255.
+    pub fn send_heartbeats(&self, destination: &str, datagrams: &[Vec<u8>]) {
+        self.send_heartbeats_with_ttl(destination, 255, datagrams);
+    }
+
+    /// Sends datagrams from the client to `destination` with `ttl`.
+    pub fn send_heartbeats_with_ttl(&self, destination: &str, ttl: u8, datagrams: &[Vec<u8>]) {
         let script = lab_dir().join("mcast.py").display().to_string();
         let mut args = vec![
             "python3".to_string(),
             script,
             "send".into(),
-            group.into(),
+            destination.into(),
             "7947".into(),
             "192.0.2.100".into(),
+            ttl.to_string(),
         ];
         args.extend(
             datagrams

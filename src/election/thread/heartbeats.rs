@@ -49,6 +49,9 @@ reasons! {
         /// From an address that is none of the configured peers' (a node
         /// without a multicast group hears its peers only).
         NotAPeer = "not_a_peer",
+        /// Arrived with a TTL or hop limit under 255, so from beyond the
+        /// link (GTSM, RFC 5082).
+        OffLink = "off_link",
     }
 }
 
@@ -119,8 +122,8 @@ impl ElectionThread {
         outputs: &mut Outputs,
     ) -> bool {
         for _ in 0..DATAGRAMS_PER_WAKE {
-            let (len, from) = match socket.recv_from(buffer) {
-                Ok(received) => received,
+            let datagram = match udp::receive(socket, buffer) {
+                Ok(datagram) => datagram,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -128,12 +131,15 @@ impl ElectionThread {
                     return true;
                 }
             };
-            let verdict = if !self.may_hear(from.ip()) {
+            let from = datagram.from;
+            let verdict = if datagram.hops != Some(udp::LINK_HOPS) {
+                Err(Rejection::OffLink)
+            } else if !self.may_hear(from.ip()) {
                 Err(Rejection::NotAPeer)
-            } else if len >= buffer.len() {
+            } else if datagram.truncated || datagram.len >= buffer.len() {
                 Err(Rejection::Oversized)
             } else {
-                self.accept(&buffer[..len])
+                self.accept(&buffer[..datagram.len])
             };
             match verdict {
                 Ok(accepted) => {
@@ -257,6 +263,7 @@ pub(super) fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<Sock
     socket
         .set_nonblocking(true)
         .map_err(|e| context("non-blocking", e))?;
+    udp::link_only(&socket, v6).map_err(|e| context("TTL 255 (GTSM)", e))?;
     let mut destinations = Vec::new();
     for peer in &heartbeat.peers {
         destinations.push(match (v6, peer) {
@@ -283,9 +290,6 @@ pub(super) fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<Sock
                 udp::multicast_interface_v4(&socket, ifindex)
                     .map_err(|e| context("multicast interface", e))?;
                 socket
-                    .set_multicast_ttl_v4(1)
-                    .map_err(|e| context("multicast TTL", e))?;
-                socket
                     .set_multicast_loop_v4(false)
                     .map_err(|e| context("multicast loop", e))?;
             }
@@ -295,7 +299,6 @@ pub(super) fn open_socket(config: &Config) -> io::Result<(StdUdpSocket, Vec<Sock
                     .map_err(|e| context("join group", e))?;
                 udp::multicast_interface_v6(&socket, ifindex)
                     .map_err(|e| context("multicast interface", e))?;
-                udp::multicast_hops_v6(&socket, 1).map_err(|e| context("multicast hops", e))?;
                 socket
                     .set_multicast_loop_v6(false)
                     .map_err(|e| context("multicast loop", e))?;
