@@ -220,6 +220,8 @@ const RETIRED: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Peer {
+    /// `name_hash` of its name, as witnesses name it.
+    hash: u32,
     incarnation: u64,
     sequence: u64,
     priority: u8,
@@ -236,8 +238,34 @@ struct Peer {
     retired: Vec<u64>,
 }
 
+/// What of a peer counts for every service at once: when any of it
+/// changes, every service is evaluated again; otherwise only those whose
+/// claim or eligibility bit of the peer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Standing {
+    alive: bool,
+    priority: u8,
+    digest_ok: bool,
+    draining: bool,
+    joining: bool,
+    claims_len: usize,
+}
+
+impl Standing {
+    fn of(peer: &Peer, alive: bool) -> Standing {
+        Standing {
+            alive,
+            priority: peer.priority,
+            digest_ok: peer.digest_ok,
+            draining: peer.draining,
+            joining: peer.joining,
+            claims_len: peer.claims.len(),
+        }
+    }
+}
+
 /// The election state of one node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     settings: Settings,
     services: Vec<ServiceSpec>,
@@ -263,6 +291,15 @@ pub struct Policy {
     send_now: bool,
     /// What the current call has to return.
     pending: Outputs,
+    /// Services whose view may have changed since they were evaluated.
+    stale: Vec<usize>,
+    /// Every service's view may have changed: a peer came, went, restarted
+    /// or changed its priority or flags, or this node's state changed.
+    stale_all: bool,
+    /// When every service was last evaluated. A deadline passed since
+    /// (a peer's lease, the end of the hold) makes the next evaluation
+    /// whole: time changes what every service sees.
+    settled_at: Instant,
 }
 
 /// This node's state of one service.
@@ -376,6 +413,9 @@ impl Policy {
             next_send: now,
             send_now: true,
             pending: Outputs::default(),
+            stale: Vec::new(),
+            stale_all: true,
+            settled_at: now,
             incarnation,
             sequence: 0,
             services,
@@ -440,7 +480,7 @@ impl Policy {
         now < self.hold_until
             || self.unknown.iter().any(|(hash, until)| {
                 // Once heard directly it is no longer unknown.
-                now < *until && !self.peers.keys().any(|name| name_hash(name) == *hash)
+                now < *until && !self.peers.values().any(|peer| peer.hash == *hash)
             })
     }
 
@@ -464,7 +504,7 @@ impl Policy {
             .filter(|p| !p.leaving)
             .map(|p| p.seen + lease);
         expiries
-            .chain([self.hold_until])
+            .chain([self.hold_until, self.joining_until, self.booting_until()])
             .chain(self.unknown.iter().map(|(_, until)| *until))
             .chain(self.slots.iter().filter_map(|slot| slot.handing_over))
             .filter(|at| *at > now)
@@ -490,6 +530,13 @@ impl Policy {
         let bitmap = bitmap_len(beat.service_count);
         let lease = self.settings.lease;
         let mut revived = false;
+        // How this incarnation of the peer stood before: None when it is
+        // new to us, or restarted.
+        let before = self
+            .peers
+            .get(beat.node)
+            .filter(|peer| peer.incarnation == beat.incarnation)
+            .map(|peer| Standing::of(peer, self.alive(peer, now)));
         match self.peers.get_mut(beat.node) {
             Some(peer) if peer.incarnation == beat.incarnation => {
                 if beat.sequence <= peer.sequence {
@@ -541,6 +588,7 @@ impl Policy {
                 self.peers.insert(
                     beat.node.to_string(),
                     Peer {
+                        hash: name_hash(beat.node),
                         incarnation: beat.incarnation,
                         sequence: 0,
                         priority: beat.priority,
@@ -558,21 +606,41 @@ impl Policy {
             }
         }
         let own_hash = name_hash(&self.settings.node);
-        let sender = beat.node.to_string();
-        if let Some(peer) = self.peers.get_mut(&sender) {
+        if let Some(peer) = self.peers.get_mut(beat.node) {
+            // Which services it claims or may own differently than before:
+            // the ones to evaluate again, when nothing else changed.
+            if before.is_some_and(|b| b.digest_ok && b.claims_len == beat.claims.len()) {
+                for (old, new) in [(&peer.claims, beat.claims), (&peer.eligible, beat.eligible)] {
+                    for (byte, (a, b)) in old.iter().zip(new).enumerate() {
+                        let mut differ = a ^ b;
+                        while differ != 0 {
+                            let bit = differ.leading_zeros() as usize;
+                            differ &= !(0x80 >> bit);
+                            self.stale.push(byte * 8 + bit);
+                        }
+                    }
+                }
+            }
             peer.sequence = beat.sequence;
             peer.priority = beat.priority;
             peer.heard = now;
             peer.seen = peer.seen.max(now);
-            peer.claims = beat.claims.to_vec();
-            peer.eligible = beat.eligible.to_vec();
+            peer.claims.clear();
+            peer.claims.extend_from_slice(beat.claims);
+            peer.eligible.clear();
+            peer.eligible.extend_from_slice(beat.eligible);
             peer.digest_ok = digest_ok;
             peer.draining = beat.draining;
             peer.leaving = beat.leaving;
             peer.joining = beat.joining;
+            if before != Some(Standing::of(peer, !beat.leaving)) {
+                self.stale_all = true;
+            }
         }
         for witness in beat.witnesses() {
-            self.on_witness(now, &sender, own_hash, witness);
+            if self.on_witness(now, beat.node, own_hash, witness) {
+                self.stale_all = true;
+            }
         }
         self.evaluate(now);
         if revived {
@@ -589,40 +657,53 @@ impl Policy {
         Ok(self.outputs(now))
     }
 
-    fn on_witness(&mut self, now: Instant, sender: &str, own_hash: u32, witness: Witness) {
+    /// Takes in one witness entry of `sender`'s heartbeat; true when it
+    /// changed what every service sees (a peer we had given up on is alive
+    /// again, or a node we have not heard may hold services).
+    fn on_witness(&mut self, now: Instant, sender: &str, own_hash: u32, witness: Witness) -> bool {
         if witness.node == own_hash {
-            return;
+            return false;
         }
         let age = Duration::from_millis(u64::from(witness.age_ms));
-        if age >= self.settings.lease {
-            return;
+        let lease = self.settings.lease;
+        if age >= lease {
+            return false;
         }
         let at = now.checked_sub(age).unwrap_or(now);
         let known = self
             .peers
             .iter_mut()
-            .find(|(name, _)| name.as_str() != sender && name_hash(name) == witness.node);
+            .find(|(name, peer)| peer.hash == witness.node && name.as_str() != sender);
         match known {
             Some((_, peer)) if !peer.leaving && peer.incarnation as u32 == witness.incarnation => {
+                let was_alive = now < peer.seen + lease;
                 peer.seen = peer.seen.max(at);
+                !was_alive && now < peer.seen + lease
             }
-            Some(_) => {}
+            Some(_) => false,
             None if now < self.joining_until => {
-                let until = (at + self.settings.lease).min(self.joining_until);
+                let until = (at + lease).min(self.joining_until);
                 let room = self.unknown.len() < MAX_KNOWN_PEERS;
                 match self
                     .unknown
                     .iter_mut()
                     .find(|(hash, _)| *hash == witness.node)
                 {
-                    Some((_, known_until)) => *known_until = (*known_until).max(until),
+                    Some((_, known_until)) if *known_until < until => {
+                        *known_until = until;
+                        true
+                    }
+                    Some(_) => false,
                     // Bounded like the peer table: forged witnesses cannot
                     // grow it, nor the cost of each heartbeat.
-                    None if room => self.unknown.push((witness.node, until)),
-                    None => {}
+                    None if room => {
+                        self.unknown.push((witness.node, until));
+                        true
+                    }
+                    None => false,
                 }
             }
-            None => {}
+            None => false,
         }
     }
 
@@ -632,7 +713,12 @@ impl Policy {
         if now >= self.next_send {
             self.send_now = true;
         }
+        let unknown = self.unknown.len();
         self.unknown.retain(|(_, until)| now < *until);
+        if self.unknown.len() != unknown {
+            // A node we never heard no longer keeps us listening.
+            self.stale_all = true;
+        }
         self.evaluate(now);
         self.outputs(now)
     }
@@ -641,6 +727,7 @@ impl Policy {
     pub fn set_draining(&mut self, now: Instant, draining: bool) -> Outputs {
         if self.draining != draining {
             self.draining = draining;
+            self.stale_all = true;
             self.changed();
             self.evaluate(now);
         }
@@ -654,6 +741,7 @@ impl Policy {
         if let Some(slot) = self.slots.get_mut(index) {
             if slot.unfit != reason {
                 slot.unfit = reason;
+                self.stale.push(index);
                 self.changed();
                 self.evaluate(now);
             }
@@ -669,6 +757,7 @@ impl Policy {
     /// Releases everything for good: the next heartbeat says "leaving".
     pub fn leave(&mut self, now: Instant) -> Outputs {
         self.leaving = true;
+        self.stale_all = true;
         self.changed();
         self.evaluate(now);
         self.outputs(now)
@@ -682,10 +771,7 @@ impl Policy {
         // Nodes that booted with us are still finishing their own listening:
         // wait for a better one rather than claim and hand back. A node that
         // restarts into an established cluster gets no such wait.
-        let booting = now
-            < self
-                .joining_until
-                .min(self.hold_until + self.settings.interval * 2);
+        let booting = now < self.booting_until();
         let mut view = View {
             any_claimant: false,
             better_claimant: false,
@@ -712,6 +798,37 @@ impl Policy {
         view
     }
 
+    /// Until when peers that booted with us count as still listening.
+    fn booting_until(&self) -> Instant {
+        self.joining_until
+            .min(self.hold_until + self.settings.interval * 2)
+    }
+
+    /// Whether a deadline fell after the last whole evaluation, up to
+    /// `now`: then what every service sees may have changed.
+    fn deadline_passed(&self, now: Instant) -> bool {
+        let since = self.settled_at;
+        let passed = |at: Instant| since < at && at <= now;
+        let lease = self.settings.lease;
+        passed(self.hold_until)
+            || passed(self.joining_until)
+            || passed(self.booting_until())
+            || self
+                .peers
+                .values()
+                .any(|peer| !peer.leaving && passed(peer.seen + lease))
+            || self.unknown.iter().any(|(_, until)| passed(*until))
+            || self
+                .slots
+                .iter()
+                .any(|slot| slot.handing_over.is_some_and(passed))
+    }
+
+    /// Evaluates every service whose view may have changed: all of them
+    /// after a change that concerns all (a peer came, went or changed its
+    /// standing; a deadline passed; this node's own state), otherwise only
+    /// those whose claims or eligibility changed. A steady heartbeat, the
+    /// common case, evaluates nothing.
     fn evaluate(&mut self, now: Instant) {
         let joining = self.joining(now);
         if self.was_joining && !joining {
@@ -723,72 +840,99 @@ impl Policy {
             .peers
             .values()
             .any(|p| !p.digest_ok && self.alive(p, now));
-        for index in 0..self.services.len() {
-            let view = self.view(index, now);
-            let slot = self.slots[index];
-            if slot.claimed {
-                let release = if !self.me_candidate(index) {
-                    Some(if self.leaving {
-                        Reason::Leaving
-                    } else if self.draining {
-                        Reason::Draining
-                    } else {
-                        slot.unfit.map_or(Reason::NotEligible, Reason::Unfit)
-                    })
-                } else if view.better_claimant {
-                    Some(Reason::BetterClaimant)
-                } else if self.settings.preempt && view.better_candidate {
-                    // The better node is past its listening: it claims as
-                    // soon as it hears we let go.
-                    Some(Reason::Preempted)
+        let mut stale = std::mem::take(&mut self.stale);
+        if self.stale_all || self.deadline_passed(now) {
+            self.stale_all = false;
+            self.settled_at = now;
+            for index in 0..self.services.len() {
+                self.evaluate_one(now, index, joining, opaque);
+            }
+        } else {
+            stale.sort_unstable();
+            stale.dedup();
+            let count = self.services.len();
+            for &index in stale.iter().filter(|&&i| i < count) {
+                self.evaluate_one(now, index, joining, opaque);
+            }
+        }
+        stale.clear();
+        self.stale = stale;
+    }
+
+    /// Claims, keeps or releases service `index` by what this node sees.
+    fn evaluate_one(&mut self, now: Instant, index: usize, joining: bool, opaque: bool) {
+        let view = self.view(index, now);
+        if let Some(until) = self.slots[index].handing_over {
+            // The planned move is over: another node took it, or
+            // nobody did within a lease. A candidate again.
+            if now >= until || view.any_claimant {
+                self.slots[index].handing_over = None;
+                self.changed();
+            }
+        }
+        let slot = self.slots[index];
+        if slot.claimed {
+            let release = if !self.me_candidate(index) {
+                Some(if self.leaving {
+                    Reason::Leaving
+                } else if self.draining {
+                    Reason::Draining
                 } else {
-                    None
-                };
-                if let Some(reason) = release {
-                    let planned = !self.leaving
-                        && slot.unfit.is_none()
-                        && slot.eligible
-                        && (self.draining || view.better_candidate && !view.better_claimant);
-                    let slot = &mut self.slots[index];
-                    slot.claimed = false;
-                    slot.acquired_at = None;
-                    slot.contested = false;
-                    self.changed();
-                    self.pending.changes.push(Change {
-                        service: index,
-                        acquired: false,
-                        reason,
-                        planned,
-                    });
-                } else if view.any_claimant {
-                    if !slot.contested {
-                        // We keep it against a worse claimant: re-announce
-                        // so clients that followed the other one come back.
-                        self.slots[index].contested = true;
-                        self.pending.reannounce.push((index, Reason::AnotherClaim));
-                        self.changed();
-                    }
-                } else {
-                    self.slots[index].contested = false;
-                }
-            } else if !joining
-                && !opaque
-                && !view.any_claimant
-                && !view.better_candidate
-                && !view.better_booting
-                && self.me_candidate(index)
-            {
+                    slot.unfit.map_or(Reason::NotEligible, Reason::Unfit)
+                })
+            } else if view.better_claimant {
+                Some(Reason::BetterClaimant)
+            } else if self.settings.preempt && view.better_candidate {
+                // The better node is past its listening: it claims as
+                // soon as it hears we let go.
+                Some(Reason::Preempted)
+            } else {
+                None
+            };
+            if let Some(reason) = release {
+                let planned = !self.leaving
+                    && slot.unfit.is_none()
+                    && slot.eligible
+                    && (self.draining || view.better_candidate && !view.better_claimant);
                 let slot = &mut self.slots[index];
-                slot.claimed = true;
-                slot.acquired_at = Some(now);
+                slot.claimed = false;
+                slot.acquired_at = None;
+                slot.contested = false;
                 self.changed();
                 self.pending.changes.push(Change {
                     service: index,
-                    acquired: true,
-                    reason: Reason::BestCandidate,
-                    planned: false,
+                    acquired: false,
+                    reason,
+                    planned,
                 });
+            } else if view.any_claimant {
+                if !slot.contested {
+                    // We keep it against a worse claimant: re-announce
+                    // so clients that followed the other one come back.
+                    self.slots[index].contested = true;
+                    self.pending.reannounce.push((index, Reason::AnotherClaim));
+                    self.changed();
+                }
+            } else {
+                self.slots[index].contested = false;
             }
+        } else if !joining
+            && !opaque
+            && !view.any_claimant
+            && !view.better_candidate
+            && !view.better_booting
+            && self.me_candidate(index)
+        {
+            let slot = &mut self.slots[index];
+            slot.claimed = true;
+            slot.acquired_at = Some(now);
+            self.changed();
+            self.pending.changes.push(Change {
+                service: index,
+                acquired: true,
+                reason: Reason::BestCandidate,
+                planned: false,
+            });
         }
     }
 
@@ -836,6 +980,7 @@ impl Policy {
         self.slots = slots;
         self.digest = digest(&services);
         self.services = services;
+        self.stale_all = true;
         for peer in self.peers.values_mut() {
             peer.digest_ok = false;
             peer.claims.clear();
@@ -851,6 +996,7 @@ impl Policy {
         if (self.settings.priority, self.settings.preempt) != (priority, preempt) {
             self.settings.priority = priority;
             self.settings.preempt = preempt;
+            self.stale_all = true;
             self.changed();
             self.evaluate(now);
         }
@@ -927,6 +1073,29 @@ impl Policy {
                 same_services: p.digest_ok,
             })
             .collect()
+    }
+
+    /// Checks that evaluating only what changed left nothing undone: a
+    /// whole evaluation now, on a copy, changes nothing. For tests.
+    #[cfg(test)]
+    pub(crate) fn check_settled(&self, now: Instant) -> Result<(), String> {
+        let mut whole = self.clone();
+        whole.pending = Outputs::default();
+        whole.stale_all = true;
+        whole.evaluate(now);
+        let Outputs {
+            changes,
+            reannounce,
+            ..
+        } = whole.pending;
+        if changes.is_empty() && reannounce.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: a whole evaluation would change {changes:?} and announce {reannounce:?}",
+                self.settings.node
+            ))
+        }
     }
 
     /// Something others must learn changed: send now, then repeat quickly.
@@ -1438,6 +1607,30 @@ mod tests {
         a.set_services(now, more, vec![None, None, Some(Unfit::HealthPending)]);
         assert_eq!(a.unfit(2), Some(Unfit::HealthPending));
         assert!(!a.me_candidate(2));
+    }
+
+    #[test]
+    fn after_a_hand_over_the_old_owner_is_a_candidate_again() {
+        let (mut a, mut b, mut now) = settled(Instant::now());
+        a.handover(now, 0).expect("b is a candidate");
+        // b takes it; a stays out while b holds it.
+        for _ in 0..3 {
+            now += INTERVAL;
+            deliver(&mut a, &mut b, now).unwrap();
+            deliver(&mut b, &mut a, now).unwrap();
+            a.on_tick(now);
+            b.on_tick(now);
+        }
+        assert_eq!(owned(&b), vec![0]);
+        assert_eq!(owned(&a), vec![1]);
+        assert!(a.heartbeat(now, &mut Scratch::default()).eligible[0] & 0x80 != 0);
+        // b dies: after its lease a takes the service back.
+        let dead = now;
+        while now < dead + LEASE + INTERVAL {
+            now += INTERVAL;
+            a.on_tick(now);
+        }
+        assert_eq!(owned(&a), vec![0, 1]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Whole clusters of `Policy` state machines on a simulated network with a
 //! virtual clock: loss, duplication, delay (so reordering), partitions,
-//! crashes, restarts and graceful leaves, all drawn from a seed. Every
-//! heartbeat goes through the real wire format.
+//! crashes, restarts and graceful leaves, drains, failing health checks and
+//! hand-overs, all drawn from a seed. Every heartbeat goes through the real
+//! wire format. In a quarter of the seeds, each node's incremental
+//! evaluation is checked against a whole one after every step.
 //!
 //! A failing seed names itself; replay it alone with
 //! `L2VIP_SIM_SEED=<seed> cargo test --lib election::simulation`.
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::incarnation;
 use super::policy::{mix, Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::config::Mode;
+use crate::message::Unfit;
 use crate::wire::heartbeat::{self, Repr};
 
 /// splitmix64: small, fast, good enough to draw faults from a seed.
@@ -48,6 +51,10 @@ struct Node {
     outputs: Outputs,
     down_until: Option<Instant>,
     scratch: Scratch,
+    /// Drained by its operator (until it restarts).
+    drained: bool,
+    /// Per service: its health check fails (until it restarts).
+    unfit: Vec<bool>,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +94,10 @@ struct Sim {
     /// sequence), so then only safety is checked: at most one owner, and
     /// no node deaf to a live peer.
     adversary: bool,
+    /// Whether each node's incremental evaluation is compared with a whole
+    /// one after every step (a quarter of the seeds: each check copies
+    /// every policy).
+    check_increments: bool,
 }
 
 /// Heartbeats the adversary keeps to replay.
@@ -121,6 +132,8 @@ impl Sim {
                 down_until: None,
                 outputs: Outputs::default(),
                 scratch: Scratch::default(),
+                drained: false,
+                unfit: vec![false; services.len()],
             })
             .collect();
         let count = services.len();
@@ -145,6 +158,7 @@ impl Sim {
             recorded: Vec::new(),
             replayed: 0,
             adversary: false,
+            check_increments: seed % 4 == 0,
         };
         sim.groups = vec![0; sim.nodes.len()];
         for index in 0..sim.nodes.len() {
@@ -171,6 +185,65 @@ impl Sim {
         ));
         node.outputs = Outputs::default();
         node.down_until = None;
+        node.drained = false;
+        node.unfit.iter_mut().for_each(|u| *u = false);
+    }
+
+    /// The operator drains node `index`, or undrains it.
+    fn drain(&mut self, index: usize, drained: bool) {
+        let now = self.now;
+        let node = &mut self.nodes[index];
+        let Some(policy) = node.policy.as_mut() else {
+            return;
+        };
+        node.drained = drained;
+        node.outputs.absorb(policy.set_draining(now, drained));
+        let name = node.name.clone();
+        self.failure_now();
+        self.note(format!(
+            "{name} {}",
+            if drained { "drains" } else { "undrains" }
+        ));
+    }
+
+    /// Service `service`'s health check on node `index` fails, or passes again.
+    fn set_unfit(&mut self, index: usize, service: usize, unfit: bool) {
+        let now = self.now;
+        let node = &mut self.nodes[index];
+        let Some(policy) = node.policy.as_mut() else {
+            return;
+        };
+        node.unfit[service] = unfit;
+        let reason = unfit.then_some(Unfit::HealthFailing);
+        node.outputs.absorb(policy.set_unfit(now, service, reason));
+        let (name, what) = (node.name.clone(), self.services[service].name.clone());
+        self.failure_now();
+        self.note(format!(
+            "{name} {what} {}",
+            if unfit { "unfit" } else { "fit" }
+        ));
+    }
+
+    /// The owner of `service`, if any, hands it over.
+    fn handover(&mut self, service: usize) {
+        let now = self.now;
+        let Some(index) = self
+            .nodes
+            .iter()
+            .position(|n| n.policy.as_ref().is_some_and(|p| p.owns(service)))
+        else {
+            return;
+        };
+        let node = &mut self.nodes[index];
+        let Some(policy) = node.policy.as_mut() else {
+            return;
+        };
+        if let Ok(outputs) = policy.handover(now, service) {
+            node.outputs.absorb(outputs);
+            let (name, what) = (node.name.clone(), self.services[service].name.clone());
+            self.failure_now();
+            self.note(format!("{name} hands {what} over"));
+        }
     }
 
     fn elapsed(&self) -> f64 {
@@ -346,6 +419,13 @@ impl Sim {
                 self.send(index);
             }
         }
+        if self.check_increments {
+            for node in &self.nodes {
+                if let Some(policy) = &node.policy {
+                    policy.check_settled(now)?;
+                }
+            }
+        }
         if self.adversary {
             return Ok(());
         }
@@ -362,9 +442,12 @@ impl Sim {
 
     fn someone_could_own(&self, service: usize) -> bool {
         let allowed = &self.services[service].nodes;
-        self.nodes
-            .iter()
-            .any(|n| n.policy.is_some() && (allowed.is_empty() || allowed.contains(&n.name)))
+        self.nodes.iter().any(|n| {
+            n.policy.is_some()
+                && !n.drained
+                && !n.unfit[service]
+                && (allowed.is_empty() || allowed.contains(&n.name))
+        })
     }
 
     fn check_ownerless(&mut self) -> Result<(), String> {
@@ -447,6 +530,16 @@ impl Sim {
     }
 
     fn calm(&mut self) {
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].drained {
+                self.drain(index, false);
+            }
+            for service in 0..self.services.len() {
+                if self.nodes[index].unfit[service] {
+                    self.set_unfit(index, service, false);
+                }
+            }
+        }
         self.loss = 0.0;
         self.duplicate = 0.0;
         self.jitter = Duration::from_millis(1);
@@ -524,7 +617,7 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
         ));
         while sim.now < chaos_end {
             let step_end = (sim.now + sim.rng.millis(200, 1500)).min(chaos_end);
-            match sim.rng.below(6) {
+            match sim.rng.below(9) {
                 0 => {
                     let victim = sim.rng.below(nodes as u64) as usize;
                     sim.crash(victim, false);
@@ -549,6 +642,21 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
                     let count = 1 + sim.rng.below(20) as usize;
                     sim.replay(count);
                     sim.note(format!("replay {count}"));
+                }
+                5 => {
+                    let node = sim.rng.below(nodes as u64) as usize;
+                    let drained = !sim.nodes[node].drained;
+                    sim.drain(node, drained);
+                }
+                6 => {
+                    let node = sim.rng.below(nodes as u64) as usize;
+                    let service = sim.rng.below(services as u64) as usize;
+                    let unfit = !sim.nodes[node].unfit[service];
+                    sim.set_unfit(node, service, unfit);
+                }
+                7 => {
+                    let service = sim.rng.below(services as u64) as usize;
+                    sim.handover(service);
                 }
                 _ => {}
             }

@@ -26,8 +26,8 @@ import subprocess
 import sys
 import time
 
-from benchlab import (L2VIP, ROOT, Lab, build_release, keepalived, keepalived_config, need, rss_kib, run, stop,
-                      tree, wait_for)
+from benchlab import (L2VIP, ROOT, Lab, build_release, cpu_seconds, keepalived, keepalived_config, need, rss_kib,
+                      run, stop, wait_for)
 
 STATIC = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "router", "l2vip")
 
@@ -39,20 +39,6 @@ def vips(count):
     for i in range(count):
         out.append(f"192.0.2.{200 + i}" if i < 50 else f"2001:db8::1:{i:x}")
     return out
-
-
-def cpu_seconds(pid):
-    """CPU time of `pid`'s processes and all their threads, from the
-    scheduler's nanosecond counters (utime/stime tick in 10 ms steps)."""
-    total = 0
-    for p in tree(pid):
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/schedstat") as f:
-                    total += int(f.read().split()[0])
-        except OSError:
-            pass
-    return total / 1e9
 
 
 def start_l2vip(lab, count, binary=L2VIP):
