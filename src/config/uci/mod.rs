@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Number, Value};
 
 use super::locate::Step;
+
+pub mod syntax;
 use super::ConfigError;
 
 /// One `config TYPE ['NAME']` section.
@@ -50,116 +52,52 @@ impl Section {
     }
 }
 
-/// Splits one line into words: bare, 'single quoted' (no escapes) or
-/// "double quoted" (backslash escapes), adjacent pieces joined, as the UCI
-/// shell-like syntax has it. `#` at the start of a word begins a comment.
-fn words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        match chars.peek() {
-            None | Some('#') => return Ok(words),
-            _ => {}
-        }
-        let mut word = String::new();
-        while let Some(&c) = chars.peek() {
-            if c.is_whitespace() {
-                break;
-            }
-            chars.next();
-            match c {
-                '\'' => loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated ' quote".into()),
-                    }
-                },
-                '"' => loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c) => word.push(c),
-                            None => return Err("unterminated \" quote".into()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated \" quote".into()),
-                    }
-                },
-                '\\' => match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err("a backslash at the end of the line".into()),
-                },
-                c => word.push(c),
-            }
-        }
-        words.push(word);
-    }
-}
-
+/// The file's sections as OpenWrt's `uci` reads it (strict), with each
+/// list item as an option line of its own.
 fn parse_sections(text: &str) -> Result<Vec<Section>, ConfigError> {
-    let mut sections: Vec<Section> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let fail = |message: String| ConfigError {
-            line: Some(number),
-            message,
+    let sections = syntax::parse(text.as_bytes()).map_err(|e| ConfigError {
+        line: Some(e.line.max(1)),
+        message: format!("{} (byte {})", e.reason, e.byte),
+    })?;
+    let mut out = Vec::with_capacity(sections.len());
+    for section in sections {
+        let mut read = Section {
+            kind: section.kind,
+            name: section.name,
+            line: section.line,
+            options: Vec::new(),
         };
-        let words = words(line).map_err(fail)?;
-        let Some((keyword, rest)) = words.split_first() else {
-            continue;
-        };
-        match keyword.as_str() {
-            "config" => {
-                let (kind, name) = match rest {
-                    [kind] => (kind, None),
-                    [kind, name] => (kind, Some(name.clone())),
-                    _ => return Err(fail("config: expected `config TYPE ['NAME']`".into())),
-                };
-                if name.as_deref() == Some("") {
-                    return Err(fail(format!("config {kind}: empty section name")));
+        let label = read.label();
+        for opt in section.options {
+            // The text came in as UTF-8; a value is a run of its bytes.
+            let utf8 = |bytes: Vec<u8>| {
+                String::from_utf8(bytes).map_err(|_| ConfigError {
+                    line: Some(opt.line),
+                    message: format!("{label}, option {}: not UTF-8 text", opt.name),
+                })
+            };
+            match opt.value {
+                syntax::Value::One(value) => read.options.push(Opt {
+                    name: opt.name.clone(),
+                    value: utf8(value)?,
+                    list: false,
+                    line: opt.line,
+                }),
+                syntax::Value::List(items) => {
+                    for item in items {
+                        read.options.push(Opt {
+                            name: opt.name.clone(),
+                            value: utf8(item)?,
+                            list: true,
+                            line: opt.line,
+                        });
+                    }
                 }
-                sections.push(Section {
-                    kind: kind.clone(),
-                    name,
-                    line: number,
-                    options: Vec::new(),
-                });
             }
-            "option" | "list" => {
-                let [name, value] = rest else {
-                    return Err(fail(format!(
-                        "{keyword}: expected `{keyword} NAME 'VALUE'`"
-                    )));
-                };
-                let Some(section) = sections.last_mut() else {
-                    return Err(fail(format!(
-                        "{keyword} {name}: outside any config section"
-                    )));
-                };
-                let list = keyword == "list";
-                if !list && section.options.iter().any(|o| o.name == *name && !o.list) {
-                    return Err(fail(format!(
-                        "{}, option {name}: set twice",
-                        section.label()
-                    )));
-                }
-                section.options.push(Opt {
-                    name: name.clone(),
-                    value: value.clone(),
-                    list,
-                    line: number,
-                });
-            }
-            // `package l2vip` may open a file exported by `uci export`.
-            "package" => {}
-            other => return Err(fail(format!("{other:?}: expected config, option or list"))),
         }
+        out.push(read);
     }
-    Ok(sections)
+    Ok(out)
 }
 
 /// Where each value of the built document came from: a JSON path (steps
@@ -214,14 +152,15 @@ enum Kind {
     /// A whole number that may be negative.
     Integer,
     Bool,
-    /// Empty text means "none" (JSON null).
+    /// `none` means none (JSON null).
     TextOrNone,
 }
 
 fn convert(kind: Kind, text: &str) -> Result<Value, String> {
     match kind {
         Kind::Text => Ok(Value::String(text.to_string())),
-        Kind::TextOrNone if text.is_empty() => Ok(Value::Null),
+        // uci drops an empty option (and `uci commit` with it): "none" it is.
+        Kind::TextOrNone if text == "none" => Ok(Value::Null),
         Kind::TextOrNone => Ok(Value::String(text.to_string())),
         Kind::Number => text
             .parse::<u64>()
@@ -390,12 +329,13 @@ fn fill(
                 known.join(", ")
             )));
         };
-        if rule.list != opt.list {
-            return Err(fail(if rule.list {
-                format!("a list: write `list {} '...'`", opt.name)
-            } else {
-                format!("a single value: write `option {} '...'`", opt.name)
-            }));
+        // `option` where a list is expected is a list of one, as OpenWrt's
+        // shell helpers read it; `list` where one value is expected is not.
+        if opt.list && !rule.list {
+            return Err(fail(format!(
+                "a single value: write `option {} '...'`",
+                opt.name
+            )));
         }
         let value = convert(rule.kind, &opt.value).map_err(fail)?;
         if rule.path.is_empty() {
@@ -536,21 +476,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn words_follow_the_shell_like_quoting() {
-        assert_eq!(
-            words(r#"  option on_acquire 'logger -t l2vip "got it"' # comment"#).unwrap(),
-            vec!["option", "on_acquire", r#"logger -t l2vip "got it""#]
-        );
-        assert_eq!(
-            words(r#"option x "a \"b\" c"'d'e"#).unwrap(),
-            vec!["option", "x", r#"a "b" cde"#]
-        );
-        assert_eq!(words("option x ''").unwrap(), vec!["option", "x", ""]);
-        assert!(words("option x 'open").is_err());
-        assert!(words("# only a comment").unwrap().is_empty());
-    }
-
-    #[test]
     fn sections_become_the_json_document() {
         let text = "\
 package l2vip
@@ -560,7 +485,7 @@ config l2vip 'main'
 \toption node 'r1'
 \toption priority '150'
 \toption preempt 'yes'
-\toption state_file ''
+\toption state_file 'none'
 
 config heartbeat
 \toption interval_ms 500
@@ -611,8 +536,8 @@ config service 'web'
             "line 2: config l2vip, option priority: \"high\" is not a whole number"
         );
         assert_eq!(
-            error("config heartbeat\n\toption peer '192.0.2.1'\n"),
-            "line 2: config heartbeat, option peer: a list: write `list peer '...'`"
+            error("config heartbeat\n\tlist interval_ms '100'\n"),
+            "line 2: config heartbeat, option interval_ms: a single value: write `option interval_ms '...'`"
         );
         assert_eq!(
             error("config service\n\toption ip '192.0.2.1'\n"),
@@ -628,15 +553,23 @@ config service 'web'
         );
         assert_eq!(
             error("option node 'a'\n"),
-            "line 1: option node: outside any config section"
+            "line 1: option/list command found before the first section (byte 0)"
         );
         assert_eq!(
             error("config l2vip\n\toption node 'a\n"),
-            "line 2: unterminated ' quote"
+            "line 2: EOF with unterminated ' (byte 16)"
         );
         assert_eq!(
-            error("config l2vip\n\toption node 'a'\n\toption node 'b'\n"),
-            "line 3: config l2vip, option node: set twice"
+            error("config service 'web-1'\n"),
+            "line 1: invalid character in name field (byte 23)"
+        );
+        // Last wins, as in uci.
+        let (value, _) = to_json("config l2vip\n\toption node 'a'\n\toption node 'b'\n").unwrap();
+        assert_eq!(value["node"], "b");
+        let (value, _) = to_json("config heartbeat\n\toption peer '192.0.2.1'\n").unwrap();
+        assert_eq!(
+            value["heartbeat"]["peers"],
+            serde_json::json!(["192.0.2.1"])
         );
         assert_eq!(
             error("config l2vip\nconfig l2vip\n"),
