@@ -89,6 +89,9 @@ struct Sim {
     /// sample of every run, every incarnation).
     recorded: Vec<Vec<u8>>,
     replayed: u64,
+    /// Forgeries sent, and heartbeats dropped at the MAC check.
+    forged: u64,
+    forgeries_dropped: u64,
     /// Whether the adversary replays. Replays may keep a dead node alive
     /// for a node that restarted (it has no memory of that peer's last
     /// sequence), so then only safety is checked: at most one owner, and
@@ -99,6 +102,10 @@ struct Sim {
     /// every policy).
     check_increments: bool,
 }
+
+/// The cluster's key: every heartbeat is signed, and checked before the
+/// policy sees it, as in the daemon.
+const KEY: &[u8] = b"simulated cluster key";
 
 /// Heartbeats the adversary keeps to replay.
 const RECORDED: usize = 512;
@@ -157,6 +164,8 @@ impl Sim {
             log: Vec::new(),
             recorded: Vec::new(),
             replayed: 0,
+            forged: 0,
+            forgeries_dropped: 0,
             adversary: false,
             check_increments: seed % 4 == 0,
         };
@@ -302,11 +311,10 @@ impl Sim {
         };
         let beat = policy.heartbeat(now, &mut node.scratch);
         let mut bytes = vec![0u8; heartbeat::MAX_LEN];
-        let len = beat.emit(&mut bytes, None).expect("heartbeat fits");
+        let len = beat.emit(&mut bytes, Some(KEY)).expect("heartbeat fits");
         bytes.truncate(len);
-        // The adversary hears everything (signed or not, it cannot forge:
-        // with a key, forged heartbeats die at the MAC check before the
-        // policy); it keeps a sample to send again later.
+        // The adversary hears everything; it keeps a sample to send again
+        // later, and to forge from.
         if self.recorded.len() < RECORDED {
             self.recorded.push(bytes.clone());
         } else {
@@ -382,6 +390,11 @@ impl Sim {
             };
             let node = &mut self.nodes[flight.to];
             if let Some(policy) = node.policy.as_mut() {
+                // What the election thread checks before the policy.
+                if !heartbeat::verify(&flight.bytes, KEY) {
+                    self.forgeries_dropped += 1;
+                    continue;
+                }
                 let beat = Repr::parse(&flight.bytes)
                     .map_err(|e| format!("own heartbeat unparsable: {e}"))?;
                 if let Ok(outputs) = policy.on_heartbeat(now, &beat) {
@@ -489,7 +502,8 @@ impl Sim {
     }
 
     /// The adversary sends `count` recorded heartbeats again, each to a
-    /// random node (its own sender included), from any run of any node.
+    /// random node (its own sender included), from any run of any node;
+    /// about a third of them forged from what it recorded.
     fn replay(&mut self, count: usize) {
         for _ in 0..count {
             if self.recorded.is_empty() {
@@ -497,15 +511,46 @@ impl Sim {
             }
             let pick = self.rng.below(self.recorded.len() as u64) as usize;
             let to = self.rng.below(self.nodes.len() as u64) as usize;
+            let mut bytes = self.recorded[pick].clone();
+            if self.rng.chance(0.3) {
+                bytes = self.forge(&bytes);
+            } else {
+                self.replayed += 1;
+            }
             self.order += 1;
-            self.replayed += 1;
             self.flight.push(Reverse(Flight {
                 at: self.now + LATENCY,
                 order: self.order,
                 to,
-                bytes: self.recorded[pick].clone(),
+                bytes,
             }));
         }
+    }
+
+    /// A forgery made from a recorded heartbeat: the newest possible
+    /// incarnation and sequence, priority 255, leaving or claiming every
+    /// service, signed with a key that is not the cluster's or not at all.
+    fn forge(&mut self, recorded: &[u8]) -> Vec<u8> {
+        let Ok(mut beat) = Repr::parse(recorded) else {
+            return recorded.to_vec();
+        };
+        let every = vec![0xffu8; beat.claims.len()];
+        beat.incarnation = u64::MAX;
+        beat.sequence = u64::MAX;
+        beat.priority = 255;
+        beat.leaving = self.rng.chance(0.5);
+        beat.claims = &every;
+        beat.eligible = &every;
+        let key: Option<&[u8]> = if self.rng.chance(0.5) {
+            Some(b"not the cluster's key")
+        } else {
+            None
+        };
+        let mut out = vec![0u8; heartbeat::MAX_LEN];
+        let len = beat.emit(&mut out, key).unwrap_or(0);
+        out.truncate(len);
+        self.forged += 1;
+        out
     }
 
     /// Every running node hears every other running node (the network is
@@ -579,9 +624,10 @@ fn chaos(seed: u64) -> Result<(), String> {
     chaos_with(seed, false)
 }
 
-/// The same with an adversary that replays heartbeats of every run, to
-/// every node, through the faults and the calm: after each calm stretch no
-/// service has two owners and every running node hears every other.
+/// The same with an adversary that replays heartbeats of every run, and
+/// forges heartbeats from them, to every node, through the faults and the
+/// calm: after each calm stretch no service has two owners and every
+/// running node hears every other.
 fn chaos_with_replays(seed: u64) -> Result<(), String> {
     chaos_with(seed, true)
 }
@@ -689,6 +735,11 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
             .map_err(|e| sim.failure(seed, "calm", &e))?;
         sim.check_hearing()
             .map_err(|e| sim.failure(seed, "calm", &e))?;
+        // Only forgeries fail the MAC check: every signed heartbeat of the
+        // cluster passes it.
+        if sim.forgeries_dropped > sim.forged {
+            return Err(sim.failure(seed, "calm", "a heartbeat of the cluster failed its MAC"));
+        }
     }
     if std::env::var("L2VIP_SIM_STEPS").is_ok() {
         eprintln!(
