@@ -1127,10 +1127,10 @@ impl Policy {
         }
         scratch.witnesses.clear();
         let lease = self.settings.lease;
-        for (name, peer) in self
+        for peer in self
             .peers
-            .iter()
-            .filter(|(_, p)| !p.leaving && now < p.heard + lease)
+            .values()
+            .filter(|p| !p.leaving && now < p.heard + lease)
         {
             if scratch.witnesses.len() / WITNESS_LEN >= heartbeat::MAX_WITNESSES {
                 break;
@@ -1143,7 +1143,7 @@ impl Policy {
             heartbeat::emit_witness(
                 &mut entry,
                 Witness {
-                    node: name_hash(name),
+                    node: peer.hash,
                     incarnation: peer.incarnation as u32,
                     age_ms: age,
                 },
