@@ -55,15 +55,35 @@ fn raise_priority(nice: i32) -> bool {
     }
 }
 
-/// Switches to `name`, keeping CAP_NET_RAW and CAP_NET_ADMIN only.
-fn drop_privileges(name: &str) -> Result<(), String> {
+/// Gives up what the daemon no longer needs once its sockets are open:
+/// with `user`, switches to it keeping CAP_NET_RAW and CAP_NET_ADMIN only.
+/// Started as that user already, or as any user but root (systemd's
+/// `User=` with `AmbientCapabilities=`), it keeps those two of what it was
+/// given. Root without `user` stays root. In every case programs it runs
+/// (hooks, checks) inherit no capabilities.
+fn drop_privileges(user: Option<&str>) -> Result<(), String> {
     use crate::sys::privilege::{self, CAP_NET_ADMIN, CAP_NET_RAW};
+    const KEEP: [u32; 2] = [CAP_NET_RAW, CAP_NET_ADMIN];
+    let (uid, gid) = privilege::ids();
+    let Some(name) = user else {
+        if uid == 0 {
+            return privilege::clear_ambient()
+                .map_err(|e| format!("cannot clear the ambient capabilities: {e}"));
+        }
+        privilege::keep_only(&KEEP).map_err(|e| format!("cannot give up capabilities: {e}"))?;
+        info!("running as uid {uid}, gid {gid} with CAP_NET_RAW and CAP_NET_ADMIN only");
+        return Ok(());
+    };
     let passwd = std::fs::read_to_string("/etc/passwd")
         .map_err(|e| format!("user {name}: cannot read /etc/passwd: {e}"))?;
     let user = privilege::find_user(&passwd, name)
         .ok_or_else(|| format!("user {name}: no such user in /etc/passwd"))?;
-    privilege::drop_to(&user, &[CAP_NET_RAW, CAP_NET_ADMIN])
-        .map_err(|e| format!("user {name}: cannot switch to it: {e}"))?;
+    if (user.uid, user.gid) == (uid, gid) {
+        privilege::keep_only(&KEEP).map_err(|e| format!("cannot give up capabilities: {e}"))?;
+    } else {
+        privilege::drop_to(&user, &KEEP)
+            .map_err(|e| format!("user {name}: cannot switch to it: {e}"))?;
+    }
     info!(
         "running as {name} (uid {}, gid {}) with CAP_NET_RAW and CAP_NET_ADMIN only",
         user.uid, user.gid
@@ -103,7 +123,7 @@ struct ThreadEnd {
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// process exit status.
-pub fn run(path: &Path) -> u8 {
+pub fn run(path: &Path, notify: Option<String>) -> u8 {
     crate::sys::memory::one_arena();
     // Block the signals before any thread exists, so all inherit the mask.
     let signals = match SignalFd::new() {
@@ -127,7 +147,7 @@ pub fn run(path: &Path) -> u8 {
             return EXIT_CONFIG;
         }
     };
-    match Supervisor::start(&config, path, key, signals) {
+    match Supervisor::start(&config, path, key, notify, signals) {
         Ok(supervisor) => {
             // The threads hold what they need of it.
             drop(config);
@@ -157,6 +177,7 @@ impl Supervisor {
         config: &Config,
         path: &Path,
         key: Option<Vec<u8>>,
+        notify: Option<String>,
         signals: SignalFd,
     ) -> Result<Supervisor, String> {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
@@ -182,7 +203,8 @@ impl Supervisor {
         let (responder, responder_mailbox) =
             ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
         let (mut actions, actions_mailbox) =
-            ActionsThread::new(config, responder_mailbox.clone()).map_err(|e| e.to_string())?;
+            ActionsThread::new(config, notify, responder_mailbox.clone())
+                .map_err(|e| e.to_string())?;
         let counter = config.state_file.as_deref().map(incarnation::counter_path);
         let (incarnation, kept) = incarnation::for_this_start(counter.as_deref());
         if let (Some(e), Some(path)) = (kept, &counter) {
@@ -230,9 +252,7 @@ impl Supervisor {
         let base = sched::thread_nice().unwrap_or(0);
         let boosted = config.nice < base && raise_priority(config.nice);
         // Every socket is open: give up root before any thread exists.
-        if let Some(user) = &config.user {
-            drop_privileges(user)?;
-        }
+        drop_privileges(config.user.as_deref())?;
         let responder_handle = spawn("responder", end_mailbox.clone(), move || responder.run())
             .map_err(|e| format!("cannot start the responder thread: {e}"))?;
         let election_handle = spawn("election", end_mailbox.clone(), move || election.run())

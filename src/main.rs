@@ -8,23 +8,26 @@ use l2vip::config::{self, DEFAULT_PATH, DEFAULT_SOCKET};
 use l2vip::control::client::{self, ClientError};
 use l2vip::control::protocol::Request;
 use l2vip::control::render;
+use l2vip::control::rpcd;
 use l2vip::daemon;
 use l2vip::syslog;
 use serde_json::Value;
 
 const USAGE: &str = "\
-usage: l2vip daemon [-c FILE] [-v] [--syslog]
+usage: l2vip daemon [-c FILE] [-v] [--syslog] [--notify COMMAND]
                                        run the daemon in the foreground
        l2vip check-config [-c FILE] [--offline]
                                        validate FILE, print the normalized config
        l2vip status | services | metrics [--prometheus]
        l2vip drain | undrain | handover [SERVICE] | reload
        l2vip add NAME IP INTERFACE [NODE...] | remove NAME
+       l2vip rpcd list | call METHOD   OpenWrt's rpcd plugin protocol (ubus call l2vip ...)
        l2vip --version
 
   -c, --config FILE   configuration file, JSON or UCI (default /etc/l2vip/config.json)
   -v, --verbose       log debug detail (RUST_LOG overrides)
   --syslog            log to /dev/log (RFC 3164, facility daemon) instead of stderr
+  --notify COMMAND    also run COMMAND (/bin/sh -c) after every acquire and release
   --offline           check the file alone, not against this system (interfaces, key)
   --socket PATH       control socket (default /var/run/l2vip/control.sock)
   --json              print the daemon's answer as JSON, unchanged
@@ -187,11 +190,81 @@ fn client_command(command: &str, args: &[String]) -> u8 {
     0
 }
 
+/// `l2vip rpcd list | call METHOD [--socket PATH]`: rpcd's exec-plugin
+/// protocol. Always prints one JSON object; a call the daemon refused or
+/// could not take exits 1, an unreachable daemon 3.
+fn rpcd_command(args: &[String]) -> u8 {
+    let mut socket = PathBuf::from(DEFAULT_SOCKET);
+    let mut words = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.as_slice().first()) {
+            ("--socket", Some(path)) => {
+                socket = PathBuf::from(path);
+                args.next();
+            }
+            (word, _) if !word.starts_with('-') => words.push(word),
+            (other, _) => {
+                eprintln!("l2vip: rpcd: unknown argument {other:?}\n{USAGE}");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let print = |answer: &Value| println!("{answer}");
+    let method = match words.as_slice() {
+        ["list"] => {
+            print(&rpcd::list());
+            return 0;
+        }
+        ["call", method] => *method,
+        _ => {
+            eprintln!("l2vip: rpcd needs list or call METHOD\n{USAGE}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut input = Vec::new();
+    let read = std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::io::stdin().lock(), rpcd::MAX_INPUT),
+        &mut input,
+    );
+    let request = match read {
+        Ok(_) => rpcd::request(method, &input),
+        Err(e) => Err(format!("cannot read the arguments: {e}")),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => {
+            print(&rpcd::error("invalid_argument", &message));
+            return EXIT_REFUSED;
+        }
+    };
+    match client::request(&socket, &request) {
+        Ok(reply) => {
+            let refused = reply.outcome.is_err();
+            print(&rpcd::answer(method, reply.outcome));
+            if refused {
+                EXIT_REFUSED
+            } else {
+                0
+            }
+        }
+        Err(ClientError::Unreachable(message)) => {
+            print(&rpcd::error("unreachable", &message));
+            EXIT_UNREACHABLE
+        }
+        Err(ClientError::Protocol(message)) => {
+            print(&rpcd::error("protocol", &message));
+            EXIT_REFUSED
+        }
+    }
+}
+
 struct Options {
     config: PathBuf,
     verbose: bool,
     syslog: bool,
     offline: bool,
+    notify: Option<String>,
 }
 
 fn parse_options(command: &str, args: &[String]) -> Result<Options, String> {
@@ -200,6 +273,7 @@ fn parse_options(command: &str, args: &[String]) -> Result<Options, String> {
         verbose: false,
         syslog: false,
         offline: false,
+        notify: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -210,6 +284,13 @@ fn parse_options(command: &str, args: &[String]) -> Result<Options, String> {
             }
             "-v" | "--verbose" => options.verbose = true,
             "--syslog" if command == "daemon" => options.syslog = true,
+            "--notify" if command == "daemon" => {
+                let command = args.next().ok_or("--notify needs a command")?;
+                if command.trim().is_empty() {
+                    return Err("--notify: empty command".to_string());
+                }
+                options.notify = Some(command.clone());
+            }
             "--offline" if command == "check-config" => options.offline = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -302,10 +383,11 @@ fn main() -> ExitCode {
         }
         "status" | "services" | "metrics" | "drain" | "undrain" | "handover" | "add" | "remove"
         | "reload" => client_command(command, rest),
+        "rpcd" => rpcd_command(rest),
         "daemon" | "check-config" => match parse_options(command, rest) {
             Ok(options) if command == "daemon" => {
                 init_logging(options.verbose, options.syslog);
-                daemon::run(&options.config)
+                daemon::run(&options.config, options.notify)
             }
             Ok(options) => check_config(&options),
             Err(e) => {

@@ -282,7 +282,7 @@ fn shipped_and_documented_configurations_are_valid() {
     let documented = write_config("readme.uci", example);
     let root = env!("CARGO_MANIFEST_DIR");
     for path in [
-        format!("{root}/rootfs/etc/config/l2vip"),
+        format!("{root}/cross/openwrt/l2vip/files/l2vip.config"),
         format!("{root}/rootfs/etc/l2vip/config.json"),
         documented.display().to_string(),
     ] {

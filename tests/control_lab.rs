@@ -822,6 +822,152 @@ fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
     assert_eq!(ignore.trim(), "0", "{}", n1.log());
 }
 
+/// The process's capability sets and IDs, from /proc/PID/status.
+fn proc_field(pid: u32, name: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// As systemd starts it with the shipped unit (`User=`, `Group=`,
+/// `AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_SYS_NICE`): the
+/// daemon never was root, keeps the two capabilities it needs, and its
+/// hooks get none, ambient ones included. Then once more with `"user"` set
+/// to the user it already is.
+#[test]
+fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
+    if !lab::available("started_as_its_user_with_ambient_capabilities_it_keeps_two") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let user = TestUser::create("a");
+    // systemd's RuntimeDirectory=: the daemon's own.
+    let run = lab.dir.join("run");
+    std::fs::create_dir(&run).expect("run directory");
+    let chown = Command::new("chown")
+        .arg(format!("{}:{}", user.user, user.user))
+        .arg(&run)
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/cross/buildroot/package/l2vip/l2vip.service"
+    ))
+    .expect("unit");
+    assert!(
+        unit.contains("AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN CAP_SYS_NICE\n"),
+        "{unit}"
+    );
+    let start = lab::Start {
+        wrapper: [
+            "setpriv",
+            "--reuid",
+            &user.user,
+            "--regid",
+            &user.user,
+            "--init-groups",
+            "--inh-caps",
+            "+net_raw,+net_admin,+sys_nice",
+            "--ambient-caps",
+            "+net_raw,+net_admin,+sys_nice",
+            "--bounding-set",
+            "-all,+net_raw,+net_admin,+sys_nice",
+            "--no-new-privs",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..lab::Start::default()
+    };
+    let hook_out = run.join("hook");
+    let extra = |user_key: &str| {
+        format!(
+            r#"{user_key}, "control": {{"socket": "{run}/control.sock"}}, "state_file": "{run}/runtime.json",
+            "hooks": {{"on_acquire": "grep ^Cap /proc/self/status > {hook}-$L2VIP_SERVICE"}}"#,
+            run = run.display(),
+            hook = hook_out.display()
+        )
+    };
+    let mut n1 = lab.daemon_with(1, &config(1, &extra("")), &start);
+    let n2 = lab.daemon(2, &config(2, ""));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    assert!(n1.log().contains("running as uid "), "{}", n1.log());
+    let uid = proc_field(n1.pid(), "Uid");
+    assert!(!uid.starts_with("0 "), "{uid}");
+    // Bits 12 (CAP_NET_ADMIN) and 13 (CAP_NET_RAW): CAP_SYS_NICE went
+    // once the threads had their niceness; nothing ambient.
+    assert_eq!(proc_field(n1.pid(), "CapEff"), "0000000000003000");
+    assert_eq!(proc_field(n1.pid(), "CapPrm"), "0000000000003000");
+    assert_eq!(proc_field(n1.pid(), "CapInh"), "0000000000000000");
+    assert_eq!(proc_field(n1.pid(), "CapAmb"), "0000000000000000");
+    let responder = std::fs::read_dir(format!("/proc/{}/task", n1.pid()))
+        .expect("tasks")
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default() == "responder\n"
+        })
+        .map(|t| std::fs::read_to_string(t.path().join("stat")).unwrap_or_default())
+        .unwrap_or_default();
+    let nice = responder
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(16).map(str::to_string));
+    assert_eq!(nice.as_deref(), Some("-10"), "{responder}");
+
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));
+    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(1)));
+    let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP4]);
+    assert!(ping.contains(" 2 received"), "{ping}");
+    let hook = run.join("hook-web");
+    assert!(
+        Lab::wait_until(Duration::from_secs(2), || hook.exists()),
+        "{}",
+        n1.log()
+    );
+    let hook = std::fs::read_to_string(hook).expect("hook output");
+    assert!(hook.contains("CapEff:\t0000000000000000"), "{hook}");
+    assert!(hook.contains("CapAmb:\t0000000000000000"), "{hook}");
+
+    // SIGTERM (systemctl stop): routes and ARP settings put back with
+    // those two capabilities.
+    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_secs(2)),
+        "{}",
+        n2.log()
+    );
+    let routes = lab.text(
+        "n1",
+        &["ip", "route", "show", "table", "local", "proto", "76"],
+    );
+    assert_eq!(routes.trim(), "", "{}", n1.log());
+    let ignore = lab.text("n1", &["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"]);
+    assert_eq!(ignore.trim(), "0", "{}", n1.log());
+
+    // "user" naming the user it already is: no switch, the same two.
+    let with_user = format!(r#", "user": "{}""#, user.user);
+    let n1 = lab.daemon_with(1, &config(1, &extra(&with_user)), &start);
+    assert!(
+        n1.wait_for_log(
+            &format!("running as {} (uid", user.user),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        n1.log()
+    );
+    assert_eq!(proc_field(n1.pid(), "CapEff"), "0000000000003000");
+    assert_eq!(proc_field(n1.pid(), "CapAmb"), "0000000000000000");
+    drop(n2);
+}
+
 /// A service added with a health check and `bind` keeps both across a
 /// restart: restored from the state file, it stays unowned while its check
 /// fails, and is taken once the check passes.

@@ -31,8 +31,9 @@ use crate::ownership::{Ownership, Vip};
 const WAKER: Token = Token(0);
 /// While children run, the loop looks for their exit this often.
 const REAP_TICK: Duration = Duration::from_millis(20);
-/// Hook events waiting per service; older ones are dropped beyond this.
-const MAX_QUEUED_HOOKS: usize = 8;
+/// Hook runs waiting per service (two per event with `--notify`); older
+/// ones are dropped beyond this.
+const MAX_QUEUED_HOOKS: usize = 16;
 /// How long running hooks may finish at exit before they are killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
 
@@ -87,6 +88,8 @@ impl HookEvent {
 struct QueuedHook {
     event: HookEvent,
     vip: Vip,
+    /// The daemon's `--notify` command rather than the configured hook.
+    notify: bool,
 }
 
 /// One service's health check and its state.
@@ -122,6 +125,9 @@ pub struct ActionsThread {
     arp: ArpSettings,
     current: Arc<Ownership>,
     hooks: Hooks,
+    /// `l2vip daemon --notify`: run after every acquire and release, besides
+    /// the configured hooks (packages use it for their event systems).
+    notify: Option<String>,
     bind: Bind,
     /// The interfaces services live on.
     interfaces: BTreeSet<Arc<str>>,
@@ -141,6 +147,7 @@ impl ActionsThread {
     /// ARP exchange of this node happens with the kernel's defaults.
     pub fn new(
         config: &Config,
+        notify: Option<String>,
         responder: Mailbox<ResponderCommand>,
     ) -> io::Result<(ActionsThread, Mailbox<Command>)> {
         let poll = Poll::new()?;
@@ -174,6 +181,7 @@ impl ActionsThread {
                 arp,
                 current: Arc::new(Ownership::default()),
                 hooks: config.hooks.clone(),
+                notify,
                 bind: config.bind,
                 interfaces: BTreeSet::new(),
                 links: HashMap::new(),
@@ -463,10 +471,20 @@ impl ActionsThread {
     }
 
     fn queue_hook(&mut self, event: HookEvent, vip: Vip) {
-        if event.command(&self.hooks).is_none() {
-            return;
+        let configured = event.command(&self.hooks).is_some();
+        for notify in [false, true] {
+            if (notify && self.notify.is_some()) || (!notify && configured) {
+                self.queue_one(QueuedHook {
+                    event,
+                    vip: vip.clone(),
+                    notify,
+                });
+            }
         }
-        let service = vip.name.to_string();
+    }
+
+    fn queue_one(&mut self, hook: QueuedHook) {
+        let service = hook.vip.name.to_string();
         let queue = self.hook_queue.entry(service.clone()).or_default();
         if queue.len() >= MAX_QUEUED_HOOKS {
             if let Some(dropped) = queue.pop_front() {
@@ -476,7 +494,7 @@ impl ActionsThread {
                 );
             }
         }
-        queue.push_back(QueuedHook { event, vip });
+        queue.push_back(hook);
         let running = self
             .runs
             .values()
@@ -497,8 +515,17 @@ impl ActionsThread {
             self.hook_queue.remove(service);
             return;
         };
-        let name = event.event.key();
-        let Some(command) = event.event.command(&self.hooks).cloned() else {
+        let name = if event.notify {
+            "--notify"
+        } else {
+            event.event.key()
+        };
+        let command = if event.notify {
+            self.notify.clone()
+        } else {
+            event.event.command(&self.hooks).cloned()
+        };
+        let Some(command) = command else {
             return self.next_hook(service);
         };
         let vip = &event.vip;

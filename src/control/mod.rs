@@ -6,4 +6,5 @@ pub mod catalogue;
 pub mod client;
 pub mod protocol;
 pub mod render;
+pub mod rpcd;
 pub mod server;

@@ -74,6 +74,21 @@ pub fn drop_to(user: &User, caps: &[u32]) -> io::Result<()> {
     syscall!(setresgid(user.gid, user.gid, user.gid))?;
     // SAFETY: as above.
     syscall!(setresuid(user.uid, user.uid, user.uid))?;
+    keep_only(caps)?;
+    // SAFETY: prctl with integer arguments only.
+    syscall!(prctl(libc::PR_SET_KEEPCAPS, 0 as libc::c_ulong, 0, 0, 0))?;
+    Ok(())
+}
+
+/// The real user and group IDs of this process.
+pub fn ids() -> (u32, u32) {
+    // SAFETY: getuid and getgid take nothing and cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Keeps exactly `caps` in the effective and permitted sets, none
+/// inheritable or ambient (giving up capabilities needs none).
+pub fn keep_only(caps: &[u32]) -> io::Result<()> {
     let mut mask = [0u32; 2];
     for cap in caps {
         let (word, bit) = ((*cap / 32) as usize, cap % 32);
@@ -105,17 +120,26 @@ pub fn drop_to(user: &User, caps: &[u32]) -> io::Result<()> {
         &header as *const CapHeader,
         data.as_ptr()
     ))?;
-    // SAFETY: prctl with integer arguments only.
-    syscall!(prctl(libc::PR_SET_KEEPCAPS, 0 as libc::c_ulong, 0, 0, 0))?;
+    clear_ambient()
+}
+
+/// Empties the ambient capability set, so that programs this process runs
+/// (hooks, checks) inherit no capabilities from it, whatever started it
+/// with (systemd's `AmbientCapabilities=`). Its own sets stay as they are.
+/// A kernel older than 4.3 has no ambient set: nothing to clear.
+pub fn clear_ambient() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only; clears the ambient set.
-    syscall!(prctl(
+    let cleared = syscall!(prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
         0 as libc::c_ulong,
         0 as libc::c_ulong,
         0 as libc::c_ulong
-    ))?;
-    Ok(())
+    ));
+    match cleared {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,17 @@ fn allow_insecure(config: &mut serde_json::Value) {
 }
 
 /// A lab of `nodes` nodes and one client, deleted on drop.
+/// How `Lab::daemon_with` starts a daemon.
+#[derive(Default)]
+pub struct Start {
+    /// A command the daemon runs under (e.g. setpriv and its options).
+    pub wrapper: Vec<String>,
+    /// More arguments for `l2vip daemon`.
+    pub args: Vec<String>,
+    /// More environment variables.
+    pub env: Vec<(String, String)>,
+}
+
 pub struct Lab {
     pub name: String,
     pub dir: PathBuf,
@@ -273,6 +284,11 @@ impl Lab {
 
     /// Writes `config` and starts `l2vip daemon -c` in node `node`.
     pub fn daemon(&self, node: usize, config: &str) -> Daemon {
+        self.daemon_with(node, config, &Start::default())
+    }
+
+    /// `daemon`, started as `start` says.
+    pub fn daemon_with(&self, node: usize, config: &str, start: &Start) -> Daemon {
         let host = format!("n{node}");
         let config_path = self.dir.join(format!("{host}.json"));
         // Each daemon gets its own control socket in the lab directory.
@@ -302,9 +318,12 @@ impl Lab {
         let log_file = fs::File::create(&log).expect("log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(&host)])
+            .args(&start.wrapper)
             .arg(env!("CARGO_BIN_EXE_l2vip"))
             .args(["daemon", "-c"])
             .arg(&config_path)
+            .args(&start.args)
+            .envs(start.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)

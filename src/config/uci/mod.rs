@@ -460,17 +460,6 @@ pub fn to_json(text: &str) -> Result<(Value, Places), ConfigError> {
     Ok((Value::Object(document), places))
 }
 
-/// Whether the UCI file says `option enabled '0'` in its `config l2vip`.
-pub fn disabled(text: &str) -> bool {
-    parse_sections(text).is_ok_and(|sections| {
-        sections.iter().filter(|s| s.kind == "l2vip").any(|s| {
-            s.options.iter().any(|o| {
-                o.name == "enabled" && convert(Kind::Bool, &o.value) == Ok(Value::Bool(false))
-            })
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,8 +507,6 @@ config service 'web'
         );
         assert_eq!(error.line, Some(13));
         assert_eq!(error.message, "config heartbeat, option peer: bad");
-        assert!(!disabled(text));
-        assert!(disabled("config l2vip\n\toption enabled '0'\n"));
     }
 
     #[test]
