@@ -287,3 +287,89 @@ fn the_openwrt_makefile_has_the_feed_form() {
     methods.sort();
     assert_eq!(granted, methods);
 }
+
+/// Runs the OpenWrt service in `case` (tests/openwrt/init.sh, with procd,
+/// rc.common and UCI recorded) and returns what it did, line by line.
+fn openwrt_service(case: &str) -> Vec<String> {
+    let out = std::process::Command::new("sh")
+        .arg(Path::new(ROOT).join("tests/openwrt/init.sh"))
+        .arg(case)
+        .output()
+        .expect("run tests/openwrt/init.sh");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_openwrt_service_starts_one_instance_when_any_l2vip_section_enables_it() {
+    let lines = openwrt_service("start");
+    let has = |line: &str| lines.iter().any(|l| l == line);
+    assert!(
+        has("procd_set_param command l2vip daemon -c /etc/config/l2vip --notify /usr/libexec/l2vip/hotplug"),
+        "{lines:#?}"
+    );
+    // Each interface once, though two services share br-lan.
+    let netdevs: Vec<&String> = lines.iter().filter(|l| l.contains("netdev")).collect();
+    assert_eq!(
+        netdevs,
+        [
+            "procd_append_param netdev br-lan",
+            "procd_append_param netdev eth1"
+        ]
+    );
+    assert!(has("procd_set_param respawn") && has("procd_set_param term_timeout 5"));
+    // procd would send HUP for every change; reload_service decides instead.
+    assert!(
+        !lines.iter().any(|l| l.contains("reload_signal")),
+        "{lines:#?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("status 0"));
+
+    let lines = openwrt_service("disabled");
+    assert!(!lines.iter().any(|l| l.starts_with("procd_open_instance")));
+    assert!(
+        lines.iter().any(|l| l.contains("l2vip is disabled")),
+        "{lines:#?}"
+    );
+    let lines = openwrt_service("invalid");
+    assert!(!lines.iter().any(|l| l.starts_with("procd_open_instance")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("is invalid (service l2vip validate)")));
+    assert_eq!(lines.last().map(String::as_str), Some("status 1"));
+    let lines = openwrt_service("triggers");
+    assert!(lines.iter().any(|l| l == "procd_add_reload_trigger l2vip"));
+    assert!(lines
+        .iter()
+        .any(|l| l == "procd_add_validation validate_l2vip_section"));
+}
+
+#[test]
+fn an_openwrt_reload_restarts_only_when_the_daemon_says_a_change_needs_it() {
+    let did = |case: &str| -> Vec<String> {
+        openwrt_service(case)
+            .into_iter()
+            .filter(|l| !l.starts_with("config_load") && !l.starts_with("stderr"))
+            .collect()
+    };
+    // Applied at once: nothing else happens.
+    assert_eq!(did("reload-applied"), ["l2vip reload --json", "status 0"]);
+    // node and heartbeat changed: the instance restarts.
+    assert_eq!(
+        did("reload-restart"),
+        ["l2vip reload --json", "restart", "status 0"]
+    );
+    let lines = openwrt_service("reload-restart");
+    assert!(lines.contains(&"stderr: l2vip: restarting to apply: node heartbeat".to_string()));
+    // A file the daemon refuses: it keeps running as it is.
+    assert_eq!(did("reload-refused"), ["l2vip reload --json", "status 1"]);
+    // Not running (it was disabled, or crashed past procd's respawn): start.
+    assert_eq!(
+        did("reload-not-running"),
+        ["l2vip reload --json", "start", "status 0"]
+    );
+    // Disabled since: stop.
+    assert_eq!(did("reload-disabled"), ["stop", "status 0"]);
+}
