@@ -210,10 +210,11 @@ fn rpcd_command(args: &[String]) -> u8 {
             }
         }
     }
-    let print = |answer: &Value| println!("{answer}");
+    // Written as the control socket writes its answers.
+    let print = |answer: &Value| println!("{}", serde_json::to_string(answer).unwrap_or_default());
     let method = match words.as_slice() {
         ["list"] => {
-            print(&rpcd::list());
+            println!("{}", rpcd::LIST);
             return 0;
         }
         ["call", method] => *method,
