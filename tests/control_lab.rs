@@ -31,20 +31,12 @@ fn config(node: usize, extra: &str) -> String {
 }
 
 fn pair(lab: &Lab, extra: &str) -> (Daemon, Daemon) {
-    let n1 = lab.daemon(1, &config(1, extra));
-    let n2 = lab.daemon(2, &config(2, extra));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    assert!(
-        Lab::wait_until(Duration::from_secs(3), || n2.socket.exists()),
-        "{}",
-        n2.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
-    (n1, n2)
+    lab.pair(
+        [&config(1, extra), &config(2, extra)],
+        &lab::Start::default(),
+        "acquired web6",
+        Duration::from_millis(LEASE_MS),
+    )
 }
 
 /// A one-node cluster (it owns every VIP at once) with `control` as its
@@ -741,44 +733,21 @@ fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
         "{}",
         n1.log()
     );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", n1.pid())).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    };
+    let field = |name: &str| proc_field(n1.pid(), name);
     let uid = Command::new("id")
         .args(["-u", &user.user])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .expect("id");
-    assert_eq!(field("Uid"), format!("{uid} {uid} {uid} {uid}"), "{status}");
+    assert_eq!(field("Uid"), format!("{uid} {uid} {uid} {uid}"));
     // Bits 12 (CAP_NET_ADMIN) and 13 (CAP_NET_RAW), nothing else.
-    assert_eq!(field("CapEff"), "0000000000003000", "{status}");
-    assert_eq!(field("CapPrm"), "0000000000003000", "{status}");
-    assert_eq!(field("CapInh"), "0000000000000000", "{status}");
-    assert_eq!(field("CapAmb"), "0000000000000000", "{status}");
+    assert_eq!(field("CapEff"), "0000000000003000");
+    assert_eq!(field("CapPrm"), "0000000000003000");
+    assert_eq!(field("CapInh"), "0000000000000000");
+    assert_eq!(field("CapAmb"), "0000000000000000");
     // Niceness, taken before root was given up: the responder and the
     // election at the default -10, the other threads as started.
-    let mut nice = std::collections::BTreeMap::new();
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", n1.pid())).expect("tasks");
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Field 19, counted after the parenthesised command name.
-        let after = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or_default();
-        let value = after
-            .split_whitespace()
-            .nth(16)
-            .unwrap_or_default()
-            .to_string();
-        nice.insert(comm.trim().to_string(), value);
-    }
+    let nice = thread_nice(n1.pid());
     for (thread, want) in [
         ("responder", "-10"),
         ("election", "-10"),
@@ -806,6 +775,34 @@ fn the_daemon_runs_as_an_unprivileged_user_with_two_capabilities() {
     // SIGTERM: n2 takes over; n1's routes and ARP settings are put back
     // with nothing but its two capabilities.
     let mut n1 = n1;
+    stops_and_puts_back(&lab, &mut n1, &n2);
+}
+
+/// Each thread's niceness (field 19 of /proc/PID/task/TID/stat), by name.
+fn thread_nice(pid: u32) -> std::collections::BTreeMap<String, String> {
+    let mut nice = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Counted after the parenthesised command name.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let value = after
+            .split_whitespace()
+            .nth(16)
+            .unwrap_or_default()
+            .to_string();
+        nice.insert(comm.trim().to_string(), value);
+    }
+    nice
+}
+
+/// SIGTERM to n1 (owning both VIPs): it exits 0, n2 takes over, and n1's
+/// routes and ARP settings are put back.
+fn stops_and_puts_back(lab: &Lab, n1: &mut Daemon, n2: &Daemon) {
     let stopped = n1.stop_with("TERM", Duration::from_secs(3));
     assert!(stopped.is_some_and(|(status, _)| status.success()));
     assert!(
@@ -907,18 +904,12 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
     assert_eq!(proc_field(n1.pid(), "CapPrm"), "0000000000003000");
     assert_eq!(proc_field(n1.pid(), "CapInh"), "0000000000000000");
     assert_eq!(proc_field(n1.pid(), "CapAmb"), "0000000000000000");
-    let responder = std::fs::read_dir(format!("/proc/{}/task", n1.pid()))
-        .expect("tasks")
-        .flatten()
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm")).unwrap_or_default() == "responder\n"
-        })
-        .map(|t| std::fs::read_to_string(t.path().join("stat")).unwrap_or_default())
-        .unwrap_or_default();
-    let nice = responder
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(16).map(str::to_string));
-    assert_eq!(nice.as_deref(), Some("-10"), "{responder}");
+    let nice = thread_nice(n1.pid());
+    assert_eq!(
+        nice.get("responder").map(String::as_str),
+        Some("-10"),
+        "{nice:?}"
+    );
 
     std::thread::sleep(Duration::from_millis(LEASE_MS));
     assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));
@@ -937,20 +928,7 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
 
     // SIGTERM (systemctl stop): routes and ARP settings put back with
     // those two capabilities.
-    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
-    assert!(stopped.is_some_and(|(status, _)| status.success()));
-    assert!(
-        n2.wait_for_log("acquired web6", Duration::from_secs(2)),
-        "{}",
-        n2.log()
-    );
-    let routes = lab.text(
-        "n1",
-        &["ip", "route", "show", "table", "local", "proto", "76"],
-    );
-    assert_eq!(routes.trim(), "", "{}", n1.log());
-    let ignore = lab.text("n1", &["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"]);
-    assert_eq!(ignore.trim(), "0", "{}", n1.log());
+    stops_and_puts_back(&lab, &mut n1, &n2);
 
     // "user" naming the user it already is: no switch, the same two.
     let with_user = format!(r#", "user": "{}""#, user.user);

@@ -31,20 +31,12 @@ fn config(node: usize) -> String {
 
 /// Two nodes (n1 owns both VIPs), each started as `start` says.
 fn pair(lab: &Lab, start: &Start) -> (Daemon, Daemon) {
-    let n1 = lab.daemon_with(1, &config(1), start);
-    let n2 = lab.daemon_with(2, &config(2), start);
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    assert!(
-        Lab::wait_until(Duration::from_secs(3), || n2.socket.exists()),
-        "{}",
-        n2.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
-    (n1, n2)
+    lab.pair(
+        [&config(1), &config(2)],
+        start,
+        "acquired web6",
+        Duration::from_millis(LEASE_MS),
+    )
 }
 
 /// The shipped rpcd plugin, its binary and socket pointed at this build

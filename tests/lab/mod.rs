@@ -336,6 +336,32 @@ impl Lab {
         }
     }
 
+    /// Starts n1 and n2 (both as `start` says) with their configurations,
+    /// waits until n1's log has `ready` and n2's control socket is there,
+    /// then `settle` (e.g. a lease, so that n2 has heard n1).
+    pub fn pair(
+        &self,
+        configs: [&str; 2],
+        start: &Start,
+        ready: &str,
+        settle: Duration,
+    ) -> (Daemon, Daemon) {
+        let n1 = self.daemon_with(1, configs[0], start);
+        let n2 = self.daemon_with(2, configs[1], start);
+        assert!(
+            n1.wait_for_log(ready, Duration::from_secs(5)),
+            "{}",
+            n1.log()
+        );
+        assert!(
+            Lab::wait_until(Duration::from_secs(3), || n2.socket.exists()),
+            "{}",
+            n2.log()
+        );
+        std::thread::sleep(settle);
+        (n1, n2)
+    }
+
     /// Starts tcpdump on `host`'s `interface` with `filter`; ready on return.
     pub fn capture(&self, host: &str, interface: &str, filter: &str) -> Capture {
         let index = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
