@@ -16,6 +16,8 @@ pub struct Vip {
     pub interface: Arc<str>,
     /// Whether the owner installs a local route for it (`bind: route`).
     pub route: bool,
+    /// The MAC it is answered with; `None`: the interface's.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// Every VIP this node owns at one moment. Immutable; shared as `Arc`.

@@ -12,6 +12,15 @@
 //! IPv6 needs nothing: a local route is not an interface address, so the
 //! kernel neither answers Neighbor Solicitations for it nor uses it as the
 //! source of its own.
+//!
+//! A VIP with a MAC of its own (`"mac": "virtual"`) also gets a macvlan
+//! with that MAC on its interface while it is owned, so that the kernel
+//! accepts frames sent to the MAC: private mode, `NOARP` (the kernel never
+//! answers or asks ARP/NDP on it), no IPv6 addresses (no link-local, so no
+//! DAD and no MLD from it), no IPv4 addresses (no IGMP). Heartbeats and
+//! multicast joins stay on the interface itself. Its name is `l2v` and the
+//! MAC's last four bytes in hex; one left by a crashed run is removed at
+//! start, as stale routes are.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -37,6 +46,23 @@ pub struct Routes {
     buffer: Vec<u8>,
     /// VIP → (interface name, ifindex) of the route in place.
     installed: BTreeMap<IpAddr, (Arc<str>, u32)>,
+    /// MAC → (parent interface, macvlan name) of the macvlans in place.
+    macvlans: BTreeMap<[u8; 6], (Arc<str>, String)>,
+}
+
+/// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
+pub fn macvlan_name(mac: [u8; 6]) -> String {
+    let [_, _, c, d, e, f] = mac;
+    format!("l2v{c:02x}{d:02x}{e:02x}{f:02x}")
+}
+
+/// Whether `name` is one `macvlan_name` makes.
+fn is_macvlan_name(name: &str) -> bool {
+    name.len() == 11
+        && name.starts_with("l2v")
+        && name[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Routes {
@@ -48,6 +74,7 @@ impl Routes {
             out: Vec::with_capacity(128),
             buffer: vec![0; BUFFER],
             installed: BTreeMap::new(),
+            macvlans: BTreeMap::new(),
         })
     }
 
@@ -211,9 +238,139 @@ impl Routes {
     }
 
     /// An interface came back under a new index: the kernel dropped its
-    /// routes with the old one, so they are added again on the next `apply`.
+    /// routes (and macvlans) with the old one, so they are added again on
+    /// the next `apply` (and `apply_macs`).
     pub fn forget_interface(&mut self, interface: &str) {
         self.installed.retain(|_, (name, _)| **name != *interface);
+        self.macvlans
+            .retain(|_, (parent, _)| **parent != *interface);
+    }
+
+    /// Removes the macvlans an earlier run left (by their names); returns
+    /// how many.
+    pub fn remove_stale_macvlans(&mut self) -> io::Result<usize> {
+        let mut stale = Vec::new();
+        let seq = self.next_seq();
+        netlink::dump_request(&mut self.out, netlink::RTM_GETLINK, netlink::AF_UNSPEC, seq);
+        self.socket.send(&self.out)?;
+        'dump: loop {
+            let Some(len) = self.socket.recv(&mut self.buffer)? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "link dump: the kernel did not answer",
+                ));
+            };
+            for message in netlink::messages(&self.buffer[..len]) {
+                match message {
+                    Ok(Message::Done { .. }) => break 'dump,
+                    Ok(Message::Ack { errno, .. }) if errno != 0 => {
+                        return Err(io::Error::from_raw_os_error(errno))
+                    }
+                    Ok(Message::Link(link)) if is_macvlan_name(&link.name) => stale.push(link.name),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("link dump: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+        for name in &stale {
+            match self.delete_link(name) {
+                Ok(()) => info!("removed {name}, a macvlan an earlier run left"),
+                Err(e) => warn!("cannot remove {name}, a macvlan an earlier run left: {e}"),
+            }
+        }
+        Ok(stale.len())
+    }
+
+    fn delete_link(&mut self, name: &str) -> io::Result<()> {
+        let seq = self.next_seq();
+        netlink::link_delete_request(&mut self.out, name, seq);
+        self.request(seq)
+    }
+
+    /// Creates the macvlan for `mac` on `parent` and brings it up.
+    fn add_macvlan(&mut self, mac: [u8; 6], parent: &str, name: &str) -> io::Result<()> {
+        let Some(index) = crate::sys::iface::index(parent) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such interface"));
+        };
+        let seq = self.next_seq();
+        netlink::macvlan_request(&mut self.out, name, index, mac, seq);
+        match self.request(seq) {
+            // Someone's link of that name, or ours from before: replaced.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.delete_link(name)?;
+                let seq = self.next_seq();
+                netlink::macvlan_request(&mut self.out, name, index, mac, seq);
+                self.request(seq)?;
+            }
+            other => other?,
+        }
+        let seq = self.next_seq();
+        netlink::link_change_request(&mut self.out, name, false, true, seq);
+        let configured = self.request(seq).and_then(|()| {
+            let seq = self.next_seq();
+            netlink::link_change_request(&mut self.out, name, true, false, seq);
+            self.request(seq)
+        });
+        if let Err(e) = configured {
+            let _ = self.delete_link(name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The macvlans in place now: (MAC, parent, name).
+    pub fn macvlans(&self) -> impl Iterator<Item = ([u8; 6], &str, &str)> {
+        self.macvlans
+            .iter()
+            .map(|(mac, (parent, name))| (*mac, &**parent, name.as_str()))
+    }
+
+    /// Makes the macvlans in place exactly `wanted` (MAC → interface):
+    /// adds when `adding`, else removes. Failures are logged and retried
+    /// on the next call.
+    pub fn apply_macs(&mut self, wanted: &BTreeMap<[u8; 6], Arc<str>>, adding: bool) {
+        if adding {
+            for (mac, parent) in wanted {
+                if self.macvlans.get(mac).is_some_and(|(p, _)| p == parent) {
+                    continue;
+                }
+                let name = macvlan_name(*mac);
+                match self.add_macvlan(*mac, parent, &name) {
+                    Ok(()) => {
+                        info!("{name}: {} on {parent}", crate::config::mac_text(*mac));
+                        self.macvlans.insert(*mac, (Arc::clone(parent), name));
+                    }
+                    Err(e) => warn!(
+                        "{parent}: cannot add macvlan {name} for {}: {e}",
+                        crate::config::mac_text(*mac)
+                    ),
+                }
+            }
+        } else {
+            let gone: Vec<([u8; 6], String)> = self
+                .macvlans
+                .iter()
+                .filter(|(mac, (parent, _))| wanted.get(*mac) != Some(parent))
+                .map(|(mac, (_, name))| (*mac, name.clone()))
+                .collect();
+            for (mac, name) in gone {
+                match self.delete_link(&name) {
+                    Ok(()) => info!("{name}: removed"),
+                    // Gone with its interface.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => {}
+                    Err(e) => {
+                        warn!("{name}: cannot remove: {e}");
+                        continue;
+                    }
+                }
+                self.macvlans.remove(&mac);
+            }
+        }
     }
 }
 

@@ -159,6 +159,9 @@ impl ActionsThread {
             Ok(count) => info!("removed {count} l2vip routes left by an earlier run"),
             Err(e) => warn!("cannot look for stale l2vip routes: {e}"),
         }
+        if let Err(e) = routes.remove_stale_macvlans() {
+            warn!("cannot look for stale l2vip macvlans: {e}");
+        }
         // Beside the control socket: on a run directory that a reboot empties,
         // as it puts the kernel's settings back too.
         let record = std::path::PathBuf::from(format!("{}.arp", config.control.socket));
@@ -432,10 +435,23 @@ impl ActionsThread {
             .collect()
     }
 
+    /// The macvlans `ownership` needs: owned VIPs with a MAC of their own
+    /// (never lingering ones: the MAC now answers at the new owner).
+    fn wanted_macs(ownership: &Ownership) -> BTreeMap<[u8; 6], Arc<str>> {
+        ownership
+            .vips
+            .iter()
+            .filter_map(|vip| vip.mac.map(|mac| (mac, Arc::clone(&vip.interface))))
+            .collect()
+    }
+
     fn own(&mut self, ownership: Arc<Ownership>) {
-        // Routes first, so the kernel accepts the traffic the announcements
-        // bring; removals after the responder has stopped answering.
+        // Routes and MACs first, so the kernel accepts the traffic the
+        // announcements bring; removals after the responder has stopped
+        // answering.
         let wanted = Self::wanted(&ownership);
+        let macs = Self::wanted_macs(&ownership);
+        self.routes.apply_macs(&macs, true);
         self.routes.apply(&wanted, true);
         if self
             .responder
@@ -445,6 +461,7 @@ impl ActionsThread {
             warn!("the responder is gone; ownership not applied");
         }
         self.routes.apply(&wanted, false);
+        self.routes.apply_macs(&macs, false);
         let key = |vip: &Vip| (vip.name.clone(), vip.ip);
         let before: Vec<_> = self.current.vips.iter().map(key).collect();
         let after: Vec<_> = ownership.vips.iter().map(key).collect();
@@ -645,13 +662,19 @@ impl ActionsThread {
         let mine = self
             .routes
             .installed()
-            .any(|(_, interface)| interface == state.name);
+            .any(|(_, interface)| interface == state.name)
+            || self
+                .routes
+                .macvlans()
+                .any(|(_, parent, _)| parent == state.name);
         if mine {
             info!(
                 "{} {why} (index {}): adding its routes again",
                 state.name, state.index
             );
             self.routes.forget_interface(&state.name);
+            let macs = Self::wanted_macs(&self.current);
+            self.routes.apply_macs(&macs, true);
             let wanted = Self::wanted(&self.current);
             self.routes.apply(&wanted, true);
         }
@@ -659,6 +682,7 @@ impl ActionsThread {
 
     fn shutdown(&mut self) {
         self.routes.apply(&BTreeMap::new(), false);
+        self.routes.apply_macs(&BTreeMap::new(), false);
         let left: Vec<String> = self
             .routes
             .installed()

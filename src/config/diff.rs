@@ -31,6 +31,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         control,
         state_file,
         bind,
+        mac,
         linger_s: _,
         hooks,
         user,
@@ -65,6 +66,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         ("state_file", *state_file != old.state_file),
         ("user", *user != old.user),
         ("nice", *nice != old.nice),
+        ("mac", *mac != old.mac),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

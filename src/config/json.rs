@@ -30,6 +30,7 @@ struct RawConfig {
     #[serde(default = "default_state_file")]
     state_file: Option<String>,
     bind: Option<Bind>,
+    mac: Option<String>,
     linger_s: Option<u64>,
     #[serde(default)]
     hooks: RawHooks,
@@ -109,6 +110,7 @@ struct RawService {
     #[serde(default)]
     nodes: Vec<String>,
     bind: Option<Bind>,
+    mac: Option<String>,
     health: Option<RawHealth>,
 }
 
@@ -319,6 +321,15 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         }
         services.push(parsed);
     }
+    let mac = match &raw.mac {
+        None => MacChoice::Interface,
+        Some(text) => MacChoice::parse(text)
+            .map_err(|why| fail(&[Step::Key("mac")], format!("mac: {why}")))?,
+    };
+    check_macs(&services, mac, &cluster).map_err(|(index, why)| {
+        let path = [Step::Key("services"), Step::Index(index), Step::Key("mac")];
+        fail(&path, format!("services[{index}].mac: {why}"))
+    })?;
 
     let nice = match raw.nice {
         None => DEFAULT_NICE,
@@ -402,6 +413,7 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         announce,
         control,
         bind: raw.bind.unwrap_or(Bind::Route),
+        mac,
         linger_s,
         hooks,
         nice,
@@ -601,6 +613,10 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
     for (i, node) in raw.nodes.iter().enumerate() {
         check_name(node).map_err(|why| (vec![Step::Key("nodes"), Step::Index(i)], why))?;
     }
+    let mac = match &raw.mac {
+        None => None,
+        Some(text) => Some(MacChoice::parse(text).map_err(at("mac"))?),
+    };
     let health = match &raw.health {
         None => None,
         Some(health) => {
@@ -615,8 +631,55 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
         interface: Arc::from(raw.interface.as_str()),
         nodes: raw.nodes.clone(),
         bind: raw.bind,
+        mac,
         health,
     })
+}
+
+/// The MACs `services` answer with (`default` where a service names
+/// none): no two services share one, and no interface carries more than
+/// `MAX_VIRTUAL_MACS` of them. The error names the first service past
+/// a limit, by index.
+pub fn check_macs(
+    services: &[Service],
+    default: MacChoice,
+    cluster: &str,
+) -> Result<(), (usize, String)> {
+    let mut seen: HashMap<[u8; 6], usize> = HashMap::new();
+    let mut per_interface: HashMap<&str, usize> = HashMap::new();
+    for (index, service) in services.iter().enumerate() {
+        let Some(mac) = service
+            .mac
+            .unwrap_or(default)
+            .resolve(cluster, &service.name)
+        else {
+            continue;
+        };
+        if let Some(first) = seen.insert(mac, index) {
+            return Err((
+                index,
+                format!(
+                    "{} is already the MAC of services[{first}] ({})",
+                    mac_text(mac),
+                    services[first].name
+                ),
+            ));
+        }
+        let count = per_interface.entry(&service.interface).or_default();
+        *count += 1;
+        if *count > MAX_VIRTUAL_MACS {
+            return Err((
+                index,
+                format!(
+                    "more than {MAX_VIRTUAL_MACS} services with a MAC of their own on {}: past \
+                     its unicast filter a NIC listens to every frame; use \"mac\": \"interface\" \
+                     for the others",
+                    service.interface
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_health(raw: &RawHealth) -> Result<Health, (&'static str, String)> {
@@ -779,6 +842,133 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text, Some("host")).unwrap_err()
+    }
+
+    #[test]
+    fn macs_interface_virtual_or_given() {
+        let config = parse(
+            r#"{"node": "a", "cluster": "lab", "mac": "virtual", "services": [
+                {"name": "web", "ip": "192.0.2.200", "interface": "eth0"},
+                {"name": "db", "ip": "192.0.2.201", "interface": "eth0", "mac": "interface"},
+                {"name": "dns", "ip": "192.0.2.202", "interface": "eth0", "mac": "02:00:5E:10:00:01"}]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.mac, MacChoice::Virtual);
+        let resolved: Vec<Option<[u8; 6]>> = config
+            .services
+            .iter()
+            .map(|s| {
+                s.mac
+                    .unwrap_or(config.mac)
+                    .resolve(&config.cluster, &s.name)
+            })
+            .collect();
+        assert_eq!(
+            resolved,
+            [
+                Some(virtual_mac("lab", "web")),
+                None,
+                Some([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01])
+            ]
+        );
+        // The default is the interface's MAC; check-config prints choices.
+        let plain = parse(r#"{"node": "a"}"#, None).unwrap();
+        assert_eq!(plain.mac, MacChoice::Interface);
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["mac"], "virtual");
+        assert_eq!(printed["services"][2]["mac"], "02:00:5e:10:00:01");
+    }
+
+    #[test]
+    fn the_virtual_mac_is_fixed_by_cluster_and_service_name() {
+        // Part of the protocol: nodes of different versions must agree.
+        assert_eq!(mac_text(virtual_mac("l2vip", "web")), "4a:bf:53:03:d7:fd");
+        assert_ne!(virtual_mac("l2vip", "web"), virtual_mac("l2vip", "web6"));
+        assert_ne!(virtual_mac("a", "bc"), virtual_mac("ab", "c"));
+        for (cluster, name) in [("l2vip", "web"), ("x", "y"), ("lab", "gateway6")] {
+            let mac = virtual_mac(cluster, name);
+            assert_eq!(
+                mac[0] & 3,
+                2,
+                "locally administered unicast: {}",
+                mac_text(mac)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_macs_are_refused_with_the_reason() {
+        let cases = [
+            (
+                r#""mac": "hardware""#,
+                "mac: \"hardware\" is not \"interface\"",
+            ),
+            (
+                r#""mac": "01:00:5e:00:00:01""#,
+                "mac: \"01:00:5e:00:00:01\" is not a unicast MAC",
+            ),
+            (r#""mac": "00:00:00:00:00:00""#, "is not a unicast MAC"),
+            (r#""mac": "02:00:5e:10:00""#, "is not \"interface\""),
+            (r#""mac": "02:00:5e:10:00:01:02""#, "is not \"interface\""),
+            (r#""mac": "2:0:5e:10:0:1""#, "is not \"interface\""),
+        ];
+        for (setting, message) in cases {
+            let top = error(&format!(r#"{{"node": "a", {setting}}}"#));
+            assert!(top.message.contains(message), "{setting}: {top}");
+            let service = error(&format!(
+                r#"{{"node": "a", "services": [{{"name": "w", "ip": "192.0.2.1", "interface": "e", {setting}}}]}}"#
+            ));
+            assert!(
+                service.message.starts_with("services[0].mac: "),
+                "{service}"
+            );
+        }
+        let twice = error(
+            r#"{"node": "a", "services": [
+            {"name": "a", "ip": "192.0.2.1", "interface": "e", "mac": "02:00:00:00:00:01"},
+            {"name": "b", "ip": "192.0.2.2", "interface": "e", "mac": "02:00:00:00:00:01"}]}"#,
+        );
+        assert_eq!(
+            twice.message,
+            "services[1].mac: 02:00:00:00:00:01 is already the MAC of services[0] (a)"
+        );
+        assert_eq!(twice.line, Some(3));
+    }
+
+    #[test]
+    fn an_interface_carries_at_most_the_nics_filter_of_macs() {
+        let services = |count: usize, interface: &dyn Fn(usize) -> &'static str| {
+            (0..count)
+                .map(|i| {
+                    format!(
+                        r#"{{"name": "s{i}", "ip": "192.0.2.{}", "interface": "{}"}}"#,
+                        i + 1,
+                        interface(i)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let text =
+            |list: String| format!(r#"{{"node": "a", "mac": "virtual", "services": [{list}]}}"#);
+        assert!(parse(&text(services(MAX_VIRTUAL_MACS, &|_| "eth0")), None).is_ok());
+        // Two interfaces: the bound is per interface.
+        let split = services(2 * MAX_VIRTUAL_MACS, &|i| {
+            if i % 2 == 0 {
+                "eth0"
+            } else {
+                "eth1"
+            }
+        });
+        assert!(parse(&text(split), None).is_ok());
+        let over = error(&text(services(MAX_VIRTUAL_MACS + 1, &|_| "eth0")));
+        assert!(
+            over.message.starts_with(
+                "services[16].mac: more than 16 services with a MAC of their own on eth0"
+            ),
+            "{over}"
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub mod uci;
 
 pub use diff::{diff, Diff};
 pub use error::{ConfigError, LoadError};
-pub use json::{check_interfaces, load, parse, parse_source, service_from_json, Source};
+pub use json::{
+    check_interfaces, check_macs, load, parse, parse_source, service_from_json, Source,
+};
 pub use loader::{hostname, load_config, load_key, MIN_KEY_LEN};
 pub use model::*;

@@ -25,6 +25,11 @@ pub const DEFAULT_STATE_FILE: &str = "/etc/l2vip/runtime.json";
 pub const DEFAULT_SOCKET: &str = "/var/run/l2vip/control.sock";
 /// The default heartbeat UDP port.
 pub const DEFAULT_PORT: u16 = 7947;
+/// The most services with a MAC of their own on one interface: each is a
+/// unicast address in the NIC's filter, and past the filter's size
+/// (commonly 16 to 32 entries, fewer on router SoCs) the NIC goes
+/// promiscuous.
+pub const MAX_VIRTUAL_MACS: usize = 16;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,6 +54,8 @@ pub struct Config {
     pub state_file: Option<String>,
     /// How an owner accepts a VIP's traffic, unless a service says otherwise.
     pub bind: Bind,
+    /// The MAC that answers for a VIP, unless a service says otherwise.
+    pub mac: MacChoice,
     /// Seconds the old owner keeps accepting a VIP's traffic after a
     /// planned hand-over (clients with stale caches).
     pub linger_s: u64,
@@ -82,6 +89,95 @@ pub enum Bind {
     /// Nothing: something else (a proxy bound to the address, nftables)
     /// takes the traffic.
     None,
+}
+
+/// The MAC that answers for a VIP: in ARP replies and NAs, in
+/// announcements, as the Ethernet source of both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacChoice {
+    /// The interface's own MAC.
+    Interface,
+    /// A MAC of the service's own, the same on every node: derived from
+    /// the cluster and service names (`virtual_mac`).
+    Virtual,
+    /// A MAC of the service's own, given.
+    Fixed([u8; 6]),
+}
+
+impl MacChoice {
+    /// Reads "interface", "virtual" or a unicast MAC ("02:00:5e:10:00:01").
+    pub fn parse(text: &str) -> Result<MacChoice, String> {
+        match text {
+            "interface" => return Ok(MacChoice::Interface),
+            "virtual" => return Ok(MacChoice::Virtual),
+            _ => {}
+        }
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut mac {
+            *byte = parts
+                .next()
+                .filter(|p| p.len() == 2)
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "{text:?} is not \"interface\", \"virtual\" or a MAC (02:00:5e:10:00:01)"
+                    )
+                })?;
+        }
+        if parts.next().is_some() {
+            return Err(format!(
+                "{text:?} is not \"interface\", \"virtual\" or a MAC (02:00:5e:10:00:01)"
+            ));
+        }
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(format!("{text:?} is not a unicast MAC"));
+        }
+        Ok(MacChoice::Fixed(mac))
+    }
+
+    /// The MAC of service `name` in `cluster`; `None`: the interface's.
+    pub fn resolve(self, cluster: &str, name: &str) -> Option<[u8; 6]> {
+        match self {
+            MacChoice::Interface => None,
+            MacChoice::Virtual => Some(virtual_mac(cluster, name)),
+            MacChoice::Fixed(mac) => Some(mac),
+        }
+    }
+}
+
+/// The MAC every node gives service `name` of `cluster` with `"mac":
+/// "virtual"`: the first six bytes of SHA-256("l2vip virtual MAC\0" cluster
+/// "\0" name), made unicast and locally administered (the first byte's low
+/// two bits 10). Part of the protocol: it never changes between versions.
+pub fn virtual_mac(cluster: &str, name: &str) -> [u8; 6] {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"l2vip virtual MAC\0");
+    hash.update(cluster.as_bytes());
+    hash.update(b"\0");
+    hash.update(name.as_bytes());
+    let digest = hash.finalize();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&digest[..6]);
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac
+}
+
+/// `"02:00:5e:10:00:01"`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+impl Serialize for MacChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MacChoice::Interface => serializer.serialize_str("interface"),
+            MacChoice::Virtual => serializer.serialize_str("virtual"),
+            MacChoice::Fixed(mac) => serializer.serialize_str(&mac_text(*mac)),
+        }
+    }
 }
 
 /// Commands run on ownership changes.
@@ -266,6 +362,9 @@ pub struct Service {
     /// Overrides the global `bind`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<Bind>,
+    /// Overrides the global `mac`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacChoice>,
     /// An optional health check (boxed: most services have none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Box<Health>>,

@@ -97,6 +97,11 @@ impl Keeper {
             Ok(runtime) => runtime,
             Err(refusal) => return refused(refusal),
         };
+        let mut all = self.catalogue.all();
+        all.push(service.clone());
+        if let Err((_, why)) = config::check_macs(&all, self.running.mac, &self.running.cluster) {
+            return Response::error(Code::BadRequest, format!("add: mac: {why}"));
+        }
         if let Err(e) = iface::lookup(&service.interface) {
             return Response::error(Code::BadInterface, format!("{}: {e}", service.interface));
         }

@@ -119,6 +119,7 @@ mod tests {
 
     fn vip(name: &str, route: bool) -> Vip {
         Vip {
+            mac: None,
             name: name.into(),
             ip: "192.0.2.200".parse().expect("an address"),
             interface: "eth0".into(),

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::fitness::{self, Linger, Link};
 use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, wait, Mailbox};
-use crate::config::{Bind, Config, Mode, Service};
+use crate::config::{Bind, Config, MacChoice, Mode, Service};
 use crate::message::{
     ActionsCommand, ControlEvent, ElectionCommand, HealthReport, LinkState, ResponderCommand,
     Tuning,
@@ -39,8 +39,14 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 const LEAVING_COPIES: usize = 3;
 
 /// The services in canonical (name) order, as the election and the
-/// responder need them; `bind` is the global default.
-pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip>) {
+/// responder need them; `bind` and `mac` are the global defaults, `cluster`
+/// names the cluster (virtual MACs are derived from it).
+pub fn canonical(
+    services: &[Service],
+    bind: Bind,
+    mac: MacChoice,
+    cluster: &str,
+) -> (Vec<ServiceSpec>, Vec<Vip>) {
     let mut services: Vec<&Service> = services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
     let mut specs = Vec::with_capacity(services.len());
@@ -59,6 +65,7 @@ pub fn canonical(services: &[Service], bind: Bind) -> (Vec<ServiceSpec>, Vec<Vip
             ip: s.ip,
             interface,
             route: s.bind.unwrap_or(bind) == Bind::Route,
+            mac: s.mac.unwrap_or(mac).resolve(cluster, &s.name),
         });
     }
     (specs, vips)
@@ -101,6 +108,8 @@ pub struct ElectionThread {
     preempt: bool,
     vips: Vec<Vip>,
     bind: Bind,
+    /// The global `mac` (a change waits for a restart).
+    mac: MacChoice,
     /// Per canonical service: whether it has a health check.
     checked: Vec<bool>,
     key: Option<Vec<u8>>,
@@ -152,7 +161,7 @@ impl ElectionThread {
             poll.registry()
                 .register(socket, SOCKET, Interest::READABLE)?;
         }
-        let (specs, vips) = canonical(services, config.bind);
+        let (specs, vips) = canonical(services, config.bind, config.mac, &config.cluster);
         let settings = Settings {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -197,6 +206,7 @@ impl ElectionThread {
             preempt: config.preempt,
             vips,
             bind: config.bind,
+            mac: config.mac,
             checked: Vec::new(),
             key,
             responder,
@@ -424,7 +434,7 @@ impl ElectionThread {
 
     /// Takes a new service list (add, remove, reload).
     fn apply_services(&mut self, now: Instant, all: Vec<Service>) {
-        let (specs, vips) = canonical(&all, self.bind);
+        let (specs, vips) = canonical(&all, self.bind, self.mac, &self.identity.cluster);
         self.vips = vips;
         self.checked = self.checks_of(&all);
         // Health reports of services that are gone or whose check changed

@@ -33,6 +33,8 @@ pub struct OwnedVip {
     pub ip: IpAddr,
     /// Index into the responder's interfaces.
     pub slot: usize,
+    /// The MAC it is answered and announced with; `None`: the interface's.
+    pub mac: Option<EthernetAddress>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +83,8 @@ pub struct Responder {
     /// (slot, VIP) pairs answered for, sorted (looked up per frame by
     /// binary search; a tenth of a hash set's memory with 1000 VIPs).
     owned: Vec<(usize, IpAddr)>,
+    /// The VIPs answered with a MAC of their own (few): (slot, VIP, MAC).
+    own_macs: Vec<(usize, IpAddr, EthernetAddress)>,
     announcing: Vec<Announcing>,
     /// A send buffer was full: no announcement before this instant.
     blocked_until: Option<Instant>,
@@ -95,6 +99,7 @@ impl Responder {
             interfaces,
             announce,
             owned: Vec::new(),
+            own_macs: Vec::new(),
             announcing: Vec::new(),
             blocked_until: None,
             counters: Counters::default(),
@@ -123,16 +128,45 @@ impl Responder {
         wanted.sort_unstable();
         wanted.dedup();
         wanted.shrink_to_fit();
+        let mut own_macs: Vec<(usize, IpAddr, EthernetAddress)> = vips
+            .iter()
+            .filter(|v| v.slot < self.interfaces.len())
+            .filter_map(|v| v.mac.map(|mac| (v.slot, v.ip, mac)))
+            .collect();
+        own_macs.sort_unstable_by_key(|&(slot, ip, _)| (slot, ip));
+        own_macs.dedup_by_key(|&mut (slot, ip, _)| (slot, ip));
+        // A VIP whose MAC changed is announced afresh, as if acquired.
         let before = self.announcing.len();
-        self.announcing
-            .retain(|a| wanted.binary_search(&(a.vip.slot, a.vip.ip)).is_ok());
+        let macs_before = std::mem::replace(&mut self.own_macs, own_macs);
+        let mac_of = |macs: &[(usize, IpAddr, EthernetAddress)], slot: usize, ip: IpAddr| {
+            macs.iter()
+                .find(|&&(s, i, _)| (s, i) == (slot, ip))
+                .map(|&(_, _, mac)| mac)
+        };
+        let changed: Vec<(usize, IpAddr)> = self
+            .owned
+            .iter()
+            .copied()
+            .filter(|&(slot, ip)| {
+                mac_of(&macs_before, slot, ip) != mac_of(&self.own_macs, slot, ip)
+            })
+            .collect();
+        self.owned.retain(|pair| !changed.contains(pair));
+        self.announcing.retain(|a| {
+            wanted.binary_search(&(a.vip.slot, a.vip.ip)).is_ok()
+                && !changed.contains(&(a.vip.slot, a.vip.ip))
+        });
         let released = before - self.announcing.len();
         let mut acquired = 0;
         for &(slot, ip) in &wanted {
             if self.owned.binary_search(&(slot, ip)).is_err() {
                 acquired += 1;
                 self.announcing.push(Announcing {
-                    vip: OwnedVip { ip, slot },
+                    vip: OwnedVip {
+                        ip,
+                        slot,
+                        mac: mac_of(&self.own_macs, slot, ip),
+                    },
                     rounds_left: self.announce.count,
                     next_at: (self.announce.count > 0)
                         .then_some(now)
@@ -142,7 +176,7 @@ impl Responder {
         }
         self.announcing.shrink_to_fit();
         self.owned = wanted;
-        (acquired, released)
+        (acquired, released.saturating_sub(changed.len()))
     }
 
     /// The VIPs owned on `slot`.
@@ -206,7 +240,7 @@ impl Responder {
             let Some(interface) = self.interfaces.get(entry.vip.slot) else {
                 continue;
             };
-            let mac = interface.mac;
+            let mac = entry.vip.mac.unwrap_or(interface.mac);
             let full = match entry.vip.ip {
                 IpAddr::V4(ip) => [arp::Operation::Request, arp::Operation::Reply]
                     .into_iter()
@@ -307,14 +341,21 @@ impl Responder {
             // interface gets the frame untagged.
             return Err(DropReason::VlanTagged);
         }
-        if self
-            .interfaces
-            .iter()
-            .any(|ours| ours.mac == frame.source())
+        let source = frame.source();
+        if self.interfaces.iter().any(|ours| ours.mac == source)
+            || self.own_macs.iter().any(|&(_, _, mac)| mac == source)
         {
             return Err(DropReason::OwnFrame);
         }
         Ok(frame)
+    }
+
+    /// The MAC `ip` is answered with on `slot`.
+    fn mac_of(&self, slot: usize, ip: IpAddr) -> EthernetAddress {
+        self.own_macs
+            .iter()
+            .find(|&&(s, i, _)| (s, i) == (slot, ip))
+            .map_or(self.interfaces[slot].mac, |&(_, _, mac)| mac)
     }
 
     fn owns_anywhere(&self, ip: IpAddr) -> bool {
@@ -365,7 +406,7 @@ impl Responder {
         }
         let target = request.target_protocol_addr;
         self.check_owned(slot, IpAddr::V4(target))?;
-        let mac = self.interfaces[slot].mac;
+        let mac = self.mac_of(slot, IpAddr::V4(target));
         let reply = arp::Repr {
             operation: arp::Operation::Reply,
             source_hardware_addr: mac,
@@ -423,7 +464,7 @@ impl Responder {
             return Err(DropReason::BadSender);
         }
         self.check_owned(slot, IpAddr::V6(target))?;
-        let mac = self.interfaces[slot].mac;
+        let mac = self.mac_of(slot, IpAddr::V6(target));
         // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
         // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
         let (ip_destination, mac_destination, solicited) = if dad {
@@ -566,6 +607,7 @@ mod tests {
 
     fn vip(text: &str, slot: usize) -> OwnedVip {
         OwnedVip {
+            mac: None,
             ip: text.parse().unwrap(),
             slot,
         }
@@ -720,6 +762,53 @@ mod tests {
         let mut out = [0u8; MAX_FRAME];
         assert_eq!(r.process_ndp(0, HOST, &nud, &mut out), Verdict::Reply(86));
         assert_eq!(&out[..6], &NS[6..12], "answered to the frame's source");
+    }
+
+    #[test]
+    fn a_vip_with_its_own_mac_is_answered_and_announced_with_it() {
+        const VMAC: EthernetAddress = EthernetAddress([0x4a, 0xbf, 0x53, 0x03, 0xd7, 0xfd]);
+        let now = Instant::now();
+        let mut r = responder(now);
+        let mut v4 = vip("192.0.2.11", 0);
+        v4.mac = Some(VMAC);
+        let v6 = vip("2001:db8::11", 0);
+        // The MAC changed: a fresh burst, as if acquired.
+        assert_eq!(r.set_owned(now, &[v4, v6]), (1, 0));
+        let (verdict, out) = arp(&mut r, 0, &ARP_REQUEST);
+        assert_eq!(verdict, Verdict::Reply(60));
+        assert_eq!(&out[6..12], VMAC.as_bytes(), "Ethernet source");
+        let reply = arp::Repr::parse(&arp::Packet::new_checked(&out[14..60]).unwrap()).unwrap();
+        assert_eq!(reply.source_hardware_addr, VMAC);
+        // The other VIP keeps the interface's MAC.
+        let (_, out) = ndp(&mut r, 0, &NS);
+        assert_eq!(out[..86], NA[..]);
+        // Announcements: the VIP's MAC for web, the interface's for web6.
+        let mut sources = Vec::new();
+        r.announce_due(now, |_, frame| {
+            sources.push((frame[12..14].to_vec(), frame[6..12].to_vec()));
+            Sent::Sent
+        });
+        assert!(
+            sources.contains(&(vec![0x08, 0x06], VMAC.as_bytes().to_vec())),
+            "{sources:?}"
+        );
+        assert!(!sources
+            .iter()
+            .any(|(kind, mac)| kind == &[0x08, 0x06] && mac == NODE.as_bytes()));
+        // A frame from that MAC is ours (a split brain's other half).
+        let mut from_vmac = ARP_REQUEST;
+        from_vmac[6..12].copy_from_slice(VMAC.as_bytes());
+        assert_eq!(
+            arp(&mut r, 0, &from_vmac).0,
+            Verdict::Drop(DropReason::OwnFrame)
+        );
+        // Back to the interface's MAC: announced afresh, answered with it.
+        assert_eq!(
+            r.set_owned(now, &[vip("192.0.2.11", 0), vip("2001:db8::11", 0)]),
+            (1, 0)
+        );
+        let (_, out) = arp(&mut r, 0, &ARP_REQUEST);
+        assert_eq!(out[..42], ARP_REPLY[..]);
     }
 
     #[test]

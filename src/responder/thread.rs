@@ -292,7 +292,11 @@ impl ResponderThread {
             if let IpAddr::V6(ip) = vip.ip {
                 self.join(slot, solicited_node(&ip).octets());
             }
-            vips.push(OwnedVip { ip: vip.ip, slot });
+            vips.push(OwnedVip {
+                ip: vip.ip,
+                slot,
+                mac: vip.mac.map(EthernetAddress),
+            });
         }
         // The filters change before the loop reads or announces again.
         let (acquired, released) = self.responder.set_owned(Instant::now(), &vips);

@@ -73,6 +73,18 @@ const RTMSG_LEN: usize = 12;
 
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_MACVLAN_MODE: u16 = 1;
+const MACVLAN_MODE_PRIVATE: u32 = 1;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+/// `IFF_NOARP`: the kernel does no ARP or neighbour discovery on the link.
+pub const IFF_NOARP: u32 = 0x80;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
@@ -118,6 +130,78 @@ impl<'a> Builder<'a> {
         let len = self.out.len() as u32;
         self.out[..4].copy_from_slice(&len.to_ne_bytes());
     }
+}
+
+/// One attribute, padded, as bytes (for nesting).
+fn tlv(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(align(4 + value.len()));
+    out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(align(out.len()), 0);
+    out
+}
+
+/// `struct ifinfomsg` for a link by name: no index, these flags.
+fn ifinfo(flags: u32, change: u32) -> [u8; IFINFO_LEN] {
+    let mut fixed = [0u8; IFINFO_LEN];
+    fixed[8..12].copy_from_slice(&flags.to_ne_bytes());
+    fixed[12..16].copy_from_slice(&change.to_ne_bytes());
+    fixed
+}
+
+fn name_bytes(name: &str) -> Vec<u8> {
+    let mut bytes = name.as_bytes().to_vec();
+    bytes.push(0);
+    bytes
+}
+
+/// `RTM_NEWLINK` creating macvlan `name` on `parent` (an index) with
+/// `mac`, in private mode, down, with `IFF_NOARP`: the kernel accepts
+/// frames to `mac` there and never answers or asks ARP/NDP on it.
+/// Fails (`EEXIST`) if `name` exists.
+pub fn macvlan_request(out: &mut Vec<u8>, name: &str, parent: u32, mac: [u8; 6], seq: u32) {
+    let data = tlv(IFLA_MACVLAN_MODE, &MACVLAN_MODE_PRIVATE.to_ne_bytes());
+    let mut info = tlv(IFLA_INFO_KIND, b"macvlan");
+    info.extend(tlv(IFLA_INFO_DATA | NLA_F_NESTED, &data));
+    Builder::new(out, RTM_NEWLINK, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq)
+        .bytes(&ifinfo(IFF_NOARP, IFF_NOARP))
+        .attribute(IFLA_IFNAME, &name_bytes(name))
+        .attribute(IFLA_LINK, &parent.to_ne_bytes())
+        .attribute(IFLA_ADDRESS, &mac)
+        .attribute(IFLA_LINKINFO | NLA_F_NESTED, &info)
+        .finish();
+}
+
+/// `RTM_NEWLINK` changing link `name`: `IFF_UP` set (`up`) or not, and,
+/// when `no_ipv6_addresses`, IPv6 address generation off (no link-local
+/// address, so no DAD and no MLD from the link).
+pub fn link_change_request(
+    out: &mut Vec<u8>,
+    name: &str,
+    up: bool,
+    no_ipv6_addresses: bool,
+    seq: u32,
+) {
+    let builder = Builder::new(out, RTM_NEWLINK, NLM_F_ACK, seq)
+        .bytes(&ifinfo(if up { IFF_UP } else { 0 }, IFF_UP))
+        .attribute(IFLA_IFNAME, &name_bytes(name));
+    let builder = if no_ipv6_addresses {
+        let inet6 = tlv(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+        let spec = tlv(u16::from(AF_INET6) | NLA_F_NESTED, &inet6);
+        builder.attribute(IFLA_AF_SPEC | NLA_F_NESTED, &spec)
+    } else {
+        builder
+    };
+    builder.finish();
+}
+
+/// `RTM_DELLINK` for link `name`.
+pub fn link_delete_request(out: &mut Vec<u8>, name: &str, seq: u32) {
+    Builder::new(out, RTM_DELLINK, NLM_F_ACK, seq)
+        .bytes(&ifinfo(0, 0))
+        .attribute(IFLA_IFNAME, &name_bytes(name))
+        .finish();
 }
 
 /// A route l2vip installs: `local IP dev IFINDEX table local proto 76`.

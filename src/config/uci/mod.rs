@@ -214,6 +214,7 @@ const MAIN: &[Rule] = &[
     rule("mode", &["mode"], Kind::Text),
     rule("preempt", &["preempt"], Kind::Bool),
     rule("bind", &["bind"], Kind::Text),
+    rule("mac", &["mac"], Kind::Text),
     rule("linger_s", &["linger_s"], Kind::Number),
     rule("state_file", &["state_file"], Kind::TextOrNone),
     rule("user", &["user"], Kind::Text),
@@ -260,6 +261,7 @@ const SERVICE: &[Rule] = &[
     rule("interface", &["interface"], Kind::Text),
     list("node", &["nodes"], Kind::Text),
     rule("bind", &["bind"], Kind::Text),
+    rule("mac", &["mac"], Kind::Text),
     rule("health_tcp", &["health", "tcp"], Kind::Text),
     rule("health_exec", &["health", "exec"], Kind::Text),
     rule(

@@ -1,0 +1,362 @@
+//! A MAC of the VIP's own (`"mac": "virtual"`): answered and announced
+//! with it, carried by a macvlan on the owner only, so a client that
+//! ignores gratuitous ARP and unsolicited NA, or has a permanent entry,
+//! keeps reaching the VIP after an unplanned failover.
+
+#[path = "lab/mod.rs"]
+mod lab;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lab::{arp_answerers, nd_answerers, Daemon, Lab};
+
+const VIP4: &str = "192.0.2.200";
+const VIP6: &str = "2001:db8::200";
+const INTERVAL_MS: u64 = 100;
+const LEASE_MS: u64 = 500;
+
+fn vmac(service: &str) -> String {
+    l2vip::config::mac_text(l2vip::config::virtual_mac("l2vip", service))
+}
+
+fn config(node: usize, nodes: usize, interface: &str, mac: &str) -> String {
+    let peers: Vec<String> = (1..=nodes)
+        .filter(|&i| i != node)
+        .map(|i| format!("\"192.0.2.{}\"", 10 + i))
+        .collect();
+    format!(
+        r#"{{"node": "n{node}", "priority": {}, "mac": "{mac}",
+  "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "peers": [{}]}},
+  "announce": {{"count": 3, "interval_ms": 1100}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "{interface}"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "{interface}"}}]}}"#,
+        200 - 10 * node,
+        peers.join(", ")
+    )
+}
+
+/// The l2vip macvlans in `host`: (name, MAC, parent).
+fn macvlans(lab: &Lab, host: &str) -> BTreeSet<(String, String, String)> {
+    let out = lab.text(host, &["ip", "-o", "-d", "link", "show", "type", "macvlan"]);
+    out.lines()
+        .filter_map(|line| {
+            // "7: l2v6bc1d2e3@eth0: <BROADCAST,MULTICAST,NOARP,UP,...> ... link/ether 02:..."
+            let name = line.split(": ").nth(1)?;
+            let (name, parent) = name.split_once('@')?;
+            let mac = line.split("link/ether ").nth(1)?.split(' ').next()?;
+            Some((name.to_string(), mac.to_string(), parent.to_string()))
+        })
+        .filter(|(name, _, _)| name.starts_with("l2v"))
+        .collect()
+}
+
+fn only(mac: &str) -> BTreeSet<String> {
+    BTreeSet::from([mac.to_string()])
+}
+
+/// Drops, in the client, every gratuitous ARP for VIP4 (sender and target
+/// address the VIP: requests and replies) and every NA to all nodes: a
+/// client that ignores announcements.
+fn ignore_announcements(lab: &Lab) {
+    let rules = format!(
+        "table arp l2viptest {{\n\tchain input {{\n\t\ttype filter hook input priority 0; policy accept;\n\
+         \t\tarp saddr ip {VIP4} arp daddr ip {VIP4} counter drop\n\t}}\n}}\n\
+         table ip6 l2viptest {{\n\tchain input {{\n\t\ttype filter hook input priority 0; policy accept;\n\
+         \t\tip6 daddr ff02::1 icmpv6 type nd-neighbor-advert counter drop\n\t}}\n}}\n"
+    );
+    let path = lab.write("client.nft", &rules, 0o644);
+    let out = lab.run("c", &["nft", "-f", &path.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How many announcements the client's rules dropped.
+fn dropped(lab: &Lab) -> u64 {
+    let out = lab.text("c", &["nft", "list", "ruleset"]);
+    out.split("counter packets ")
+        .skip(1)
+        .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `ping` every 10 ms from the client for `seconds`, with receive stamps;
+/// also when it started (seconds since the epoch).
+fn start_ping(lab: &Lab, ip: &str, seconds: u32) -> (Child, f64) {
+    let started = lab::epoch_now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("c")])
+        .args(["ping", "-D", "-n", "-i", "0.01", "-W", "1", "-w"])
+        .arg(seconds.to_string())
+        .arg(ip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping");
+    (child, started)
+}
+
+/// The longest time without a reply (from the start, between replies, to
+/// the end), and the number of replies.
+fn longest_gap((ping, started): (Child, f64)) -> (Duration, usize) {
+    let out = ping.wait_with_output().expect("ping output");
+    let ended = lab::epoch_now();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let replies: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let mut stamps = vec![started];
+    stamps.extend(&replies);
+    stamps.push(ended);
+    let gap = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0f64, f64::max);
+    (Duration::from_secs_f64(gap.max(0.0)), replies.len())
+}
+
+fn kill_owner(lab: &Lab, n1: &mut Daemon) {
+    // SIGKILL and the link down: nothing of n1 speaks again.
+    let _ = n1.stop_with("KILL", Duration::from_secs(2));
+    let out = lab.run("n1", &["ip", "link", "set", "eth0", "down"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn the_owner_answers_with_the_vips_own_mac_from_a_macvlan_it_alone_holds() {
+    if !lab::available("the_owner_answers_with_the_vips_own_mac_from_a_macvlan_it_alone_holds") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
+    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let (web, web6) = (vmac("web"), vmac("web6"));
+    // Locally administered (bit 1) unicast (bit 0) addresses.
+    for mac in [&web, &web6] {
+        let first = u8::from_str_radix(&mac[..2], 16).unwrap_or(1);
+        assert_eq!(first & 3, 2, "{mac}");
+    }
+
+    // The macvlans: on n1 only, NOARP, no IPv6 address.
+    let on_n1 = macvlans(&lab, "n1");
+    let macs: BTreeSet<&str> = on_n1.iter().map(|(_, mac, _)| mac.as_str()).collect();
+    assert_eq!(
+        macs,
+        BTreeSet::from([web.as_str(), web6.as_str()]),
+        "{}",
+        n1.log()
+    );
+    assert!(on_n1.iter().all(|(_, _, parent)| parent == "eth0"));
+    assert!(macvlans(&lab, "n2").is_empty());
+    for (name, _, _) in &on_n1 {
+        let link = lab.text("n1", &["ip", "-d", "link", "show", name]);
+        assert!(
+            link.contains("NOARP") && link.contains("macvlan mode private"),
+            "{link}"
+        );
+        let addresses = lab.text("n1", &["ip", "-6", "addr", "show", "dev", name]);
+        assert!(!addresses.contains("inet6"), "{addresses}");
+    }
+
+    // Answered with the VIP's MAC, as ARP sender and Ethernet source.
+    assert_eq!(arp_answerers(&lab, VIP4), only(&web));
+    assert_eq!(nd_answerers(&lab, VIP6), only(&web6));
+    for ip in [VIP4, VIP6] {
+        let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
+        assert!(ping.contains(" 2 received"), "{ping}");
+    }
+    let neighbours = lab.text("c", &["ip", "neigh", "show", "dev", "eth0"]);
+    assert!(
+        neighbours.contains(&format!("{VIP4} lladdr {web}")),
+        "{neighbours}"
+    );
+    assert!(
+        neighbours.contains(&format!("{VIP6} lladdr {web6}")),
+        "{neighbours}"
+    );
+    drop(n2);
+    drop(n1);
+}
+
+#[test]
+fn a_client_that_ignores_announcements_keeps_reaching_the_vip_after_a_crash() {
+    if !lab::available("a_client_that_ignores_announcements_keeps_reaching_the_vip_after_a_crash") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
+    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    ignore_announcements(&lab);
+    // The client learns the VIPs' MACs from solicited answers.
+    for ip in [VIP4, VIP6] {
+        let ping = lab.text("c", &["ping", "-c", "1", "-W", "1", ip]);
+        assert!(ping.contains(" 1 received"), "{ping}");
+    }
+    let (web, web6) = (vmac("web"), vmac("web6"));
+
+    let ping4 = start_ping(&lab, VIP4, 4);
+    let ping6 = start_ping(&lab, VIP6, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    kill_owner(&lab, &mut n1);
+    let (gap4, replies4) = longest_gap(ping4);
+    let (gap6, replies6) = longest_gap(ping6);
+    // The protocol's bound: n2 declares n1 dead within a lease of its last
+    // heartbeat (sent up to an interval before the kill), then takes over.
+    let bound = Duration::from_millis(LEASE_MS + INTERVAL_MS + 50);
+    eprintln!(
+        "longest gap: IPv4 {gap4:?} ({replies4} replies), IPv6 {gap6:?} ({replies6} replies)"
+    );
+    assert!(
+        gap4 <= bound,
+        "IPv4: longest gap {gap4:?} > {bound:?}\n{}",
+        n2.log()
+    );
+    assert!(
+        gap6 <= bound,
+        "IPv6: longest gap {gap6:?} > {bound:?}\n{}",
+        n2.log()
+    );
+    assert!(replies4 > 200 && replies6 > 200, "{replies4} {replies6}");
+    // The client really ignored the new owner's announcements...
+    assert!(dropped(&lab) > 0);
+    // ...and kept the MACs it had: the switch moved them, the client did not.
+    let neighbours = lab.text("c", &["ip", "neigh", "show", "dev", "eth0"]);
+    assert!(
+        neighbours.contains(&format!("{VIP4} lladdr {web}")),
+        "{neighbours}"
+    );
+    assert!(
+        neighbours.contains(&format!("{VIP6} lladdr {web6}")),
+        "{neighbours}"
+    );
+    // The switch has the MACs on n2's port.
+    let fdb = lab.text("br", &["bridge", "fdb", "show", "br", "br0"]);
+    for mac in [&web, &web6] {
+        assert!(
+            fdb.lines()
+                .any(|l| l.starts_with(&format!("{mac} dev p2 "))),
+            "{mac} not on p2:\n{fdb}"
+        );
+    }
+    let on_n2: BTreeSet<String> = macvlans(&lab, "n2")
+        .into_iter()
+        .map(|(_, mac, _)| mac)
+        .collect();
+    assert_eq!(on_n2, BTreeSet::from([web.clone(), web6.clone()]));
+    drop(n2);
+}
+
+#[test]
+fn a_permanent_neighbour_entry_survives_a_failover() {
+    if !lab::available("a_permanent_neighbour_entry_survives_a_failover") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
+    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    for (ip, mac) in [(VIP4, vmac("web")), (VIP6, vmac("web6"))] {
+        let out = lab.run(
+            "c",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                &mac,
+                "nud",
+                "permanent",
+                "dev",
+                "eth0",
+            ],
+        );
+        assert!(out.status.success());
+    }
+    kill_owner(&lab, &mut n1);
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_secs(3)),
+        "{}",
+        n2.log()
+    );
+    for ip in [VIP4, VIP6] {
+        let ping = lab.text("c", &["ping", "-c", "3", "-i", "0.2", "-W", "1", ip]);
+        assert!(ping.contains(" 3 received"), "{ping}");
+    }
+    let neighbours = lab.text("c", &["ip", "neigh", "show", VIP4]);
+    assert!(neighbours.contains("PERMANENT"), "{neighbours}");
+    drop(n2);
+}
+
+#[test]
+fn after_a_crash_and_a_restart_one_node_holds_the_macvlans_and_none_after_sigterm() {
+    if !lab::available(
+        "after_a_crash_and_a_restart_one_node_holds_the_macvlans_and_none_after_sigterm",
+    ) {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
+    let mut n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    // SIGKILL alone: n1's macvlans stay behind in its namespace.
+    let _ = n1.stop_with("KILL", Duration::from_secs(2));
+    assert!(
+        n2.wait_for_log("acquired web6", Duration::from_secs(3)),
+        "{}",
+        n2.log()
+    );
+    assert_eq!(macvlans(&lab, "n1").len(), 2);
+    // The restarted n1 removes them and does not take the VIPs back.
+    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log("a macvlan an earlier run left", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS * 2));
+    assert!(macvlans(&lab, "n1").is_empty(), "{}", n1.log());
+    assert_eq!(macvlans(&lab, "n2").len(), 2);
+    assert_eq!(arp_answerers(&lab, VIP4), only(&vmac("web")));
+    // SIGTERM: n2 hands over to n1 and leaves nothing behind.
+    let stopped = n2.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(2)),
+        "{}",
+        n1.log()
+    );
+    assert!(macvlans(&lab, "n2").is_empty());
+    assert_eq!(macvlans(&lab, "n1").len(), 2);
+    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    assert!(macvlans(&lab, "n1").is_empty());
+}
