@@ -234,6 +234,8 @@ pub struct ServiceStatus {
     pub ip: IpAddr,
     /// Its interface.
     pub interface: Arc<str>,
+    /// The MAC it is answered with, when it has one of its own.
+    pub mac: Option<String>,
     /// The node that owns it, if any.
     pub owner: Option<String>,
     /// This node's view of it.

@@ -186,6 +186,26 @@ fn the_owner_answers_with_the_vips_own_mac_from_a_macvlan_it_alone_holds() {
         neighbours.contains(&format!("{VIP6} lladdr {web6}")),
         "{neighbours}"
     );
+    // status names each VIP's MAC, on every node.
+    for node in [&n1, &n2] {
+        let (code, out, _) = node.cli(&["status", "--json"]);
+        assert_eq!(code, Some(0));
+        let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let macs: Vec<(&str, &str)> = status["data"]["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap_or(""),
+                    s["mac"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(macs, [("web", web.as_str()), ("web6", web6.as_str())]);
+        let (_, table, _) = node.cli(&["status"]);
+        assert!(table.contains(&web), "{table}");
+    }
     drop(n2);
     drop(n1);
 }
@@ -359,4 +379,63 @@ fn after_a_crash_and_a_restart_one_node_holds_the_macvlans_and_none_after_sigter
     let stopped = n1.stop_with("TERM", Duration::from_secs(3));
     assert!(stopped.is_some_and(|(status, _)| status.success()));
     assert!(macvlans(&lab, "n1").is_empty());
+}
+
+/// OpenWrt's layout: the VIPs on br-lan, a bridge inside each node. Both
+/// MAC modes answer, carry pings and fail over.
+#[test]
+fn both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node() {
+    if !lab::available("both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node") {
+        return;
+    }
+    for mode in ["interface", "virtual"] {
+        let lab = Lab::up_node_bridge(2);
+        let mut n1 = lab.daemon(1, &config(1, 2, "br-lan", mode));
+        let n2 = lab.daemon(2, &config(2, 2, "br-lan", mode));
+        assert!(
+            n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+            "{}",
+            n1.log()
+        );
+        std::thread::sleep(Duration::from_millis(LEASE_MS));
+        let (mac4, mac6) = match mode {
+            "virtual" => (vmac("web"), vmac("web6")),
+            _ => (lab::node_mac(1), lab::node_mac(1)),
+        };
+        assert_eq!(arp_answerers(&lab, VIP4), only(&mac4), "{mode}");
+        assert_eq!(nd_answerers(&lab, VIP6), only(&mac6), "{mode}");
+        for ip in [VIP4, VIP6] {
+            let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
+            assert!(
+                ping.contains(" 2 received"),
+                "{mode} {ip}: {ping}\n{}",
+                n1.log()
+            );
+        }
+        let held = macvlans(&lab, "n1");
+        assert_eq!(held.len(), if mode == "virtual" { 2 } else { 0 }, "{mode}");
+        assert!(held.iter().all(|(_, _, parent)| parent == "br-lan"));
+
+        kill_owner(&lab, &mut n1);
+        assert!(
+            n2.wait_for_log("acquired web6", Duration::from_secs(3)),
+            "{}",
+            n2.log()
+        );
+        let (mac4, mac6) = match mode {
+            "virtual" => (vmac("web"), vmac("web6")),
+            _ => (lab::node_mac(2), lab::node_mac(2)),
+        };
+        assert_eq!(arp_answerers(&lab, VIP4), only(&mac4), "{mode}");
+        assert_eq!(nd_answerers(&lab, VIP6), only(&mac6), "{mode}");
+        for ip in [VIP4, VIP6] {
+            let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
+            assert!(
+                ping.contains(" 2 received"),
+                "{mode} {ip} after failover: {ping}\n{}",
+                n2.log()
+            );
+        }
+        drop(n2);
+    }
 }

@@ -82,18 +82,16 @@ pub fn status(data: &Value) -> String {
     if data["digest_agreement"] == Value::Bool(false) {
         out.push_str("WARNING: some peers have another service list (see peers)\n");
     }
-    let mut rows = vec![[
-        "SERVICE",
-        "VIP",
-        "INTERFACE",
-        "OWNER",
-        "STATE",
-        "SINCE",
-        "HEALTH",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for service in data["services"].as_array().into_iter().flatten() {
+    let services: Vec<&Value> = data["services"].as_array().into_iter().flatten().collect();
+    // A MAC column only when some VIP has a MAC of its own.
+    let macs = services.iter().any(|s| s["mac"].is_string());
+    let mut header = vec!["SERVICE", "VIP", "INTERFACE"];
+    if macs {
+        header.push("MAC");
+    }
+    header.extend(["OWNER", "STATE", "SINCE", "HEALTH"]);
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for service in services {
         let mut state = text(&service["state"]);
         if let Some(left) = service["linger_left_s"].as_u64() {
             state.push_str(&format!(" {left}s"));
@@ -107,15 +105,21 @@ pub fn status(data: &Value) -> String {
             (Some(state), None) => state.to_string(),
             _ => "-".to_string(),
         };
-        rows.push(vec![
+        let mut row = vec![
             text(&service["name"]),
             text(&service["ip"]),
             text(&service["interface"]),
+        ];
+        if macs {
+            row.push(text(&service["mac"]));
+        }
+        row.extend([
             text(&service["owner"]),
             state,
             duration_s(&service["since_s"]),
             health,
         ]);
+        rows.push(row);
     }
     out.push('\n');
     out.push_str(&table(&rows));
@@ -376,6 +380,43 @@ mod tests {
         );
         assert!(
             text.contains("n2    100       40ms ago  460ms       alive\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_shows_a_mac_column_when_a_vip_has_its_own_mac() {
+        let data = json!({
+            "node": "n1", "priority": 150, "mode": "single", "preempt": false, "cluster": "lan",
+            "uptime_s": 5, "draining": false, "digest_agreement": true,
+            "services": [
+                {"name": "web", "ip": "192.0.2.200", "interface": "eth0", "mac": "4a:bf:53:03:d7:fd",
+                 "owner": "n1", "state": "owner", "since_s": 5},
+                {"name": "db", "ip": "192.0.2.201", "interface": "eth0", "mac": null,
+                 "owner": "n1", "state": "owner", "since_s": 5}
+            ],
+            "peers": []
+        });
+        let text = status(&data);
+        assert!(
+            text.contains(
+                "SERVICE  VIP          INTERFACE  MAC                OWNER  STATE  SINCE  HEALTH
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "web      192.0.2.200  eth0       4a:bf:53:03:d7:fd  n1     owner  5s     -
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "db       192.0.2.201  eth0       -                  n1     owner  5s     -
+"
+            ),
             "{text}"
         );
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The l2vip lab: network namespaces joined by one bridge.
 #
-#   lab.sh up NAME NODES [--side-link|--vip-link]
+#   lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge]
 #                                        build NAME-br, NAME-c, NAME-n1..NAME-nNODES
 #   lab.sh down NAME                     end the lab's processes, delete its namespaces
 #   lab.sh list NAME                     print the lab's namespaces
@@ -17,6 +17,8 @@
 #   MAC 02:4c:32:00:02:0I), so VIPs can live apart from the heartbeats. Two
 #   ports on one segment need arp_ignore=1 on the node (as on any such
 #   host), or its kernel answers ARP for eth0's address on eth1 too.
+#   --node-bridge puts each node's eth0 into a bridge br-lan inside the
+#   node, which takes the node's MAC and addresses (OpenWrt's layout).
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -95,6 +97,18 @@ up() {
             ip netns exec "$name-n$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1 >/dev/null
             attach "$name-n$i" eth1 "02:4c:32:00:02:0$i" "q$i"
         done
+    elif [[ $side == --node-bridge ]]; then
+        # OpenWrt's shape: each node's port is in a bridge br-lan, which
+        # has the node's MAC and addresses.
+        for (( i = 1; i <= nodes; i++ )); do
+            ip -n "$name-n$i" addr flush dev eth0
+            ip -n "$name-n$i" link add br-lan address "02:4c:32:00:00:0$i" type bridge \
+                stp_state 0 forward_delay 0 mcast_snooping 0
+            ip -n "$name-n$i" link set eth0 master br-lan
+            ip -n "$name-n$i" link set br-lan up
+            ip -n "$name-n$i" addr add "192.0.2.$((10 + i))/24" dev br-lan
+            ip -n "$name-n$i" addr add "2001:db8::$((10 + i))/64" dev br-lan nodad
+        done
     elif [[ $side == --side-link ]]; then
         ip -n "$name-c" link add eth1 address 02:4c:32:00:01:64 type veth \
             peer name eth1 address 02:4c:32:00:01:01 netns "$name-n1"
@@ -105,8 +119,8 @@ up() {
 }
 
 case ${1:-} in
-    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link]"; up "$2" "$3" "${4:-}" ;;
+    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge]"; up "$2" "$3" "${4:-}" ;;
     down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
     list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
-    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link] | down NAME | list NAME" ;;
+    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge] | down NAME | list NAME" ;;
 esac

@@ -99,6 +99,12 @@ impl Lab {
         Lab::build(nodes, if side_link { Some("--side-link") } else { None })
     }
 
+    /// Builds a lab whose nodes have their port in a bridge of their own,
+    /// `br-lan` (with the node's MAC and addresses), as OpenWrt has it.
+    pub fn up_node_bridge(nodes: usize) -> Lab {
+        Lab::build(nodes, Some("--node-bridge"))
+    }
+
     /// Builds a lab whose nodes have a second port on the bridge, `eth1`
     /// (no addresses; MAC `vip_link_mac(i)`), to carry VIPs apart from the
     /// heartbeats on eth0.
