@@ -200,8 +200,12 @@ impl Supervisor {
         interfaces.dedup();
         let catalogue = restore(config);
         let services = catalogue.all();
-        let (responder, responder_mailbox) =
-            ResponderThread::new(&interfaces, config.announce).map_err(|e| e.to_string())?;
+        let (responder, responder_mailbox) = ResponderThread::new(
+            &interfaces,
+            config.announce,
+            config.heartbeat.interval() * 2,
+        )
+        .map_err(|e| e.to_string())?;
         let (mut actions, actions_mailbox) =
             ActionsThread::new(config, notify, responder_mailbox.clone())
                 .map_err(|e| e.to_string())?;

@@ -338,6 +338,19 @@ pub enum ActionsCommand {
     Shutdown,
 }
 
+/// Another host claiming a VIP this node owns, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConflictView {
+    /// The VIP.
+    pub ip: IpAddr,
+    /// The claimant's MAC.
+    pub mac: String,
+    /// Claims seen.
+    pub count: u64,
+    /// Seconds since the last one.
+    pub last_seen_s: u64,
+}
+
 /// Messages to the responder.
 #[derive(Debug)]
 pub enum ResponderCommand {
@@ -345,6 +358,9 @@ pub enum ResponderCommand {
     Own(Arc<Ownership>),
     /// Announce these VIPs again (a conflicting claim was settled in our favour).
     Reannounce(Vec<IpAddr>),
+    /// The owned VIPs another cluster node claims too (a split brain):
+    /// claims for them from other MACs are not conflicts.
+    Contested(Vec<IpAddr>),
     /// An interface changed: reopen sockets on a new index, take a new
     /// MAC, announce again when the link comes back.
     Link(LinkState),
@@ -384,6 +400,8 @@ pub enum ControlEvent {
         id: u64,
         /// A copy of the counters.
         counters: Box<ResponderCounters>,
+        /// The conflicts it keeps, the most recent last.
+        conflicts: Vec<ConflictView>,
     },
     /// Re-read the configuration file (SIGHUP).
     Reload,

@@ -439,3 +439,132 @@ fn both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node() {
         drop(n2);
     }
 }
+
+/// A host outside the cluster claims an owned VIP: it has the address
+/// (its kernel answers ARP for it) and sends a gratuitous ARP every second.
+/// The owner reports the conflict with the host's MAC in `status` and the
+/// metrics, defends the VIP with at most one announcement per 10 s, and
+/// nothing moves in the election.
+#[test]
+fn a_rogue_host_claiming_a_vip_is_reported_and_defended_at_most_every_ten_seconds() {
+    if !lab::available(
+        "a_rogue_host_claiming_a_vip_is_reported_and_defended_at_most_every_ten_seconds",
+    ) {
+        return;
+    }
+    // n3 runs no daemon: it is the rogue.
+    let lab = Lab::up(3, false);
+    let n1 = lab.daemon(1, &config(1, 2, "eth0", "interface"));
+    let n2 = lab.daemon(2, &config(2, 2, "eth0", "interface"));
+    assert!(
+        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
+        "{}",
+        n1.log()
+    );
+    // The acquisition burst (3 rounds, 1.1 s apart) is over.
+    std::thread::sleep(Duration::from_millis(3500));
+    let rogue = lab::node_mac(3);
+    let out = lab.run(
+        "n3",
+        &["ip", "addr", "add", &format!("{VIP4}/32"), "dev", "eth0"],
+    );
+    assert!(out.status.success());
+    // n1's gratuitous ARP for the VIP, as the client sees them.
+    let capture = lab.capture(
+        "c",
+        "eth0",
+        &format!(
+            "arp and ether src {} and arp[14:4] = 0xc00002c8",
+            lab::node_mac(1)
+        ),
+    );
+    let seconds = 12;
+    let out = lab.run(
+        "n3",
+        &[
+            "arping",
+            "-U",
+            "-c",
+            &seconds.to_string(),
+            "-I",
+            "eth0",
+            "-s",
+            VIP4,
+            VIP4,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let decoded = capture.stop();
+    // Each defence is one round: the request and the reply form.
+    let defences = decoded
+        .lines()
+        .filter(|l| l.contains("Request who-has"))
+        .count();
+    assert!(
+        (1..=(seconds as usize).div_ceil(10)).contains(&defences),
+        "{defences} defences in {seconds} s:\n{decoded}\n{}",
+        n1.log()
+    );
+
+    let (code, out, _) = n1.cli(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let conflicts = status["data"]["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(conflicts.len(), 1, "{status}");
+    assert_eq!(conflicts[0]["ip"], VIP4);
+    assert_eq!(conflicts[0]["mac"], rogue.as_str());
+    assert!(
+        conflicts[0]["count"].as_u64().unwrap_or(0) >= seconds - 2,
+        "{status}"
+    );
+    assert!(
+        conflicts[0]["last_seen_s"].as_u64().unwrap_or(99) <= 3,
+        "{status}"
+    );
+    let (_, table, _) = n1.cli(&["status"]);
+    assert!(table.contains(&format!("{VIP4}  {rogue}")), "{table}");
+    let (code, out, _) = n1.cli(&["metrics", "--json"]);
+    assert_eq!(code, Some(0));
+    let metrics: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let responder = &metrics["data"]["responder"];
+    assert_eq!(
+        responder["conflict_defences"].as_u64(),
+        Some(defences as u64),
+        "{metrics}"
+    );
+    assert!(
+        responder["conflicts"].as_u64().unwrap_or(0) >= seconds - 2,
+        "{metrics}"
+    );
+    assert_eq!(responder["split_brain_claims"], 0);
+    assert!(
+        n1.log()
+            .contains(&format!("conflict: {rogue} claims {VIP4}")),
+        "{}",
+        n1.log()
+    );
+    // Nothing moved: n1 owns both, n2 saw no change, and n2 reports no conflict.
+    let owners: Vec<(String, String)> = status["data"]["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| (s["name"].to_string(), s["state"].to_string()))
+        .collect();
+    assert!(
+        owners.iter().all(|(_, state)| state == "\"owner\""),
+        "{owners:?}"
+    );
+    assert!(!n1.log().contains("released web"), "{}", n1.log());
+    assert!(!n2.log().contains("acquired web"), "{}", n2.log());
+    let (_, out, _) = n2.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(status["data"]["conflicts"], serde_json::json!([]));
+}

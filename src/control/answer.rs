@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 
 use super::protocol::{Code, Response};
 use crate::message::{
-    ElectionAnswer, ElectionMetrics, Refusal, ResponderCounters as Counters, ServiceView,
+    ConflictView, ElectionAnswer, ElectionMetrics, Refusal, ResponderCounters as Counters,
+    ServiceView,
 };
 
 /// `value` as JSON data (its fields sorted, as every answer's are).
@@ -23,11 +24,24 @@ struct ServicesData<'a> {
     services: &'a [ServiceView],
 }
 
-/// The response to a request the election answered; `counters` are the
-/// responder's, for `metrics`.
-pub fn response(answer: ElectionAnswer, counters: Option<&Counters>) -> Response {
+/// The response to a request the election answered; `responder` holds the
+/// responder's counters (for `metrics`) and conflicts (for `status`).
+pub fn response(
+    answer: ElectionAnswer,
+    responder: Option<(&Counters, &[ConflictView])>,
+) -> Response {
+    let counters = responder.map(|(counters, _)| counters);
     match answer {
-        ElectionAnswer::Status(status) => data(&status),
+        ElectionAnswer::Status(status) => match (data(&status), responder) {
+            (Response::Ok(Value::Object(mut map)), Some((_, conflicts))) => {
+                map.insert(
+                    "conflicts".into(),
+                    serde_json::to_value(conflicts).unwrap_or(Value::Null),
+                );
+                Response::ok(Value::Object(map))
+            }
+            (response, _) => response,
+        },
         ElectionAnswer::Services(services) => data(&ServicesData {
             services: &services,
         }),

@@ -123,6 +123,22 @@ pub fn status(data: &Value) -> String {
     }
     out.push('\n');
     out.push_str(&table(&rows));
+    let conflicts: Vec<&Value> = data["conflicts"].as_array().into_iter().flatten().collect();
+    if !conflicts.is_empty() {
+        let mut rows = vec![["CONFLICT", "MAC", "CLAIMS", "LAST SEEN"]
+            .map(String::from)
+            .to_vec()];
+        for conflict in conflicts {
+            rows.push(vec![
+                text(&conflict["ip"]),
+                text(&conflict["mac"]),
+                text(&conflict["count"]),
+                format!("{} ago", duration_s(&conflict["last_seen_s"])),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table(&rows));
+    }
     let peers: Vec<&Value> = data["peers"].as_array().into_iter().flatten().collect();
     if !peers.is_empty() {
         let mut rows = vec![["PEER", "PRIORITY", "HEARD", "LEASE LEFT", "STATE"]

@@ -20,8 +20,8 @@ use super::protocol::{parse_request, Code, Request, Response, MAX_LINE};
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Control;
 use crate::message::{
-    ControlEvent as Event, ElectionAnswer, ElectionAsk, ElectionCommand, ResponderCommand,
-    ResponderCounters as Counters,
+    ConflictView, ControlEvent as Event, ElectionAnswer, ElectionAsk, ElectionCommand,
+    ResponderCommand, ResponderCounters as Counters,
 };
 
 use crate::sys::cred;
@@ -72,9 +72,11 @@ impl Client {
 
 struct Pending {
     client: Token,
-    metrics: bool,
+    /// The answer also needs the responder's counters and conflicts
+    /// (`metrics`, `status`).
+    with_responder: bool,
     election: Option<ElectionAnswer>,
-    responder: Option<Box<Counters>>,
+    responder: Option<(Box<Counters>, Vec<ConflictView>)>,
 }
 
 /// The control thread's state, built (socket bound) before it runs.
@@ -426,12 +428,12 @@ impl ControlServer {
         };
         let id = self.next_id;
         self.next_id += 1;
-        let metrics = ask == ElectionAsk::Metrics;
+        let with_responder = matches!(ask, ElectionAsk::Metrics | ElectionAsk::Status);
         self.pending.insert(
             id,
             Pending {
                 client: token,
-                metrics,
+                with_responder,
                 election: None,
                 responder: None,
             },
@@ -444,7 +446,7 @@ impl ControlServer {
             .election
             .send(ElectionCommand::Ask { id, ask, reply_to })
             .is_ok();
-        let counted = !metrics
+        let counted = !with_responder
             || self
                 .responder
                 .send(ResponderCommand::Counters {
@@ -469,9 +471,13 @@ impl ControlServer {
                 }
                 id
             }
-            Event::Counters { id, counters } => {
+            Event::Counters {
+                id,
+                counters,
+                conflicts,
+            } => {
                 if let Some(pending) = self.pending.get_mut(&id) {
-                    pending.responder = Some(counters);
+                    pending.responder = Some((counters, conflicts));
                 }
                 id
             }
@@ -485,7 +491,7 @@ impl ControlServer {
             Event::Stop => return,
         };
         let done = self.pending.get(&id).is_some_and(|pending| {
-            pending.election.is_some() && (!pending.metrics || pending.responder.is_some())
+            pending.election.is_some() && (!pending.with_responder || pending.responder.is_some())
         });
         if !done {
             return;
@@ -494,7 +500,13 @@ impl ControlServer {
             return;
         };
         let response = match pending.election {
-            Some(reply) => answer::response(reply, pending.responder.as_deref()),
+            Some(reply) => answer::response(
+                reply,
+                pending
+                    .responder
+                    .as_ref()
+                    .map(|(counters, conflicts)| (&**counters, conflicts.as_slice())),
+            ),
             None => Response::error(Code::Internal, "no reply"),
         };
         self.answer(pending.client, response);

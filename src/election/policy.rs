@@ -442,6 +442,16 @@ impl Policy {
             .map(|(i, _)| i)
     }
 
+    /// The services this node owns while a worse-ranked node claims them
+    /// too (a split brain the election is settling).
+    pub fn contested(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.claimed && slot.contested)
+            .map(|(i, _)| i)
+    }
+
     /// Whether this node owns service `index`.
     pub fn owns(&self, index: usize) -> bool {
         self.slots.get(index).is_some_and(|slot| slot.claimed)

@@ -133,6 +133,8 @@ pub struct ElectionThread {
     startup: Outputs,
     /// Buffers for building heartbeats.
     scratch: Scratch,
+    /// The contested VIPs last told to the responder.
+    contested: Vec<IpAddr>,
     out: Vec<u8>,
 }
 
@@ -223,6 +225,7 @@ impl ElectionThread {
             previous: Vec::new(),
             startup: Outputs::default(),
             scratch: Scratch::default(),
+            contested: Vec::new(),
             out: vec![0u8; heartbeat::MAX_LEN],
         };
         thread.checked = thread.checks_of(services);
@@ -543,6 +546,15 @@ impl ElectionThread {
                 );
             }
             let _ = self.responder.send(ResponderCommand::Reannounce(ips));
+        }
+        // Claims from another node's MAC for these are a split brain, not a
+        // conflict with a stranger: the responder needs to know which.
+        let contested: Vec<IpAddr> = self.policy.contested().map(|i| self.vips[i].ip).collect();
+        if contested != self.contested {
+            let _ = self
+                .responder
+                .send(ResponderCommand::Contested(contested.clone()));
+            self.contested = contested;
         }
         if send {
             self.send(now);

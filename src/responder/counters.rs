@@ -73,6 +73,13 @@ pub struct Counters {
     pub unsolicited_na_sent: u64,
     /// Frames the kernel refused to send.
     pub send_errors: u64,
+    /// Claims on owned VIPs by other hosts (judged conflicts).
+    pub conflicts: u64,
+    /// Announcement rounds sent to defend a VIP (at most one per VIP per 10 s).
+    pub conflict_defences: u64,
+    /// Claims on owned VIPs by another cluster node (a split brain the
+    /// election settles).
+    pub split_brain_claims: u64,
     /// Frames received and not answered, by reason.
     pub drops: [u64; DropReason::ALL.len()],
 }
@@ -104,6 +111,9 @@ impl Counters {
             "gratuitous_arp_sent": self.gratuitous_arp_sent,
             "unsolicited_na_sent": self.unsolicited_na_sent,
             "send_errors": self.send_errors,
+            "conflicts": self.conflicts,
+            "conflict_defences": self.conflict_defences,
+            "split_brain_claims": self.split_brain_claims,
             "drops": drops,
         })
     }
@@ -114,14 +124,18 @@ impl fmt::Display for Counters {
         write!(
             f,
             "arp_received={} arp_replies_sent={} ns_received={} na_sent={} gratuitous_arp_sent={} \
-             unsolicited_na_sent={} send_errors={}",
+             unsolicited_na_sent={} send_errors={} conflicts={} conflict_defences={} \
+             split_brain_claims={}",
             self.arp_received,
             self.arp_replies_sent,
             self.ns_received,
             self.na_sent,
             self.gratuitous_arp_sent,
             self.unsolicited_na_sent,
-            self.send_errors
+            self.send_errors,
+            self.conflicts,
+            self.conflict_defences,
+            self.split_brain_claims
         )?;
         for reason in DropReason::ALL {
             write!(f, " drop.{}={}", reason.name(), self.dropped(reason))?;

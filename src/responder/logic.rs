@@ -66,6 +66,40 @@ pub const SEND_BACKOFF: Duration = Duration::from_millis(1);
 /// would be lost in every round).
 pub const FRAMES_PER_BATCH: usize = 128;
 
+/// Claims on one VIP are defended with at most one announcement this
+/// often (RFC 5227 §2.4 (b)): never a loop with another claimant.
+pub const DEFEND_EVERY: Duration = Duration::from_secs(10);
+/// Claims waiting to be judged, and conflicts kept for `status`: bounded,
+/// the oldest go first.
+const MAX_SUSPECTS: usize = 64;
+const MAX_CONFLICTS: usize = 32;
+
+/// A claim on an owned VIP from a MAC that is not ours, waiting for the
+/// election to say whether another cluster node claims the VIP too.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    slot: usize,
+    ip: IpAddr,
+    mac: EthernetAddress,
+    /// When the loop first saw it (stamped by `judge_claims`).
+    seen: Option<Instant>,
+}
+
+/// Another host claiming a VIP this node owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// The VIP.
+    pub ip: IpAddr,
+    /// The claimant's MAC.
+    pub mac: EthernetAddress,
+    /// Claims seen.
+    pub count: u64,
+    /// The last one.
+    pub last_seen: Instant,
+    /// When it was last logged.
+    logged: Option<Instant>,
+}
+
 /// The outcome of one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -88,6 +122,16 @@ pub struct Responder {
     announcing: Vec<Announcing>,
     /// A send buffer was full: no announcement before this instant.
     blocked_until: Option<Instant>,
+    /// VIPs another cluster node claims too: a split brain, not a conflict.
+    contested: Vec<IpAddr>,
+    /// Claims waiting to be judged.
+    suspects: Vec<Suspect>,
+    /// Confirmed conflicts, the most recent last.
+    conflicts: Vec<Conflict>,
+    /// When each VIP was last defended.
+    defended: Vec<(IpAddr, Instant)>,
+    /// How long a claim waits for the election (two heartbeat intervals).
+    judge_after: Duration,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -102,7 +146,121 @@ impl Responder {
             own_macs: Vec::new(),
             announcing: Vec::new(),
             blocked_until: None,
+            contested: Vec::new(),
+            suspects: Vec::new(),
+            conflicts: Vec::new(),
+            defended: Vec::new(),
+            judge_after: Duration::from_secs(2),
             counters: Counters::default(),
+        }
+    }
+
+    /// How long a claim on an owned VIP waits before it is judged: long
+    /// enough for the election to hear a cluster node that claims it too.
+    pub fn set_judge_after(&mut self, after: Duration) {
+        self.judge_after = after;
+    }
+
+    /// The owned VIPs another cluster node claims too.
+    pub fn set_contested(&mut self, ips: Vec<IpAddr>) {
+        self.contested = ips;
+    }
+
+    /// The conflicts seen, the most recent last.
+    pub fn conflicts(&self) -> &[Conflict] {
+        &self.conflicts
+    }
+
+    /// Notes a claim on `ip` (owned on `slot`) by `mac`.
+    fn suspect(&mut self, slot: usize, ip: IpAddr, mac: EthernetAddress) {
+        if self.suspects.len() >= MAX_SUSPECTS {
+            self.suspects.remove(0);
+        }
+        self.suspects.push(Suspect {
+            slot,
+            ip,
+            mac,
+            seen: None,
+        });
+    }
+
+    /// Judges the claims that have waited long enough: on a VIP this node
+    /// still owns and no cluster node claims, a claim is a conflict:
+    /// counted, kept for `status`, and defended with one announcement
+    /// round unless the VIP was defended within `DEFEND_EVERY`. Returns
+    /// the conflicts to log now (each at most once per `DEFEND_EVERY`).
+    pub fn judge_claims(&mut self, now: Instant) -> Vec<Conflict> {
+        let mut log = Vec::new();
+        let mut index = 0;
+        while index < self.suspects.len() {
+            let suspect = &mut self.suspects[index];
+            let seen = *suspect.seen.get_or_insert(now);
+            if now.saturating_duration_since(seen) < self.judge_after {
+                index += 1;
+                continue;
+            }
+            let suspect = self.suspects.remove(index);
+            if self
+                .owned
+                .binary_search(&(suspect.slot, suspect.ip))
+                .is_err()
+            {
+                continue;
+            }
+            if self.contested.contains(&suspect.ip) {
+                self.counters.split_brain_claims += 1;
+                continue;
+            }
+            self.counters.conflicts += 1;
+            let at = match self
+                .conflicts
+                .iter()
+                .position(|c| c.ip == suspect.ip && c.mac == suspect.mac)
+            {
+                Some(at) => at,
+                None => {
+                    if self.conflicts.len() >= MAX_CONFLICTS {
+                        self.conflicts.remove(0);
+                    }
+                    self.conflicts.push(Conflict {
+                        ip: suspect.ip,
+                        mac: suspect.mac,
+                        count: 0,
+                        last_seen: now,
+                        logged: None,
+                    });
+                    self.conflicts.len() - 1
+                }
+            };
+            let mut conflict = self.conflicts.remove(at);
+            conflict.count += 1;
+            conflict.last_seen = now;
+            if conflict
+                .logged
+                .map_or(true, |at| now.saturating_duration_since(at) >= DEFEND_EVERY)
+            {
+                conflict.logged = Some(now);
+                log.push(conflict);
+            }
+            self.conflicts.push(conflict);
+            self.defend(now, suspect.ip);
+        }
+        log
+    }
+
+    /// One announcement round for `ip`, unless it had one within
+    /// `DEFEND_EVERY`.
+    fn defend(&mut self, now: Instant, ip: IpAddr) {
+        self.defended
+            .retain(|(_, at)| now.saturating_duration_since(*at) < DEFEND_EVERY);
+        if self.defended.iter().any(|(defended, _)| *defended == ip) {
+            return;
+        }
+        self.defended.push((ip, now));
+        self.counters.conflict_defences += 1;
+        for entry in self.announcing.iter_mut().filter(|a| a.vip.ip == ip) {
+            entry.rounds_left = entry.rounds_left.max(1);
+            entry.next_at = Some(now);
         }
     }
 
@@ -210,8 +368,22 @@ impl Responder {
 
     /// When `announce_due` has work next.
     pub fn poll_at(&self) -> Option<Instant> {
-        let due = self.announcing.iter().filter_map(|a| a.next_at).min()?;
-        Some(self.blocked_until.map_or(due, |until| due.max(until)))
+        let judged = self
+            .suspects
+            .iter()
+            .filter_map(|s| s.seen.map(|seen| later(seen, self.judge_after)))
+            .min();
+        let due = self.announcing.iter().filter_map(|a| a.next_at).min();
+        let due = due.map(|due| self.blocked_until.map_or(due, |until| due.max(until)));
+        match (judged, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether claims wait to be stamped (the loop calls `judge_claims`).
+    pub fn has_unjudged(&self) -> bool {
+        self.suspects.iter().any(|s| s.seen.is_none())
     }
 
     /// Emits every announcement round due at `now` through `send(slot, frame)`.
@@ -390,15 +562,19 @@ impl Responder {
         if !request.source_hardware_addr.is_unicast() {
             return Err(DropReason::BadSender);
         }
-        // RFC 5227 §2.4: an announcement (or any reply) claiming a VIP we
-        // own, from another MAC, is a conflict. Count it; never fight back
-        // in a loop (the periodic refresh re-asserts ownership).
+        // RFC 5227 §2.4: any ARP with a VIP we own as its sender address,
+        // from another MAC (ours were dropped above), is a claim on it; so
+        // is a probe for it (RFC 5227 §2.1.1: sender 0.0.0.0), which is
+        // also answered. Judged after the election has had its say.
+        let sender = IpAddr::V4(request.source_protocol_addr);
+        let claimed = self.owned.binary_search(&(slot, sender)).is_ok();
+        if claimed {
+            self.suspect(slot, sender, request.source_hardware_addr);
+        }
         if request.operation == arp::Operation::Reply || request.is_gratuitous() {
-            let claimed = request.source_protocol_addr;
-            if self.owns_anywhere(IpAddr::V4(claimed)) {
-                return Err(DropReason::Conflict);
-            }
-            return Err(if request.operation == arp::Operation::Reply {
+            return Err(if claimed || self.owns_anywhere(sender) {
+                DropReason::Conflict
+            } else if request.operation == arp::Operation::Reply {
                 DropReason::NotRequest
             } else {
                 DropReason::NotOwned
@@ -406,6 +582,9 @@ impl Responder {
         }
         let target = request.target_protocol_addr;
         self.check_owned(slot, IpAddr::V4(target))?;
+        if request.source_protocol_addr.is_unspecified() {
+            self.suspect(slot, IpAddr::V4(target), request.source_hardware_addr);
+        }
         let mac = self.mac_of(slot, IpAddr::V4(target));
         let reply = arp::Repr {
             operation: arp::Operation::Reply,
@@ -447,9 +626,23 @@ impl Responder {
                 target,
                 source_lladdr,
             }) => (target, source_lladdr),
-            Ok(icmpv6::Repr::NeighborAdvert { .. }) | Err(Error::Unsupported) => {
-                return Err(DropReason::NotRequest)
+            Ok(icmpv6::Repr::NeighborAdvert {
+                target,
+                target_lladdr,
+                ..
+            }) => {
+                // Another host advertising a VIP we own: a claim on it.
+                let ip = IpAddr::V6(target);
+                if self.owned.binary_search(&(slot, ip)).is_err() {
+                    return Err(DropReason::NotRequest);
+                }
+                let mac = target_lladdr.unwrap_or_else(|| frame.source());
+                if mac.is_unicast() {
+                    self.suspect(slot, ip, mac);
+                }
+                return Err(DropReason::Conflict);
             }
+            Err(Error::Unsupported) => return Err(DropReason::NotRequest),
             Err(Error::Checksum) => return Err(DropReason::Checksum),
             Err(Error::Truncated) => return Err(DropReason::Truncated),
             Err(Error::Malformed) => return Err(DropReason::NdpFormat),
@@ -464,6 +657,10 @@ impl Responder {
             return Err(DropReason::BadSender);
         }
         self.check_owned(slot, IpAddr::V6(target))?;
+        if dad {
+            // Someone's duplicate address detection for a VIP we own.
+            self.suspect(slot, IpAddr::V6(target), frame.source());
+        }
         let mac = self.mac_of(slot, IpAddr::V6(target));
         // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
         // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
@@ -812,6 +1009,85 @@ mod tests {
     }
 
     #[test]
+    fn claims_on_owned_vips_are_judged_counted_and_defended_at_most_every_ten_seconds() {
+        let start = Instant::now();
+        let mut r = responder(start);
+        r.set_judge_after(Duration::from_millis(200));
+        // Node 2's gratuitous ARP claiming 192.0.2.11 (ours).
+        let mut claim = ARP_REPLY;
+        claim[11] = 2;
+        claim[27] = 2;
+        claim[31] = 11;
+        claim[32..38].copy_from_slice(&[0xff; 6]);
+        claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        assert_eq!(
+            arp(&mut r, 0, &claim).0,
+            Verdict::Drop(DropReason::Conflict)
+        );
+        let claimant = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x00, 0x02]);
+        // Judged only after the election had its time.
+        assert!(r.judge_claims(start).is_empty());
+        assert_eq!(r.counters.conflicts, 0);
+        // Drain the acquisition burst's first round, then see the defence alone.
+        r.announce_due(start, |_, _| Sent::Sent);
+        assert_eq!(r.poll_at(), Some(start + Duration::from_millis(200)));
+        let judged = start + Duration::from_millis(200);
+        let logged = r.judge_claims(judged);
+        assert_eq!(logged.len(), 1);
+        assert_eq!((logged[0].mac, logged[0].count), (claimant, 1));
+        assert_eq!(r.counters.conflicts, 1);
+        assert_eq!(r.counters.conflict_defences, 1);
+        let mut frames = 0;
+        r.announce_due(judged, |_, _| {
+            frames += 1;
+            Sent::Sent
+        });
+        assert_eq!(frames, 2, "one round: request and reply form");
+        // Again within ten seconds: counted, not logged, not defended.
+        let soon = judged + Duration::from_secs(3);
+        arp(&mut r, 0, &claim);
+        r.judge_claims(soon);
+        assert!(r.judge_claims(soon + Duration::from_millis(200)).is_empty());
+        assert_eq!((r.counters.conflicts, r.counters.conflict_defences), (2, 1));
+        assert_eq!(r.conflicts().len(), 1);
+        assert_eq!(r.conflicts()[0].count, 2);
+        // Ten seconds after the defence: defended again.
+        let later_on = judged + DEFEND_EVERY;
+        arp(&mut r, 0, &claim);
+        r.judge_claims(later_on);
+        assert_eq!(
+            r.judge_claims(later_on + Duration::from_millis(200)).len(),
+            1
+        );
+        assert_eq!(r.counters.conflict_defences, 2);
+        // A VIP another cluster node claims too: a split brain.
+        r.set_contested(vec!["192.0.2.11".parse().unwrap()]);
+        arp(&mut r, 0, &claim);
+        let t = later_on + Duration::from_secs(1);
+        r.judge_claims(t);
+        r.judge_claims(t + Duration::from_millis(200));
+        assert_eq!(
+            (r.counters.conflicts, r.counters.split_brain_claims),
+            (3, 1)
+        );
+        // An IPv4 probe and an IPv6 DAD for our VIPs are claims too.
+        r.set_contested(Vec::new());
+        let mut probe = ARP_REQUEST;
+        probe[28..32].copy_from_slice(&[0, 0, 0, 0]);
+        assert!(matches!(arp(&mut r, 0, &probe).0, Verdict::Reply(_)));
+        let t = t + Duration::from_secs(1);
+        r.judge_claims(t);
+        r.judge_claims(t + Duration::from_millis(200));
+        assert_eq!(r.counters.conflicts, 4);
+        // Claims on a VIP released meanwhile are dropped unjudged.
+        arp(&mut r, 0, &claim);
+        r.judge_claims(t);
+        r.set_owned(t, &[]);
+        r.judge_claims(t + Duration::from_secs(1));
+        assert_eq!(r.counters.conflicts, 4);
+    }
+
+    #[test]
     fn answers_dad_to_all_nodes() {
         let mut r = responder(Instant::now());
         r.set_owned(Instant::now(), &[vip("fe80::b07b:53ff:fe86:7ba9", 0)]);
@@ -849,9 +1125,12 @@ mod tests {
         check(0, &NS[..60], DropReason::Truncated);
         check(0, &NS[..1], DropReason::Truncated);
         check(1, &NS, DropReason::OtherInterface);
+        // Another host advertising our VIP: a claim.
         let mut advert = NA;
         advert[11] = 2;
-        check(0, &advert, DropReason::NotRequest);
+        check(0, &advert, DropReason::Conflict);
+        // Advertising an address we do not own: nothing to do.
+        check(1, &advert, DropReason::NotRequest);
         let mut version = NS;
         version[14] = 0x45;
         check(0, &version, DropReason::Ipv6Format);

@@ -13,10 +13,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::counters::{DropReason, LogLimit};
-use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, MAX_FRAME};
+use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, DEFEND_EVERY, MAX_FRAME};
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Announce;
-use crate::message::{ControlEvent, LinkState, ResponderCommand as Command};
+use crate::message::{ConflictView, ControlEvent, LinkState, ResponderCommand as Command};
 use crate::ownership::Ownership;
 use crate::sys::bpf;
 use crate::sys::iface;
@@ -90,9 +90,12 @@ pub struct ResponderThread {
 impl ResponderThread {
     /// Opens sockets on `interfaces` and returns the thread state and the
     /// mailbox that drives it.
+    /// Claims on owned VIPs are judged after `judge_after` (the election's
+    /// time to hear another node claiming them too).
     pub fn new(
         interfaces: &[String],
         announce: Announce,
+        judge_after: Duration,
     ) -> io::Result<(ResponderThread, Mailbox<Command>)> {
         let poll = Poll::new()?;
         let (mailbox, commands) = mailbox(poll.registry(), WAKER)?;
@@ -106,6 +109,7 @@ impl ResponderThread {
             answers: Box::new([[0u8; MAX_FRAME]; BATCH]),
             answer_lens: [0; BATCH],
         };
+        thread.responder.set_judge_after(judge_after);
         for name in interfaces {
             thread.open_port(name)?;
         }
@@ -256,9 +260,26 @@ impl ResponderThread {
                     Command::Reannounce(ips) => self.responder.reannounce_ips(Instant::now(), &ips),
                     Command::Link(state) => self.link(&state),
                     Command::LogCounters => info!("counters: {}", self.responder.counters),
+                    Command::Contested(ips) => self.responder.set_contested(ips),
                     Command::Counters { id, reply_to } => {
                         let counters = Box::new(self.responder.counters);
-                        let _ = reply_to.send(ControlEvent::Counters { id, counters });
+                        let now = Instant::now();
+                        let conflicts = self
+                            .responder
+                            .conflicts()
+                            .iter()
+                            .map(|c| ConflictView {
+                                ip: c.ip,
+                                mac: c.mac.to_string(),
+                                count: c.count,
+                                last_seen_s: now.saturating_duration_since(c.last_seen).as_secs(),
+                            })
+                            .collect();
+                        let _ = reply_to.send(ControlEvent::Counters {
+                            id,
+                            counters,
+                            conflicts,
+                        });
                     }
                     Command::Shutdown => {
                         info!("responder stopping; counters: {}", self.responder.counters);
@@ -272,7 +293,18 @@ impl ResponderThread {
                     busy.remove(&source);
                 }
             }
-            self.announce(Instant::now());
+            let now = Instant::now();
+            for conflict in self.responder.judge_claims(now) {
+                warn!(
+                    "conflict: {} claims {}, which this node owns ({} claims so far); \
+                     defending it with at most one announcement every {} s",
+                    conflict.mac,
+                    conflict.ip,
+                    conflict.count,
+                    DEFEND_EVERY.as_secs()
+                );
+            }
+            self.announce(now);
         }
     }
 

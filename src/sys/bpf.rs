@@ -65,20 +65,22 @@ pub const ARP: [Instruction; 5] = [
 const IPV6_NEXT_HEADER: u32 = 14 + 6;
 const ICMPV6_TYPE: u32 = 14 + 40;
 
-/// For a socket bound to ETH_P_IPV6: as `ARP`, and only ICMPv6 type 135
-/// directly after the fixed header (RFC 4861 NS carry no extension headers).
-/// Frames too short to hold the ICMPv6 type are passed up, to be counted
-/// as truncated rather than vanish in the kernel.
-pub const NEIGHBOR_SOLICIT: [Instruction; 11] = [
+/// For a socket bound to ETH_P_IPV6: as `ARP`, and only ICMPv6 types 135
+/// and 136 (NS, and NA: another host's claim) directly after the fixed
+/// header (RFC 4861 messages carry no extension headers). Frames too short
+/// to hold the ICMPv6 type are passed up, to be counted as truncated
+/// rather than vanish in the kernel.
+pub const NEIGHBOR_SOLICIT: [Instruction; 12] = [
     stmt(LD | W | ABS, SKF_AD_OFF + SKF_AD_PKTTYPE),
-    jump(JMP | JEQ | K, PACKET_OUTGOING, 8, 0),
-    jump(JMP | JEQ | K, PACKET_OTHERHOST, 7, 0),
+    jump(JMP | JEQ | K, PACKET_OUTGOING, 9, 0),
+    jump(JMP | JEQ | K, PACKET_OTHERHOST, 8, 0),
     stmt(LD | W | LEN, 0),
-    jump(JMP | JGE | K, ICMPV6_TYPE + 1, 0, 4),
+    jump(JMP | JGE | K, ICMPV6_TYPE + 1, 0, 5),
     stmt(LD | B | ABS, IPV6_NEXT_HEADER),
-    jump(JMP | JEQ | K, 58, 0, 3),
+    jump(JMP | JEQ | K, 58, 0, 4),
     stmt(LD | B | ABS, ICMPV6_TYPE),
-    jump(JMP | JEQ | K, 135, 0, 1),
+    jump(JMP | JEQ | K, 135, 1, 0),
+    jump(JMP | JEQ | K, 136, 0, 1),
     stmt(RET | K, SNAP_LEN),
     stmt(RET | K, 0),
 ];
@@ -145,8 +147,9 @@ pub fn arp_for(owned: &[u32]) -> Option<Vec<Instruction>> {
 
 /// For a socket bound to ETH_P_IPV6 on an interface where this node owns
 /// IPv6 addresses whose last four bytes (`u32::from_be_bytes`) are `owned`:
-/// as `NEIGHBOR_SOLICIT`, and a full-length solicitation only when its
-/// target ends in one of them (userspace compares the whole address).
+/// as `NEIGHBOR_SOLICIT`, and a full-length solicitation or advertisement
+/// only when its target ends in one of them (userspace compares the whole
+/// address).
 /// `None` past `MAX_LISTED`.
 pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
@@ -158,8 +161,10 @@ pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
         jump(JMP | JEQ | K, 58, 1, 0),
         stmt(RET | K, 0),
         stmt(LD | B | ABS, ICMPV6_TYPE),
-        jump(JMP | JEQ | K, 135, 1, 0),
+        jump(JMP | JEQ | K, 135, 2, 0),
+        jump(JMP | JEQ | K, 136, 1, 0),
         stmt(RET | K, 0),
+        // NS and NA have their target at the same place.
         stmt(LD | W | ABS, NS_TARGET_LAST_WORD),
     ]);
     pass_if_listed(&mut program, owned);
@@ -290,8 +295,17 @@ mod tests {
             run(&neighbor_solicit_for(&[]).unwrap(), &NS[..60], PACKET_HOST),
             SNAP_LEN
         );
-        let mut not_ns = NS.to_vec();
-        not_ns[54] = 136;
-        assert_eq!(run(&ns, &not_ns, PACKET_HOST), 0, "only solicitations");
+        let mut advert = NS.to_vec();
+        advert[54] = 136;
+        assert_eq!(
+            run(&ns, &advert, PACKET_HOST),
+            SNAP_LEN,
+            "and advertisements"
+        );
+        let mut redirect = NS.to_vec();
+        redirect[54] = 137;
+        assert_eq!(run(&ns, &redirect, PACKET_HOST), 0, "nothing else");
+        assert_eq!(run(&NEIGHBOR_SOLICIT, &advert, PACKET_HOST), SNAP_LEN);
+        assert_eq!(run(&NEIGHBOR_SOLICIT, &redirect, PACKET_HOST), 0);
     }
 }
