@@ -46,8 +46,8 @@ pub struct Routes {
     buffer: Vec<u8>,
     /// VIP → (interface name, ifindex) of the route in place.
     installed: BTreeMap<IpAddr, (Arc<str>, u32)>,
-    /// MAC → (parent interface, macvlan name) of the macvlans in place.
-    macvlans: BTreeMap<[u8; 6], (Arc<str>, String)>,
+    /// (MAC, parent interface, macvlan name) of the macvlans in place (few).
+    macvlans: Vec<([u8; 6], Arc<str>, String)>,
 }
 
 /// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
@@ -74,7 +74,7 @@ impl Routes {
             out: Vec::with_capacity(128),
             buffer: vec![0; BUFFER],
             installed: BTreeMap::new(),
-            macvlans: BTreeMap::new(),
+            macvlans: Vec::new(),
         })
     }
 
@@ -243,7 +243,7 @@ impl Routes {
     pub fn forget_interface(&mut self, interface: &str) {
         self.installed.retain(|_, (name, _)| **name != *interface);
         self.macvlans
-            .retain(|_, (parent, _)| **parent != *interface);
+            .retain(|(_, parent, _)| **parent != *interface);
     }
 
     /// Removes the macvlans an earlier run left (by their names); returns
@@ -327,23 +327,26 @@ impl Routes {
     pub fn macvlans(&self) -> impl Iterator<Item = ([u8; 6], &str, &str)> {
         self.macvlans
             .iter()
-            .map(|(mac, (parent, name))| (*mac, &**parent, name.as_str()))
+            .map(|(mac, parent, name)| (*mac, &**parent, name.as_str()))
     }
 
-    /// Makes the macvlans in place exactly `wanted` (MAC → interface):
+    /// Makes the macvlans in place exactly `wanted` (MAC, interface):
     /// adds when `adding`, else removes. Failures are logged and retried
     /// on the next call.
-    pub fn apply_macs(&mut self, wanted: &BTreeMap<[u8; 6], Arc<str>>, adding: bool) {
+    pub fn apply_macs(&mut self, wanted: &[([u8; 6], Arc<str>)], adding: bool) {
+        let held = |macvlans: &[([u8; 6], Arc<str>, String)], mac: &[u8; 6], parent: &str| {
+            macvlans.iter().any(|(m, p, _)| m == mac && **p == *parent)
+        };
         if adding {
             for (mac, parent) in wanted {
-                if self.macvlans.get(mac).is_some_and(|(p, _)| p == parent) {
+                if held(&self.macvlans, mac, parent) {
                     continue;
                 }
                 let name = macvlan_name(*mac);
                 match self.add_macvlan(*mac, parent, &name) {
                     Ok(()) => {
                         info!("{name}: {} on {parent}", crate::config::mac_text(*mac));
-                        self.macvlans.insert(*mac, (Arc::clone(parent), name));
+                        self.macvlans.push((*mac, Arc::clone(parent), name));
                     }
                     Err(e) => warn!(
                         "{parent}: cannot add macvlan {name} for {}: {e}",
@@ -352,23 +355,25 @@ impl Routes {
                 }
             }
         } else {
-            let gone: Vec<([u8; 6], String)> = self
-                .macvlans
-                .iter()
-                .filter(|(mac, (parent, _))| wanted.get(*mac) != Some(parent))
-                .map(|(mac, (_, name))| (*mac, name.clone()))
-                .collect();
-            for (mac, name) in gone {
+            let mut index = 0;
+            while index < self.macvlans.len() {
+                let (mac, parent, name) = &self.macvlans[index];
+                if wanted.iter().any(|(m, p)| m == mac && p == parent) {
+                    index += 1;
+                    continue;
+                }
+                let name = name.clone();
                 match self.delete_link(&name) {
                     Ok(()) => info!("{name}: removed"),
                     // Gone with its interface.
                     Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => {}
                     Err(e) => {
                         warn!("{name}: cannot remove: {e}");
+                        index += 1;
                         continue;
                     }
                 }
-                self.macvlans.remove(&mac);
+                self.macvlans.remove(index);
             }
         }
     }

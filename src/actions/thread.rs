@@ -437,7 +437,7 @@ impl ActionsThread {
 
     /// The macvlans `ownership` needs: owned VIPs with a MAC of their own
     /// (never lingering ones: the MAC now answers at the new owner).
-    fn wanted_macs(ownership: &Ownership) -> BTreeMap<[u8; 6], Arc<str>> {
+    fn wanted_macs(ownership: &Ownership) -> Vec<([u8; 6], Arc<str>)> {
         ownership
             .vips
             .iter()
@@ -682,7 +682,7 @@ impl ActionsThread {
 
     fn shutdown(&mut self) {
         self.routes.apply(&BTreeMap::new(), false);
-        self.routes.apply_macs(&BTreeMap::new(), false);
+        self.routes.apply_macs(&[], false);
         let left: Vec<String> = self
             .routes
             .installed()

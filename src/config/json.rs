@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::locate::{line_of, Step};
 use super::uci;
@@ -36,8 +37,10 @@ struct RawConfig {
     hooks: RawHooks,
     user: Option<String>,
     nice: Option<i64>,
+    /// Read as values, then each as a `RawService` (as `add` and the
+    /// state file read them): one deserializer for services, not two.
     #[serde(default)]
-    services: Vec<RawService>,
+    services: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -173,8 +176,12 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
         message: NOT_A_CONFIG.into(),
     };
     let start = text.trim_start();
-    let (raw, source): (RawConfig, Source) = if start.starts_with('{') {
-        let raw = serde_json::from_str(text).map_err(|e| {
+    // Text to a value, then the value to the model: one deserializer for
+    // the model, shared with UCI files, `add` and the state file (a second,
+    // from text, costs ~18 KB of router binary). Syntax errors carry their
+    // line from the first step; errors of the second are traced to their key.
+    let (value, source) = if start.starts_with('{') {
+        let value = serde_json::from_str::<Value>(text).map_err(|e| {
             let suffix = format!(" at line {} column {}", e.line(), e.column());
             let message = e.to_string();
             let message = message
@@ -186,7 +193,7 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
                 message,
             }
         })?;
-        (raw, Source::Json(text.to_string()))
+        (value, Source::Json(text.to_string()))
     } else if start.is_empty() || start.starts_with('[') {
         // serde would also take an array for a struct; a config is an object.
         return Err(not_a_config());
@@ -195,14 +202,61 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
         if value.as_object().is_some_and(|o| o.is_empty()) && !text.contains("config") {
             return Err(not_a_config());
         }
-        let raw = serde_json::from_value(value).map_err(|e| ConfigError {
-            line: None,
-            message: e.to_string(),
-        })?;
-        (raw, Source::Uci(places))
+        (value, Source::Uci(places))
     };
+    let raw: RawConfig = from_value_traced(&value, &[], &source)?;
     let config = build(&raw, hostname, &|path, message| source.fail(path, message))?;
     Ok((config, source))
+}
+
+/// `value` (at `base` in the file) as a `T`; an error names the key at
+/// fault and its line.
+fn from_value_traced<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    base: &[Step<'_>],
+    source: &Source,
+) -> Result<T, ConfigError> {
+    T::deserialize(value.clone()).map_err(|e| {
+        let keys = culprit(value, &|v| T::deserialize(v.clone()).is_ok());
+        let mut path = base.to_vec();
+        path.extend(keys.iter().map(|k| Step::Key(k)));
+        if path.is_empty() {
+            source.fail(&path, e.to_string())
+        } else {
+            source.fail(&path, format!("{}: {e}", dotted(&path)))
+        }
+    })
+}
+
+/// The keys leading to the member of `value` that keeps `parses` from
+/// accepting it: a key whose removal lets it parse, followed into objects.
+/// Empty when no single member is at fault (a required key is missing).
+fn culprit(value: &Value, parses: &dyn Fn(&Value) -> bool) -> Vec<String> {
+    let mut path: Vec<String> = Vec::new();
+    loop {
+        let mut at = value;
+        for key in &path {
+            at = &at[key.as_str()];
+        }
+        let Some(object) = at.as_object() else {
+            return path;
+        };
+        let found = object.keys().find(|key| {
+            let mut trial = value.clone();
+            let mut member = &mut trial;
+            for step in &path {
+                member = &mut member[step.as_str()];
+            }
+            if let Some(object) = member.as_object_mut() {
+                object.remove(key.as_str());
+            }
+            parses(&trial)
+        });
+        match found {
+            Some(key) => path.push(key.clone()),
+            None => return path,
+        }
+    }
 }
 
 /// Validates what was read into the model.
@@ -285,11 +339,26 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         ));
     }
     let mut services = Vec::with_capacity(raw.services.len());
+    let raw_services = raw
+        .services
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            serde_json::from_value::<RawService>(value.clone()).map_err(|e| {
+                let mut path = vec![Step::Key("services"), Step::Index(index)];
+                let keys = culprit(value, &|v| {
+                    serde_json::from_value::<RawService>(v.clone()).is_ok()
+                });
+                path.extend(keys.iter().map(|k| Step::Key(k)));
+                fail(&path, format!("{}: {e}", dotted(&path)))
+            })
+        })
+        .collect::<Result<Vec<RawService>, ConfigError>>()?;
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
     // Many services share few interfaces: one name each.
     let mut interfaces: Vec<Arc<str>> = Vec::new();
-    for (index, service) in raw.services.iter().enumerate() {
+    for (index, service) in raw_services.iter().enumerate() {
         let label = format!("services[{index}]");
         let mut parsed = check_service(service).map_err(|(key, why)| {
             let mut path = vec![Step::Key("services"), Step::Index(index)];
@@ -645,8 +714,9 @@ pub fn check_macs(
     default: MacChoice,
     cluster: &str,
 ) -> Result<(), (usize, String)> {
-    let mut seen: HashMap<[u8; 6], usize> = HashMap::new();
-    let mut per_interface: HashMap<&str, usize> = HashMap::new();
+    // Plain vectors: a few entries, and no map code for these key types.
+    let mut seen: Vec<([u8; 6], usize)> = Vec::new();
+    let mut per_interface: Vec<(&str, usize)> = Vec::new();
     for (index, service) in services.iter().enumerate() {
         let Some(mac) = service
             .mac
@@ -655,7 +725,7 @@ pub fn check_macs(
         else {
             continue;
         };
-        if let Some(first) = seen.insert(mac, index) {
+        if let Some(&(_, first)) = seen.iter().find(|(known, _)| *known == mac) {
             return Err((
                 index,
                 format!(
@@ -665,7 +735,17 @@ pub fn check_macs(
                 ),
             ));
         }
-        let count = per_interface.entry(&service.interface).or_default();
+        seen.push((mac, index));
+        let count = match per_interface
+            .iter_mut()
+            .find(|(name, _)| *name == &*service.interface)
+        {
+            Some((_, count)) => count,
+            None => {
+                per_interface.push((&service.interface, 0));
+                &mut per_interface.last_mut().expect("just pushed").1
+            }
+        };
         *count += 1;
         if *count > MAX_VIRTUAL_MACS {
             return Err((
@@ -842,6 +922,51 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text, Some("host")).unwrap_err()
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_reported_with_its_key_and_line() {
+        let cases = [
+            (
+                "{\"node\": \"a\",\n \"heartbeat\": {\"interval_ms\": \"x\"}}",
+                2,
+                "heartbeat.interval_ms: invalid type: string \"x\", expected u64",
+            ),
+            (
+                "{\"node\": \"a\",\n \"services\": [{\"name\": \"w\", \"ip\": \"192.0.2.1\", \"interface\": \"e\",\n  \"health\": {\"tcp\": 5}}]}",
+                3,
+                "services[0].health.tcp: invalid type: integer `5`, expected a string",
+            ),
+            (
+                "{\"node\": \"a\",\n \"announce\": {\"count\": -1}}",
+                2,
+                "announce.count: invalid value: integer `-1`, expected u32",
+            ),
+            (
+                "{\"node\": \"a\",\n \"services\": [{\"name\": \"w\", \"ip\": \"192.0.2.1\"}]}",
+                2,
+                "services[0]: missing field `interface`",
+            ),
+        ];
+        for (text, line, message) in cases {
+            let e = error(text);
+            assert_eq!(
+                (e.line, e.message.as_str()),
+                (Some(line), message),
+                "{text}"
+            );
+        }
+        let unknown = error("{\"node\": \"a\",\n \"hooks\": {\"on_start\": \"true\"}}");
+        assert_eq!(unknown.line, Some(2));
+        assert!(
+            unknown
+                .message
+                .starts_with("hooks.on_start: unknown field `on_start`"),
+            "{unknown}"
+        );
+        // Syntax errors keep the parser's line.
+        let syntax = error("{\"node\": \"a\",\n \"priority\": }");
+        assert_eq!(syntax.line, Some(2));
     }
 
     #[test]

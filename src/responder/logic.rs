@@ -286,13 +286,11 @@ impl Responder {
         wanted.sort_unstable();
         wanted.dedup();
         wanted.shrink_to_fit();
-        let mut own_macs: Vec<(usize, IpAddr, EthernetAddress)> = vips
+        let own_macs: Vec<(usize, IpAddr, EthernetAddress)> = vips
             .iter()
             .filter(|v| v.slot < self.interfaces.len())
             .filter_map(|v| v.mac.map(|mac| (v.slot, v.ip, mac)))
             .collect();
-        own_macs.sort_unstable_by_key(|&(slot, ip, _)| (slot, ip));
-        own_macs.dedup_by_key(|&mut (slot, ip, _)| (slot, ip));
         // A VIP whose MAC changed is announced afresh, as if acquired.
         let before = self.announcing.len();
         let macs_before = std::mem::replace(&mut self.own_macs, own_macs);

@@ -58,18 +58,20 @@ def build_release():
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
 
 
-def keepalived_config(node, version, advert, instances):
+def keepalived_config(node, version, advert, instances, use_vmac=False):
     """keepalived.conf for node `node` (priority 250 - 50 x node): one
-    VRRP instance per (name, router id, addresses with prefix)."""
+    VRRP instance per (name, router id, addresses with prefix); with
+    `use_vmac`, each instance on a macvlan with VRRP's virtual MAC."""
     blocks = []
     for name, rid, addresses in instances:
         if not addresses:
             continue
         listed = "\n        ".join(addresses)
+        vmac = "\n    use_vmac" if use_vmac else ""
         blocks.append(
             f"""vrrp_instance {name} {{
     state BACKUP
-    interface eth0
+    interface eth0{vmac}
     virtual_router_id {rid}
     priority {250 - 50 * node}
     advert_int {advert}
