@@ -322,6 +322,20 @@ fn a_permanent_neighbour_entry_survives_a_failover() {
         "{}",
         n2.log()
     );
+    // The switch learns the MACs on n2's port from its first announcement
+    // (sent as n2 acquires; the next is 1.1 s later).
+    let learned = Lab::wait_until(Duration::from_millis(500), || {
+        let fdb = lab.text("br", &["bridge", "fdb", "show", "br", "br0"]);
+        [vmac("web"), vmac("web6")].iter().all(|mac| {
+            fdb.lines()
+                .any(|l| l.starts_with(&format!("{mac} dev p2 ")))
+        })
+    });
+    assert!(
+        learned,
+        "{}",
+        lab.text("br", &["bridge", "fdb", "show", "br", "br0"])
+    );
     for ip in [VIP4, VIP6] {
         let ping = lab.text("c", &["ping", "-c", "3", "-i", "0.2", "-W", "1", ip]);
         assert!(ping.contains(" 3 received"), "{ping}");
