@@ -228,11 +228,17 @@ fn from_value_traced<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The most trial parses `culprit` makes: each costs a copy and a parse
+/// of the whole value, and a file may hold a megabyte of keys.
+const CULPRIT_TRIALS: usize = 256;
+
 /// The keys leading to the member of `value` that keeps `parses` from
 /// accepting it: a key whose removal lets it parse, followed into objects.
-/// Empty when no single member is at fault (a required key is missing).
+/// Empty when no single member is at fault (a required key is missing);
+/// shorter when `CULPRIT_TRIALS` run out first.
 fn culprit(value: &Value, parses: &dyn Fn(&Value) -> bool) -> Vec<String> {
     let mut path: Vec<String> = Vec::new();
+    let mut trials = 0;
     loop {
         let mut at = value;
         for key in &path {
@@ -242,6 +248,10 @@ fn culprit(value: &Value, parses: &dyn Fn(&Value) -> bool) -> Vec<String> {
             return path;
         };
         let found = object.keys().find(|key| {
+            trials += 1;
+            if trials > CULPRIT_TRIALS {
+                return false;
+            }
             let mut trial = value.clone();
             let mut member = &mut trial;
             for step in &path {
@@ -922,6 +932,31 @@ mod tests {
 
     fn error(text: &str) -> ConfigError {
         parse(text, Some("host")).unwrap_err()
+    }
+
+    #[test]
+    fn tracing_an_error_in_a_file_of_many_keys_is_bounded() {
+        // Each trial copies and parses the whole file: a megabyte of keys
+        // must not cost one trial per key.
+        let mut object = serde_json::Map::new();
+        for i in 0..5000 {
+            object.insert(format!("k{i}"), Value::from(i));
+        }
+        let value = Value::Object(object);
+        let trials = std::cell::Cell::new(0);
+        let path = culprit(&value, &|_| {
+            trials.set(trials.get() + 1);
+            false
+        });
+        assert!(path.is_empty());
+        assert_eq!(trials.get(), CULPRIT_TRIALS);
+        // The message is still serde's.
+        let mut text = String::from("{\"node\": \"a\"");
+        for i in 0..5000 {
+            text.push_str(&format!(",\n \"k{i}\": 1"));
+        }
+        text.push('}');
+        assert!(error(&text).message.contains("unknown field `k0`"));
     }
 
     #[test]
