@@ -121,6 +121,20 @@ fn longest_gap((ping, started): (Child, f64)) -> (Duration, usize) {
     (Duration::from_secs_f64(gap.max(0.0)), replies.len())
 }
 
+/// n1 and n2 with `mode`, the VIPs on `interface`; n1 owns both and n2
+/// has heard it.
+fn pair(lab: &Lab, interface: &str, mode: &str) -> (Daemon, Daemon) {
+    lab.pair(
+        [
+            &config(1, 2, interface, mode),
+            &config(2, 2, interface, mode),
+        ],
+        &lab::Start::default(),
+        "acquired web6",
+        Duration::from_millis(LEASE_MS),
+    )
+}
+
 fn kill_owner(lab: &Lab, n1: &mut Daemon) {
     // SIGKILL and the link down: nothing of n1 speaks again.
     let _ = n1.stop_with("KILL", Duration::from_secs(2));
@@ -134,14 +148,7 @@ fn the_owner_answers_with_the_vips_own_mac_from_a_macvlan_it_alone_holds() {
         return;
     }
     let lab = Lab::up(2, false);
-    let n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
-    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let (n1, n2) = pair(&lab, "eth0", "virtual");
     let (web, web6) = (vmac("web"), vmac("web6"));
     // Locally administered (bit 1) unicast (bit 0) addresses.
     for mac in [&web, &web6] {
@@ -216,14 +223,7 @@ fn a_client_that_ignores_announcements_keeps_reaching_the_vip_after_a_crash() {
         return;
     }
     let lab = Lab::up(2, false);
-    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
-    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let (mut n1, n2) = pair(&lab, "eth0", "virtual");
     ignore_announcements(&lab);
     // The client learns the VIPs' MACs from solicited answers.
     for ip in [VIP4, VIP6] {
@@ -290,14 +290,7 @@ fn a_permanent_neighbour_entry_survives_a_failover() {
         return;
     }
     let lab = Lab::up(2, false);
-    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
-    let n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let (mut n1, n2) = pair(&lab, "eth0", "virtual");
     for (ip, mac) in [(VIP4, vmac("web")), (VIP6, vmac("web6"))] {
         let out = lab.run(
             "c",
@@ -353,14 +346,7 @@ fn after_a_crash_and_a_restart_one_node_holds_the_macvlans_and_none_after_sigter
         return;
     }
     let lab = Lab::up(2, false);
-    let mut n1 = lab.daemon(1, &config(1, 2, "eth0", "virtual"));
-    let mut n2 = lab.daemon(2, &config(2, 2, "eth0", "virtual"));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
-    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    let (mut n1, mut n2) = pair(&lab, "eth0", "virtual");
     // SIGKILL alone: n1's macvlans stay behind in its namespace.
     let _ = n1.stop_with("KILL", Duration::from_secs(2));
     assert!(
@@ -404,14 +390,7 @@ fn both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node() {
     }
     for mode in ["interface", "virtual"] {
         let lab = Lab::up_node_bridge(2);
-        let mut n1 = lab.daemon(1, &config(1, 2, "br-lan", mode));
-        let n2 = lab.daemon(2, &config(2, 2, "br-lan", mode));
-        assert!(
-            n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-            "{}",
-            n1.log()
-        );
-        std::thread::sleep(Duration::from_millis(LEASE_MS));
+        let (mut n1, n2) = pair(&lab, "br-lan", mode);
         let (mac4, mac6) = match mode {
             "virtual" => (vmac("web"), vmac("web6")),
             _ => (lab::node_mac(1), lab::node_mac(1)),
@@ -468,15 +447,9 @@ fn a_rogue_host_claiming_a_vip_is_reported_and_defended_at_most_every_ten_second
     }
     // n3 runs no daemon: it is the rogue.
     let lab = Lab::up(3, false);
-    let n1 = lab.daemon(1, &config(1, 2, "eth0", "interface"));
-    let n2 = lab.daemon(2, &config(2, 2, "eth0", "interface"));
-    assert!(
-        n1.wait_for_log("acquired web6", Duration::from_secs(5)),
-        "{}",
-        n1.log()
-    );
+    let (n1, n2) = pair(&lab, "eth0", "interface");
     // The acquisition burst (3 rounds, 1.1 s apart) is over.
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(3000));
     let rogue = lab::node_mac(3);
     let out = lab.run(
         "n3",

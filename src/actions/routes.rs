@@ -124,46 +124,60 @@ impl Routes {
         self.request(seq)
     }
 
+    /// Dumps `kind` for `family`, handing each message to `each`; `what`
+    /// names the dump in errors.
+    fn dump(
+        &mut self,
+        kind: u16,
+        family: u8,
+        what: &str,
+        mut each: impl FnMut(Message),
+    ) -> io::Result<()> {
+        let seq = self.next_seq();
+        netlink::dump_request(&mut self.out, kind, family, seq);
+        self.socket.send(&self.out)?;
+        loop {
+            let Some(len) = self.socket.recv(&mut self.buffer)? else {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{what}: the kernel did not answer"),
+                ));
+            };
+            for message in netlink::messages(&self.buffer[..len]) {
+                match message {
+                    Ok(Message::Done { .. }) => return Ok(()),
+                    Ok(Message::Ack { errno, .. }) if errno != 0 => {
+                        return Err(io::Error::from_raw_os_error(errno))
+                    }
+                    Ok(message) => each(message),
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{what}: {e}"),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes l2vip's routes left in the `local` table by an earlier run
     /// that did not stop cleanly; returns how many.
     pub fn remove_stale(&mut self) -> io::Result<usize> {
         let mut stale = Vec::new();
         for family in [netlink::AF_INET, netlink::AF_INET6] {
-            let seq = self.next_seq();
-            netlink::dump_request(&mut self.out, netlink::RTM_GETROUTE, family, seq);
-            self.socket.send(&self.out)?;
-            'dump: loop {
-                let Some(len) = self.socket.recv(&mut self.buffer)? else {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "route dump: the kernel did not answer",
-                    ));
-                };
-                for message in netlink::messages(&self.buffer[..len]) {
-                    match message {
-                        Ok(Message::Done { .. }) => break 'dump,
-                        Ok(Message::Ack { errno, .. }) if errno != 0 => {
-                            return Err(io::Error::from_raw_os_error(errno))
-                        }
-                        Ok(Message::Route(route))
-                            if route.protocol == netlink::PROTOCOL
-                                && route.table == u32::from(netlink::TABLE_LOCAL)
-                                && route.kind == netlink::RTN_LOCAL =>
-                        {
-                            if let (Some((ip, _)), Some(ifindex)) = (route.dst, route.oif) {
-                                stale.push(LocalRoute { ip, ifindex });
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                format!("route dump: {e}"),
-                            ))
+            self.dump(netlink::RTM_GETROUTE, family, "route dump", |message| {
+                if let Message::Route(route) = message {
+                    if route.protocol == netlink::PROTOCOL
+                        && route.table == u32::from(netlink::TABLE_LOCAL)
+                        && route.kind == netlink::RTN_LOCAL
+                    {
+                        if let (Some((ip, _)), Some(ifindex)) = (route.dst, route.oif) {
+                            stale.push(LocalRoute { ip, ifindex });
                         }
                     }
                 }
-            }
+            })?;
         }
         for route in &stale {
             match self.change(false, *route) {
@@ -250,33 +264,18 @@ impl Routes {
     /// how many.
     pub fn remove_stale_macvlans(&mut self) -> io::Result<usize> {
         let mut stale = Vec::new();
-        let seq = self.next_seq();
-        netlink::dump_request(&mut self.out, netlink::RTM_GETLINK, netlink::AF_UNSPEC, seq);
-        self.socket.send(&self.out)?;
-        'dump: loop {
-            let Some(len) = self.socket.recv(&mut self.buffer)? else {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "link dump: the kernel did not answer",
-                ));
-            };
-            for message in netlink::messages(&self.buffer[..len]) {
-                match message {
-                    Ok(Message::Done { .. }) => break 'dump,
-                    Ok(Message::Ack { errno, .. }) if errno != 0 => {
-                        return Err(io::Error::from_raw_os_error(errno))
-                    }
-                    Ok(Message::Link(link)) if is_macvlan_name(&link.name) => stale.push(link.name),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("link dump: {e}"),
-                        ))
+        self.dump(
+            netlink::RTM_GETLINK,
+            netlink::AF_UNSPEC,
+            "link dump",
+            |message| {
+                if let Message::Link(link) = message {
+                    if is_macvlan_name(&link.name) {
+                        stale.push(link.name);
                     }
                 }
-            }
-        }
+            },
+        )?;
         for name in &stale {
             match self.delete_link(name) {
                 Ok(()) => info!("removed {name}, a macvlan an earlier run left"),
