@@ -880,9 +880,11 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
         ..lab::Start::default()
     };
     let hook_out = run.join("hook");
+    // With the VIPs' own MACs: the macvlans are made with those two
+    // capabilities too.
     let extra = |user_key: &str| {
         format!(
-            r#"{user_key}, "control": {{"socket": "{run}/control.sock"}}, "state_file": "{run}/runtime.json",
+            r#"{user_key}, "mac": "virtual", "control": {{"socket": "{run}/control.sock"}}, "state_file": "{run}/runtime.json",
             "hooks": {{"on_acquire": "grep ^Cap /proc/self/status > {hook}-$L2VIP_SERVICE"}}"#,
             run = run.display(),
             hook = hook_out.display()
@@ -912,8 +914,10 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
     );
 
     std::thread::sleep(Duration::from_millis(LEASE_MS));
-    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&node_mac(1)));
-    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&node_mac(1)));
+    let vmac =
+        |service: &str| l2vip::config::mac_text(l2vip::config::virtual_mac("l2vip", service));
+    assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&vmac("web")));
+    assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&vmac("web6")));
     let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP4]);
     assert!(ping.contains(" 2 received"), "{ping}");
     let hook = run.join("hook-web");
@@ -926,9 +930,12 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
     assert!(hook.contains("CapEff:\t0000000000000000"), "{hook}");
     assert!(hook.contains("CapAmb:\t0000000000000000"), "{hook}");
 
-    // SIGTERM (systemctl stop): routes and ARP settings put back with
-    // those two capabilities.
+    let macvlans = |lab: &Lab| lab.text("n1", &["ip", "-o", "link", "show", "type", "macvlan"]);
+    assert_eq!(macvlans(&lab).lines().count(), 2, "{}", macvlans(&lab));
+    // SIGTERM (systemctl stop): routes, MACs and ARP settings put back
+    // with those two capabilities.
     stops_and_puts_back(&lab, &mut n1, &n2);
+    assert_eq!(macvlans(&lab).trim(), "", "{}", n1.log());
 
     // "user" naming the user it already is: no switch, the same two.
     let with_user = format!(r#", "user": "{}""#, user.user);
