@@ -381,6 +381,25 @@ fn after_a_crash_and_a_restart_one_node_holds_the_macvlans_and_none_after_sigter
     assert!(macvlans(&lab, "n1").is_empty());
 }
 
+/// Node `node` answers for both VIPs with the MACs `mode` gives, and the
+/// client's pings to both are answered.
+fn answered_by(lab: &Lab, mode: &str, node: usize, daemon: &Daemon) {
+    let (mac4, mac6) = match mode {
+        "virtual" => (vmac("web"), vmac("web6")),
+        _ => (lab::node_mac(node), lab::node_mac(node)),
+    };
+    assert_eq!(arp_answerers(lab, VIP4), only(&mac4), "{mode}");
+    assert_eq!(nd_answerers(lab, VIP6), only(&mac6), "{mode}");
+    for ip in [VIP4, VIP6] {
+        let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
+        assert!(
+            ping.contains(" 2 received"),
+            "{mode} {ip} on n{node}: {ping}\n{}",
+            daemon.log()
+        );
+    }
+}
+
 /// OpenWrt's layout: the VIPs on br-lan, a bridge inside each node. Both
 /// MAC modes answer, carry pings and fail over.
 #[test]
@@ -391,20 +410,7 @@ fn both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node() {
     for mode in ["interface", "virtual"] {
         let lab = Lab::up_node_bridge(2);
         let (mut n1, n2) = pair(&lab, "br-lan", mode);
-        let (mac4, mac6) = match mode {
-            "virtual" => (vmac("web"), vmac("web6")),
-            _ => (lab::node_mac(1), lab::node_mac(1)),
-        };
-        assert_eq!(arp_answerers(&lab, VIP4), only(&mac4), "{mode}");
-        assert_eq!(nd_answerers(&lab, VIP6), only(&mac6), "{mode}");
-        for ip in [VIP4, VIP6] {
-            let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
-            assert!(
-                ping.contains(" 2 received"),
-                "{mode} {ip}: {ping}\n{}",
-                n1.log()
-            );
-        }
+        answered_by(&lab, mode, 1, &n1);
         let held = macvlans(&lab, "n1");
         assert_eq!(held.len(), if mode == "virtual" { 2 } else { 0 }, "{mode}");
         assert!(held.iter().all(|(_, _, parent)| parent == "br-lan"));
@@ -415,20 +421,7 @@ fn both_mac_modes_work_with_the_vip_on_a_bridge_in_the_node() {
             "{}",
             n2.log()
         );
-        let (mac4, mac6) = match mode {
-            "virtual" => (vmac("web"), vmac("web6")),
-            _ => (lab::node_mac(2), lab::node_mac(2)),
-        };
-        assert_eq!(arp_answerers(&lab, VIP4), only(&mac4), "{mode}");
-        assert_eq!(nd_answerers(&lab, VIP6), only(&mac6), "{mode}");
-        for ip in [VIP4, VIP6] {
-            let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
-            assert!(
-                ping.contains(" 2 received"),
-                "{mode} {ip} after failover: {ping}\n{}",
-                n2.log()
-            );
-        }
+        answered_by(&lab, mode, 2, &n2);
         drop(n2);
     }
 }
