@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::channel::Mailbox;
-use crate::config::{Bind, Hooks, Mode, Service};
+use crate::config::{Bind, Defaults, Hooks, Mode, Service};
 use crate::ownership::Ownership;
 pub use crate::responder::counters::Counters as ResponderCounters;
 
@@ -77,8 +77,8 @@ pub enum ElectionCommand {
     SetServices {
         /// Every service, the file's first.
         services: Vec<Service>,
-        /// The global `bind`.
-        bind: Bind,
+        /// The global settings services follow.
+        defaults: Defaults,
     },
     /// A client's question or order; the answer goes to `reply_to`,
     /// tagged with `id`, after any change it makes is published.

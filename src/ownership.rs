@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::config::Export;
+
 /// One VIP this node owns. The strings are shared: every snapshot and
 /// every thread holding this VIP points at the same name and interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,10 @@ pub struct Vip {
     pub route: bool,
     /// The MAC it is answered with; `None`: the interface's.
     pub mac: Option<[u8; 6]>,
+    /// Whether ARP and NS for it are answered (false: routed only).
+    pub answer: bool,
+    /// The route for routing daemons, if it is exported.
+    pub export: Option<Export>,
 }
 
 /// Every VIP this node owns at one moment. Immutable; shared as `Arc`.
@@ -28,4 +34,8 @@ pub struct Ownership {
     /// VIPs handed over recently: still routed (traffic from clients with
     /// stale caches is accepted), never answered.
     pub lingering: Vec<Vip>,
+    /// VIPs exported with `"what": "eligible"` that this node may serve
+    /// now (healthy, link up, not draining), owned or not: exported and
+    /// routed, answered only when also owned.
+    pub eligible: Vec<Vip>,
 }

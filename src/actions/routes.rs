@@ -13,6 +13,12 @@
 //! kernel neither answers Neighbor Solicitations for it nor uses it as the
 //! source of its own.
 //!
+//! An exported VIP (`"export"`) also gets a unicast route, `VIP dev IF
+//! scope link`, in the export table, for a routing daemon (BIRD's `protocol
+//! kernel` with `learn`, FRR's `ip import-table`) to learn and announce
+//! over BGP. Routes in both tables carry l2vip's protocol number; those
+//! an earlier run left, in any table, are removed at start.
+//!
 //! A VIP with a MAC of its own (`"mac": "virtual"`) also gets a macvlan
 //! with that MAC on its interface while it is owned, so that the kernel
 //! accepts frames sent to the MAC: private mode, `NOARP` (the kernel never
@@ -31,7 +37,7 @@ use std::time::Duration;
 use log::{info, warn};
 
 use crate::sys::netlink::NetlinkSocket;
-use crate::wire::netlink::{self, LocalRoute, Message};
+use crate::wire::netlink::{self, Message, VipRoute};
 
 /// How long the kernel may take to answer one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,10 +50,19 @@ pub struct Routes {
     seq: u32,
     out: Vec<u8>,
     buffer: Vec<u8>,
-    /// VIP → (interface name, ifindex) of the route in place.
-    installed: BTreeMap<IpAddr, (Arc<str>, u32)>,
+    /// (VIP, table) → (interface name, ifindex, metric) of the routes in place.
+    installed: BTreeMap<(IpAddr, u32), (Arc<str>, u32, u32)>,
     /// (MAC, parent interface, macvlan name) of the macvlans in place (few).
     macvlans: Vec<([u8; 6], Arc<str>, String)>,
+}
+
+/// "local route", or "route in table 100": for the log.
+fn route_kind(table: u32) -> String {
+    if table == u32::from(netlink::TABLE_LOCAL) {
+        "local route".to_string()
+    } else {
+        format!("route in table {table}")
+    }
 }
 
 /// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
@@ -118,7 +133,7 @@ impl Routes {
         ))
     }
 
-    fn change(&mut self, add: bool, route: LocalRoute) -> io::Result<()> {
+    fn change(&mut self, add: bool, route: VipRoute) -> io::Result<()> {
         let seq = self.next_seq();
         netlink::route_request(&mut self.out, add, route, seq);
         self.request(seq)
@@ -161,101 +176,144 @@ impl Routes {
         }
     }
 
-    /// Removes l2vip's routes left in the `local` table by an earlier run
-    /// that did not stop cleanly; returns how many.
+    /// Removes l2vip's routes an earlier run that did not stop cleanly
+    /// left, local and exported, in every table; returns how many.
     pub fn remove_stale(&mut self) -> io::Result<usize> {
         let mut stale = Vec::new();
         for family in [netlink::AF_INET, netlink::AF_INET6] {
             self.dump(netlink::RTM_GETROUTE, family, "route dump", |message| {
-                if let Message::Route(route) = message {
-                    if route.protocol == netlink::PROTOCOL
-                        && route.table == u32::from(netlink::TABLE_LOCAL)
-                        && route.kind == netlink::RTN_LOCAL
-                    {
-                        if let (Some((ip, _)), Some(ifindex)) = (route.dst, route.oif) {
-                            stale.push(LocalRoute { ip, ifindex });
-                        }
-                    }
+                let Message::Route(route) = message else {
+                    return;
+                };
+                let local = route.table == u32::from(netlink::TABLE_LOCAL);
+                let ours = route.protocol == netlink::PROTOCOL
+                    && route.kind
+                        == if local {
+                            netlink::RTN_LOCAL
+                        } else {
+                            netlink::RTN_UNICAST
+                        };
+                if let (true, Some((ip, _)), Some(ifindex)) = (ours, route.dst, route.oif) {
+                    stale.push(VipRoute {
+                        ip,
+                        ifindex,
+                        table: route.table,
+                        metric: route.metric,
+                    });
                 }
             })?;
         }
         for route in &stale {
             match self.change(false, *route) {
-                Ok(()) => info!("removed a stale l2vip route for {}", route.ip),
+                Ok(()) => info!(
+                    "removed a stale l2vip route for {} (table {})",
+                    route.ip, route.table
+                ),
                 Err(e) => warn!("cannot remove the stale route for {}: {e}", route.ip),
             }
         }
         Ok(stale.len())
     }
 
-    /// The VIPs with a route in place now.
-    pub fn installed(&self) -> impl Iterator<Item = (&IpAddr, &str)> {
-        self.installed.iter().map(|(ip, (name, _))| (ip, &**name))
+    /// The routes in place now: (VIP, table, interface).
+    pub fn installed(&self) -> impl Iterator<Item = (IpAddr, u32, &str)> {
+        self.installed
+            .iter()
+            .map(|((ip, table), (name, _, _))| (*ip, *table, &**name))
     }
 
-    /// Makes the installed routes exactly `wanted` (VIP → interface):
-    /// adds first when `adding`, else removes. Failures are logged and
-    /// retried on the next call.
-    pub fn apply(&mut self, wanted: &BTreeMap<IpAddr, Arc<str>>, adding: bool) {
-        if adding {
-            for (ip, interface) in wanted {
-                if self
-                    .installed
-                    .get(ip)
-                    .is_some_and(|(name, _)| name == interface)
-                {
-                    continue;
-                }
-                let Some(ifindex) = crate::sys::iface::index(interface) else {
-                    warn!("{interface}: no such interface; no local route for {ip}");
-                    continue;
-                };
-                match self.change(true, LocalRoute { ip: *ip, ifindex }) {
-                    Ok(()) => {
-                        info!("{ip}: local route added on {interface}");
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => warn!(
-                        "{ip}: the kernel already has a local route for it (is it an address \
-                         on this host?); the kernel may answer ARP/NS for it itself"
-                    ),
-                    Err(e) => {
-                        warn!("{ip}: cannot add a local route on {interface}: {e}");
-                        continue;
-                    }
-                }
-                self.installed.insert(*ip, (Arc::clone(interface), ifindex));
-            }
-        } else {
+    /// Makes the installed routes exactly `wanted` ((VIP, table) →
+    /// (interface, metric); `TABLE_LOCAL` for the local routes): adds
+    /// first when `adding`, else removes. Failures are logged and retried
+    /// on the next call.
+    pub fn apply(&mut self, wanted: &BTreeMap<(IpAddr, u32), (Arc<str>, u32)>, adding: bool) {
+        let matches = |held: &(Arc<str>, u32, u32), want: Option<&(Arc<str>, u32)>| {
+            want.is_some_and(|(interface, metric)| held.0 == *interface && held.2 == *metric)
+        };
+        if !adding {
             let gone: Vec<(IpAddr, u32)> = self
                 .installed
                 .iter()
-                .filter(|(ip, (name, _))| wanted.get(*ip) != Some(name))
-                .map(|(ip, (_, ifindex))| (*ip, *ifindex))
+                .filter(|(key, held)| !matches(held, wanted.get(key)))
+                .map(|(key, _)| *key)
                 .collect();
-            for (ip, ifindex) in gone {
-                match self.change(false, LocalRoute { ip, ifindex }) {
-                    Ok(()) => info!("{ip}: local route removed"),
-                    // Gone with its interface, or never ours.
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)
-                        ) => {}
-                    Err(e) => {
-                        warn!("{ip}: cannot remove the local route: {e}");
-                        continue;
-                    }
+            for key in gone {
+                self.remove(key);
+            }
+            return;
+        }
+        for (&(ip, table), (interface, metric)) in wanted {
+            let key = (ip, table);
+            let held = self.installed.get(&key);
+            if held.is_some_and(|held| held.0 == *interface && held.2 == *metric) {
+                continue;
+            }
+            // Moved to another interface or metric: the old one goes first.
+            if held.is_some() && !self.remove(key) {
+                continue;
+            }
+            let what = route_kind(table);
+            let Some(ifindex) = crate::sys::iface::index(interface) else {
+                warn!("{interface}: no such interface; no {what} for {ip}");
+                continue;
+            };
+            let route = VipRoute {
+                ip,
+                ifindex,
+                table,
+                metric: *metric,
+            };
+            match self.change(true, route) {
+                Ok(()) => info!("{ip}: {what} added on {interface}"),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => warn!(
+                    "{ip}: the kernel already has a {what} for it (is it an address on this \
+                     host, or routed by someone else?)"
+                ),
+                Err(e) => {
+                    warn!("{ip}: cannot add a {what} on {interface}: {e}");
+                    continue;
                 }
-                self.installed.remove(&ip);
+            }
+            self.installed
+                .insert(key, (Arc::clone(interface), ifindex, *metric));
+        }
+    }
+
+    /// Removes the installed route `key`; false when it is still there.
+    fn remove(&mut self, key: (IpAddr, u32)) -> bool {
+        let Some(&(_, ifindex, metric)) = self.installed.get(&key) else {
+            return true;
+        };
+        let (ip, table) = key;
+        let route = VipRoute {
+            ip,
+            ifindex,
+            table,
+            metric,
+        };
+        match self.change(false, route) {
+            Ok(()) => info!("{ip}: {} removed", route_kind(table)),
+            // Gone with its interface, or never ours.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ESRCH | libc::ENOENT | libc::ENODEV)
+                ) => {}
+            Err(e) => {
+                warn!("{ip}: cannot remove the {}: {e}", route_kind(table));
+                return false;
             }
         }
+        self.installed.remove(&key);
+        true
     }
 
     /// An interface came back under a new index: the kernel dropped its
     /// routes (and macvlans) with the old one, so they are added again on
     /// the next `apply` (and `apply_macs`).
     pub fn forget_interface(&mut self, interface: &str) {
-        self.installed.retain(|_, (name, _)| **name != *interface);
+        self.installed
+            .retain(|_, (name, _, _)| **name != *interface);
         self.macvlans
             .retain(|(_, parent, _)| **parent != *interface);
     }

@@ -22,7 +22,7 @@ use super::children::{Child, Outcome};
 use super::health::Health;
 use super::routes::{ArpSettings, Routes};
 use crate::channel::{mailbox, wait, Mailbox};
-use crate::config::{self, Bind, Check, Config, Hooks, Service};
+use crate::config::{self, Bind, Check, Config, ExportWhat, Hooks, Service};
 use crate::message::{
     ActionsCommand as Command, ElectionCommand, HealthReport, LinkState, ResponderCommand,
 };
@@ -424,15 +424,34 @@ impl ActionsThread {
         }
     }
 
-    /// The routes `ownership` needs: owned and lingering VIPs with `route`.
-    fn wanted(ownership: &Ownership) -> BTreeMap<IpAddr, Arc<str>> {
-        ownership
+    /// The routes `ownership` needs, (VIP, table) → (interface, metric):
+    /// local routes for owned, lingering and eligible VIPs with `route`;
+    /// exported routes for owned VIPs that export `owned` and for the
+    /// eligible ones.
+    fn wanted(ownership: &Ownership) -> BTreeMap<(IpAddr, u32), (Arc<str>, u32)> {
+        let local = u32::from(crate::wire::netlink::TABLE_LOCAL);
+        let mut wanted = BTreeMap::new();
+        let accepted = ownership
             .vips
             .iter()
             .chain(&ownership.lingering)
-            .filter(|vip| vip.route)
-            .map(|vip| (vip.ip, Arc::clone(&vip.interface)))
-            .collect()
+            .chain(&ownership.eligible);
+        for vip in accepted.filter(|vip| vip.route) {
+            wanted.insert((vip.ip, local), (Arc::clone(&vip.interface), 0));
+        }
+        let owned = ownership
+            .vips
+            .iter()
+            .filter(|vip| vip.export.is_some_and(|e| e.what == ExportWhat::Owned));
+        for vip in owned.chain(&ownership.eligible) {
+            if let Some(export) = vip.export {
+                wanted.insert(
+                    (vip.ip, export.table),
+                    (Arc::clone(&vip.interface), export.metric),
+                );
+            }
+        }
+        wanted
     }
 
     /// The macvlans `ownership` needs: owned VIPs with a MAC of their own
@@ -662,7 +681,7 @@ impl ActionsThread {
         let mine = self
             .routes
             .installed()
-            .any(|(_, interface)| interface == state.name)
+            .any(|(_, _, interface)| interface == state.name)
             || self
                 .routes
                 .macvlans()
@@ -686,7 +705,7 @@ impl ActionsThread {
         let left: Vec<String> = self
             .routes
             .installed()
-            .map(|(ip, _)| ip.to_string())
+            .map(|(ip, _, _)| ip.to_string())
             .collect();
         if !left.is_empty() {
             warn!("routes left in place: {}", left.join(", "));

@@ -9,7 +9,7 @@ use super::{Config, Heartbeat};
 pub struct Diff {
     /// Top-level keys that changed and take effect only at a restart.
     pub restart: Vec<&'static str>,
-    /// The services, or the global `bind` that shapes them, changed.
+    /// The services, or the global `bind` or `export` that shape them, changed.
     pub services: bool,
     /// What the actions thread runs by changed (`bind`, `hooks`).
     pub actions: bool,
@@ -32,6 +32,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
         state_file,
         bind,
         mac,
+        export,
         linger_s: _,
         hooks,
         user,
@@ -73,7 +74,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     .collect();
     Diff {
         restart,
-        services: *services != old.services || *bind != old.bind,
+        services: *services != old.services || *bind != old.bind || *export != old.export,
         actions: *bind != old.bind || *hooks != old.hooks,
     }
 }
@@ -189,6 +190,15 @@ mod tests {
             &changed(r#""node": "n1""#, r#""node": "n1", "bind": "none""#),
         );
         assert!(bind.services && bind.actions);
+        // A global export applies at once, through the services it shapes.
+        let export = diff(
+            &old,
+            &changed(
+                r#""node": "n1""#,
+                r#""node": "n1", "export": {"table": 100}"#,
+            ),
+        );
+        assert!(export.services && export.restart.is_empty());
         let hooks = diff(
             &old,
             &changed(

@@ -32,6 +32,7 @@ struct RawConfig {
     state_file: Option<String>,
     bind: Option<Bind>,
     mac: Option<String>,
+    export: Option<Value>,
     linger_s: Option<u64>,
     #[serde(default)]
     hooks: RawHooks,
@@ -114,7 +115,53 @@ struct RawService {
     nodes: Vec<String>,
     bind: Option<Bind>,
     mac: Option<String>,
+    answer: Option<bool>,
+    export: Option<Value>,
     health: Option<RawHealth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    table: u64,
+    what: Option<ExportWhat>,
+    metric: Option<u64>,
+}
+
+/// Reads an `export` value: `false` (`None`), or `{"table": 100, "what":
+/// "owned", "metric": 0}`. The error names the key below `export`, if one.
+fn parse_export(value: &Value) -> Result<Option<Export>, (Option<&'static str>, String)> {
+    match value {
+        Value::Bool(false) => return Ok(None),
+        Value::Object(_) => {}
+        _ => {
+            return Err((
+                None,
+                format!("{value} is neither false nor a table to export to ({{\"table\": 100}})"),
+            ))
+        }
+    }
+    let raw = RawExport::deserialize(value).map_err(|e| (None, e.to_string()))?;
+    let table = match u32::try_from(raw.table) {
+        Ok(table) if !matches!(table, 0 | 253..=255) => table,
+        _ => {
+            return Err((
+                Some("table"),
+                format!(
+                    "{} is not a table of its own: 1 to 252 or 256 to 4294967295 (253, 254 and \
+                     255 are the kernel's default, main and local tables)",
+                    raw.table
+                ),
+            ))
+        }
+    };
+    let metric = u32::try_from(raw.metric.unwrap_or(0))
+        .map_err(|_| (Some("metric"), "is over 4294967295".to_string()))?;
+    Ok(Some(Export {
+        table,
+        what: raw.what.unwrap_or(ExportWhat::Owned),
+        metric,
+    }))
 }
 
 /// Reads a configuration file (JSON or UCI); the error names the file.
@@ -405,6 +452,14 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         Some(text) => MacChoice::parse(text)
             .map_err(|why| fail(&[Step::Key("mac")], format!("mac: {why}")))?,
     };
+    let export = match &raw.export {
+        None => None,
+        Some(value) => parse_export(value).map_err(|(below, why)| {
+            let mut path = vec![Step::Key("export")];
+            path.extend(below.map(Step::Key));
+            fail(&path, format!("{}: {why}", dotted(&path)))
+        })?,
+    };
     check_macs(&services, mac, &cluster).map_err(|(index, why)| {
         let path = [Step::Key("services"), Step::Index(index), Step::Key("mac")];
         fail(&path, format!("services[{index}].mac: {why}"))
@@ -493,6 +548,7 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
         control,
         bind: raw.bind.unwrap_or(Bind::Route),
         mac,
+        export,
         linger_s,
         hooks,
         nice,
@@ -696,6 +752,24 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
         None => None,
         Some(text) => Some(MacChoice::parse(text).map_err(at("mac"))?),
     };
+    let answer = raw.answer.unwrap_or(true);
+    if !answer && mac.is_some() {
+        return Err(at("mac")(
+            "a service with \"answer\": false is not answered, so no MAC answers for it".into(),
+        ));
+    }
+    let export = match &raw.export {
+        None => None,
+        Some(value) => Some(match parse_export(value) {
+            Ok(Some(export)) => ExportChoice::On(export),
+            Ok(None) => ExportChoice::Off,
+            Err((below, why)) => {
+                let mut path = vec![Step::Key("export")];
+                path.extend(below.map(Step::Key));
+                return Err((path, why));
+            }
+        }),
+    };
     let health = match &raw.health {
         None => None,
         Some(health) => {
@@ -711,6 +785,8 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
         nodes: raw.nodes.clone(),
         bind: raw.bind,
         mac,
+        answer,
+        export,
         health,
     })
 }
@@ -727,7 +803,7 @@ pub fn check_macs(
     // Plain vectors: a few entries, and no map code for these key types.
     let mut seen: Vec<([u8; 6], usize)> = Vec::new();
     let mut per_interface: Vec<(&str, usize)> = Vec::new();
-    for (index, service) in services.iter().enumerate() {
+    for (index, service) in services.iter().enumerate().filter(|(_, s)| s.answer) {
         let Some(mac) = service
             .mac
             .unwrap_or(default)
@@ -1129,6 +1205,131 @@ mod tests {
             ),
             "{over}"
         );
+    }
+
+    #[test]
+    fn export_global_per_service_or_off() {
+        let config = parse(
+            r#"{"node": "a", "export": {"table": 100}, "services": [
+                {"name": "web", "ip": "192.0.2.200", "interface": "eth0"},
+                {"name": "far", "ip": "198.51.100.7", "interface": "eth0", "answer": false,
+                 "export": {"table": 1000, "what": "eligible", "metric": 20}},
+                {"name": "lan", "ip": "192.0.2.201", "interface": "eth0", "export": false}]}"#,
+            None,
+        )
+        .unwrap();
+        let global = Export {
+            table: 100,
+            what: ExportWhat::Owned,
+            metric: 0,
+        };
+        assert_eq!(config.export, Some(global));
+        let exports: Vec<Option<Export>> = config
+            .services
+            .iter()
+            .map(|s| s.export(config.export))
+            .collect();
+        assert_eq!(
+            exports,
+            vec![
+                Some(global),
+                Some(Export {
+                    table: 1000,
+                    what: ExportWhat::Eligible,
+                    metric: 20
+                }),
+                None
+            ]
+        );
+        assert_eq!(
+            config.services.iter().map(|s| s.answer).collect::<Vec<_>>(),
+            vec![true, false, true]
+        );
+        // check-config prints them back as they were given.
+        let printed = serde_json::to_value(&config).unwrap();
+        assert_eq!(printed["export"]["what"], "owned");
+        assert_eq!(printed["services"][1]["answer"], false);
+        assert_eq!(printed["services"][1]["export"]["table"], 1000);
+        assert_eq!(printed["services"][2]["export"], false);
+        assert!(printed["services"][0].get("answer").is_none());
+        // Off by default.
+        let plain = parse(r#"{"node": "a"}"#, None).unwrap();
+        assert_eq!(plain.export, None);
+        // An unanswered VIP has no MAC, so the global "virtual" skips it.
+        let routed = parse(
+            r#"{"node": "a", "mac": "virtual", "services": [
+                {"name": "far", "ip": "198.51.100.7", "interface": "eth0", "answer": false}]}"#,
+            None,
+        );
+        assert!(routed.is_ok());
+    }
+
+    #[test]
+    fn bad_exports_are_refused_with_the_key() {
+        let cases = [
+            (
+                r#""export": true"#,
+                "export: true is neither false nor a table",
+                None,
+            ),
+            (
+                r#""export": {"what": "owned"}"#,
+                "export: missing field `table`",
+                None,
+            ),
+            (
+                r#""export": {"table": 254}"#,
+                "export.table: 254 is not a table of its own",
+                None,
+            ),
+            (
+                r#""export": {"table": 0}"#,
+                "export.table: 0 is not a table of its own",
+                None,
+            ),
+            (
+                r#""export": {"table": 4294967296}"#,
+                "export.table: 4294967296 is not",
+                None,
+            ),
+            (
+                r#""export": {"table": 100, "what": "all"}"#,
+                "unknown variant `all`",
+                None,
+            ),
+            (
+                r#""export": {"table": 100, "metric": 4294967296}"#,
+                "export.metric: is over",
+                None,
+            ),
+            (
+                r#""export": {"table": 100, "proto": 76}"#,
+                "unknown field `proto`",
+                None,
+            ),
+            (
+                r#""answer": false, "mac": "virtual""#,
+                "mac: a service with \"answer\": false",
+                Some(()),
+            ),
+        ];
+        for (setting, message, service_only) in cases {
+            if service_only.is_none() {
+                let top = error(&format!("{{\"node\": \"a\",\n {setting}}}"));
+                assert!(top.message.contains(message), "{setting}: {top}");
+                assert_eq!(top.line, Some(2), "{setting}: {top}");
+            }
+            let service = error(&format!(
+                r#"{{"node": "a", "services": [{{"name": "w", "ip": "192.0.2.1", "interface": "e", {setting}}}]}}"#
+            ));
+            assert!(service.message.starts_with("services[0]."), "{service}");
+            assert!(
+                service
+                    .message
+                    .contains(message.trim_start_matches("export")),
+                "{setting}: {service}"
+            );
+        }
     }
 
     #[test]

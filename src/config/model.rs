@@ -56,6 +56,9 @@ pub struct Config {
     pub bind: Bind,
     /// The MAC that answers for a VIP, unless a service says otherwise.
     pub mac: MacChoice,
+    /// Routes for routing daemons (BIRD, FRR), unless a service says
+    /// otherwise; `None`: none.
+    pub export: Option<Export>,
     /// Seconds the old owner keeps accepting a VIP's traffic after a
     /// planned hand-over (clients with stale caches).
     pub linger_s: u64,
@@ -176,6 +179,66 @@ impl Serialize for MacChoice {
             MacChoice::Interface => serializer.serialize_str("interface"),
             MacChoice::Virtual => serializer.serialize_str("virtual"),
             MacChoice::Fixed(mac) => serializer.serialize_str(&mac_text(*mac)),
+        }
+    }
+}
+
+/// VIPs handed to a routing daemon (BIRD, FRR) as routes in a kernel
+/// table it learns from, for BGP beyond the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Export {
+    /// The kernel routing table (not 0, 253 default, 254 main, 255 local).
+    pub table: u32,
+    /// Which VIPs go there.
+    pub what: ExportWhat,
+    /// The routes' metric (the kernel's priority; BIRD's `krt_metric`).
+    pub metric: u32,
+}
+
+/// Which VIPs a node exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportWhat {
+    /// Those it owns: one node attracts a VIP's traffic.
+    Owned,
+    /// Those it may serve (healthy, not draining): every such node
+    /// attracts traffic, which the router spreads (ECMP).
+    Eligible,
+}
+
+/// A service's own `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportChoice {
+    /// `false`: not exported, whatever the global setting.
+    Off,
+    /// Exported so.
+    On(Export),
+}
+
+impl Serialize for ExportChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ExportChoice::Off => serializer.serialize_bool(false),
+            ExportChoice::On(export) => export.serialize(serializer),
+        }
+    }
+}
+
+/// The global settings each service follows unless it says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// The global `bind`.
+    pub bind: Bind,
+    /// The global `export`.
+    pub export: Option<Export>,
+}
+
+impl Config {
+    /// The global settings services follow.
+    pub fn defaults(&self) -> Defaults {
+        Defaults {
+            bind: self.bind,
+            export: self.export,
         }
     }
 }
@@ -365,7 +428,29 @@ pub struct Service {
     /// Overrides the global `mac`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacChoice>,
+    /// Whether ARP and Neighbor Solicitations for the VIP are answered;
+    /// false: it is only routed (exported), for VIPs beyond the segment.
+    #[serde(skip_serializing_if = "is_true")]
+    pub answer: bool,
+    /// Overrides the global `export`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportChoice>,
     /// An optional health check (boxed: most services have none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<Box<Health>>,
+}
+
+impl Service {
+    /// Where the service's routes for routing daemons go, if anywhere.
+    pub fn export(&self, default: Option<Export>) -> Option<Export> {
+        match self.export {
+            None => default,
+            Some(ExportChoice::Off) => None,
+            Some(ExportChoice::On(export)) => Some(export),
+        }
+    }
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }

@@ -74,7 +74,7 @@ impl Keeper {
         self.configure_actions();
         let _ = self.election.send(ElectionCommand::SetServices {
             services: self.catalogue.all(),
-            bind: self.running.bind,
+            defaults: self.running.defaults(),
         });
     }
 
@@ -166,6 +166,7 @@ impl Keeper {
         running.preempt = new.preempt;
         running.heartbeat.key_file = new.heartbeat.key_file;
         running.bind = new.bind;
+        running.export = new.export;
         running.linger_s = new.linger_s;
         running.hooks = new.hooks;
         if reloaded.dropped > 0 {

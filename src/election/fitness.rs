@@ -124,6 +124,8 @@ mod tests {
             ip: "192.0.2.200".parse().expect("an address"),
             interface: "eth0".into(),
             route,
+            answer: true,
+            export: None,
         }
     }
 

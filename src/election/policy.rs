@@ -495,12 +495,16 @@ impl Policy {
     }
 
     fn me_candidate(&self, index: usize) -> bool {
-        let slot = &self.slots[index];
-        !self.leaving
-            && !self.draining
-            && slot.eligible
-            && slot.unfit.is_none()
-            && slot.handing_over.is_none()
+        self.may_serve(index) && self.slots[index].handing_over.is_none()
+    }
+
+    /// Whether this node may serve service `index` now: configured for it,
+    /// fit (link up, health check passing), neither draining nor leaving.
+    pub fn may_serve(&self, index: usize) -> bool {
+        let Some(slot) = self.slots.get(index) else {
+            return false;
+        };
+        !self.leaving && !self.draining && slot.eligible && slot.unfit.is_none()
     }
 
     /// The next instant after `now` something is due: a heartbeat, a

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::fitness::{self, Linger, Link};
 use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
 use crate::channel::{mailbox, wait, Mailbox};
-use crate::config::{Bind, Config, MacChoice, Mode, Service};
+use crate::config::{Bind, Config, Defaults, ExportWhat, MacChoice, Mode, Service};
 use crate::message::{
     ActionsCommand, ControlEvent, ElectionCommand, HealthReport, LinkState, ResponderCommand,
     Tuning,
@@ -39,11 +39,11 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 const LEAVING_COPIES: usize = 3;
 
 /// The services in canonical (name) order, as the election and the
-/// responder need them; `bind` and `mac` are the global defaults, `cluster`
-/// names the cluster (virtual MACs are derived from it).
+/// responder need them; `defaults` and `mac` are the global settings,
+/// `cluster` names the cluster (virtual MACs are derived from it).
 pub fn canonical(
     services: &[Service],
-    bind: Bind,
+    defaults: Defaults,
     mac: MacChoice,
     cluster: &str,
 ) -> (Vec<ServiceSpec>, Vec<Vip>) {
@@ -64,8 +64,15 @@ pub fn canonical(
             name,
             ip: s.ip,
             interface,
-            route: s.bind.unwrap_or(bind) == Bind::Route,
-            mac: s.mac.unwrap_or(mac).resolve(cluster, &s.name),
+            route: s.bind.unwrap_or(defaults.bind) == Bind::Route,
+            // An unanswered VIP needs no MAC of its own.
+            mac: s
+                .mac
+                .unwrap_or(mac)
+                .resolve(cluster, &s.name)
+                .filter(|_| s.answer),
+            answer: s.answer,
+            export: s.export(defaults.export),
         });
     }
     (specs, vips)
@@ -107,7 +114,7 @@ pub struct ElectionThread {
     priority: u8,
     preempt: bool,
     vips: Vec<Vip>,
-    bind: Bind,
+    defaults: Defaults,
     /// The global `mac` (a change waits for a restart).
     mac: MacChoice,
     /// Per canonical service: whether it has a health check.
@@ -135,6 +142,8 @@ pub struct ElectionThread {
     scratch: Scratch,
     /// The contested VIPs last told to the responder.
     contested: Vec<IpAddr>,
+    /// The VIPs exported as eligible in the last published ownership.
+    eligible: Vec<usize>,
     out: Vec<u8>,
 }
 
@@ -163,7 +172,7 @@ impl ElectionThread {
             poll.registry()
                 .register(socket, SOCKET, Interest::READABLE)?;
         }
-        let (specs, vips) = canonical(services, config.bind, config.mac, &config.cluster);
+        let (specs, vips) = canonical(services, config.defaults(), config.mac, &config.cluster);
         let settings = Settings {
             node: config.node.clone(),
             cluster: config.cluster.clone(),
@@ -207,7 +216,7 @@ impl ElectionThread {
             priority: config.priority,
             preempt: config.preempt,
             vips,
-            bind: config.bind,
+            defaults: config.defaults(),
             mac: config.mac,
             checked: Vec::new(),
             key,
@@ -226,6 +235,7 @@ impl ElectionThread {
             startup: Outputs::default(),
             scratch: Scratch::default(),
             contested: Vec::new(),
+            eligible: Vec::new(),
             out: vec![0u8; heartbeat::MAX_LEN],
         };
         thread.checked = thread.checks_of(services);
@@ -406,8 +416,8 @@ impl ElectionThread {
                     } => self.on_address(ip, interface, added),
                     ElectionCommand::Health(report) => self.on_health(Instant::now(), report),
                     ElectionCommand::Tune(tuning) => self.tune(Instant::now(), *tuning),
-                    ElectionCommand::SetServices { services, bind } => {
-                        self.bind = bind;
+                    ElectionCommand::SetServices { services, defaults } => {
+                        self.defaults = defaults;
                         self.apply_services(Instant::now(), services);
                     }
                     ElectionCommand::Ask { id, ask, reply_to } => {
@@ -437,7 +447,7 @@ impl ElectionThread {
 
     /// Takes a new service list (add, remove, reload).
     fn apply_services(&mut self, now: Instant, all: Vec<Service>) {
-        let (specs, vips) = canonical(&all, self.bind, self.mac, &self.identity.cluster);
+        let (specs, vips) = canonical(&all, self.defaults, self.mac, &self.identity.cluster);
         self.vips = vips;
         self.checked = self.checks_of(&all);
         // Health reports of services that are gone or whose check changed
@@ -478,9 +488,15 @@ impl ElectionThread {
     /// Sends the current ownership on, changed or not: to the actions
     /// thread, which installs routes and then hands it to the responder.
     fn publish_ownership(&mut self) {
+        self.eligible = self.eligible_now();
         let mut ownership = Ownership {
             vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
             lingering: self.linger.vips().cloned().collect(),
+            eligible: self
+                .eligible
+                .iter()
+                .map(|i| self.vips[*i].clone())
+                .collect(),
         };
         // Kept until the next change by two threads: no spare capacity.
         ownership.vips.shrink_to_fit();
@@ -491,6 +507,18 @@ impl ElectionThread {
         {
             warn!("the actions thread is gone; ownership not applied");
         }
+    }
+
+    /// The VIPs exported as eligible that this node may serve now.
+    fn eligible_now(&self) -> Vec<usize> {
+        (0..self.vips.len())
+            .filter(|i| {
+                self.vips[*i]
+                    .export
+                    .is_some_and(|e| e.what == ExportWhat::Eligible)
+                    && self.policy.may_serve(*i)
+            })
+            .collect()
     }
 
     /// Carries out what a call into the policy returned: logs removed
@@ -535,6 +563,9 @@ impl ElectionThread {
                 );
             }
             self.counters.ownership_changes += changes.len() as u64;
+            self.publish_ownership();
+        } else if self.eligible_now() != self.eligible {
+            // Fitness or draining changed what this node exports, not what it owns.
             self.publish_ownership();
         }
         if !reannounce.is_empty() {

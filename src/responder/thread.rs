@@ -310,7 +310,8 @@ impl ResponderThread {
 
     fn own(&mut self, ownership: &Ownership) {
         let mut vips = Vec::with_capacity(ownership.vips.len());
-        for vip in &ownership.vips {
+        // Routed-only VIPs ("answer": false) are none of the responder's business.
+        for vip in ownership.vips.iter().filter(|vip| vip.answer) {
             let slot = match self.open_port(&vip.interface) {
                 Ok(slot) => slot,
                 Err(e) => {

@@ -55,6 +55,10 @@ pub const AF_UNSPEC: u8 = 0;
 pub const TABLE_LOCAL: u8 = 255;
 /// Route type `local`: delivered to this host.
 pub const RTN_LOCAL: u8 = 2;
+/// Route type `unicast`.
+pub const RTN_UNICAST: u8 = 1;
+/// Route scope `link`.
+pub const SCOPE_LINK: u8 = 253;
 /// Route scope `host`.
 pub const SCOPE_HOST: u8 = 254;
 /// The route protocol that marks l2vip's routes (`ip route show proto 76`);
@@ -89,6 +93,7 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
+const RTA_PRIORITY: u16 = 6;
 const RTA_TABLE: u16 = 15;
 
 fn align(len: usize) -> usize {
@@ -204,13 +209,20 @@ pub fn link_delete_request(out: &mut Vec<u8>, name: &str, seq: u32) {
         .finish();
 }
 
-/// A route l2vip installs: `local IP dev IFINDEX table local proto 76`.
+/// A route l2vip installs, always with its protocol number: in the
+/// `local` table `local IP dev IF` (the VIP's traffic is accepted here);
+/// in any other table `IP dev IF metric M scope link`, a unicast route for
+/// a routing daemon to learn (an exported VIP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalRoute {
+pub struct VipRoute {
     /// The VIP.
     pub ip: IpAddr,
     /// The interface the VIP lives on.
     pub ifindex: u32,
+    /// The table: `TABLE_LOCAL`, or the export table.
+    pub table: u32,
+    /// The route's priority (0 in the `local` table).
+    pub metric: u32,
 }
 
 fn family_of(ip: &IpAddr) -> (u8, u8) {
@@ -231,22 +243,29 @@ fn address_bytes(ip: &IpAddr) -> Vec<u8> {
 /// asking for an acknowledgement. Adding never replaces a route someone
 /// else made (`NLM_F_EXCL`); deleting names l2vip's protocol, so the
 /// kernel only removes l2vip's own route.
-pub fn route_request(out: &mut Vec<u8>, add: bool, route: LocalRoute, seq: u32) {
+pub fn route_request(out: &mut Vec<u8>, add: bool, route: VipRoute, seq: u32) {
     let (family, len) = family_of(&route.ip);
     let (kind, flags) = if add {
         (RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
     } else {
         (RTM_DELROUTE, NLM_F_ACK)
     };
+    let (scope, kind_of_route) = if route.table == u32::from(TABLE_LOCAL) {
+        (SCOPE_HOST, RTN_LOCAL)
+    } else {
+        (SCOPE_LINK, RTN_UNICAST)
+    };
+    // Tables past 255 are named by RTA_TABLE alone, as `ip route` does.
+    let table = u8::try_from(route.table).unwrap_or(0);
     let rtmsg = [
         family,
         len,
         0,
         0,
-        TABLE_LOCAL,
+        table,
         PROTOCOL,
-        SCOPE_HOST,
-        RTN_LOCAL,
+        scope,
+        kind_of_route,
         0,
         0,
         0,
@@ -256,7 +275,8 @@ pub fn route_request(out: &mut Vec<u8>, add: bool, route: LocalRoute, seq: u32) 
         .bytes(&rtmsg)
         .attribute(RTA_DST, &address_bytes(&route.ip))
         .attribute(RTA_OIF, &route.ifindex.to_ne_bytes())
-        .attribute(RTA_TABLE, &u32::from(TABLE_LOCAL).to_ne_bytes())
+        .attribute(RTA_TABLE, &route.table.to_ne_bytes())
+        .attribute(RTA_PRIORITY, &route.metric.to_ne_bytes())
         .finish();
 }
 
@@ -305,6 +325,8 @@ pub struct Route {
     pub dst: Option<(IpAddr, u8)>,
     /// Output interface.
     pub oif: Option<u32>,
+    /// Its priority (metric).
+    pub metric: u32,
 }
 
 /// One message read from the kernel.
@@ -450,6 +472,7 @@ fn parse_route(body: &[u8]) -> Result<Message, Error> {
         kind: fixed[7],
         dst: None,
         oif: None,
+        metric: 0,
     };
     if family != AF_INET && family != AF_INET6 {
         return Ok(Message::Other);
@@ -460,6 +483,7 @@ fn parse_route(body: &[u8]) -> Result<Message, Error> {
             RTA_DST => route.dst = Some((ip_from(family, value)?, fixed[1])),
             RTA_OIF => route.oif = Some(u32_at(value, 0)?),
             RTA_TABLE => route.table = u32_at(value, 0)?,
+            RTA_PRIORITY => route.metric = u32_at(value, 0)?,
             _ => {}
         }
     }
@@ -542,13 +566,15 @@ mod tests {
     #[test]
     fn route_requests_are_what_ip_route_sends() {
         let mut out = Vec::new();
-        let route = LocalRoute {
+        let route = VipRoute {
             ip: "192.0.2.200".parse().unwrap(),
             ifindex: 7,
+            table: 255,
+            metric: 0,
         };
         route_request(&mut out, true, route, 9);
-        // Header, rtmsg, then RTA_DST (8), RTA_OIF (8), RTA_TABLE (8).
-        assert_eq!(out.len(), 16 + 12 + 24);
+        // Header, rtmsg, then RTA_DST, RTA_OIF, RTA_TABLE, RTA_PRIORITY (8 each).
+        assert_eq!(out.len(), 16 + 12 + 32);
         assert_eq!(u32_at(&out, 0).unwrap() as usize, out.len());
         assert_eq!(u16_at(&out, 4).unwrap(), RTM_NEWROUTE);
         assert_eq!(
@@ -560,15 +586,37 @@ mod tests {
         assert_eq!(&out[28..36], &[8, 0, 1, 0, 192, 0, 2, 200]);
         assert_eq!(u32_at(&out, 40).unwrap(), 7);
 
-        let v6 = LocalRoute {
+        let v6 = VipRoute {
             ip: "2001:db8::200".parse().unwrap(),
             ifindex: 3,
+            table: 255,
+            metric: 0,
         };
         route_request(&mut out, false, v6, 10);
         assert_eq!(u16_at(&out, 4).unwrap(), RTM_DELROUTE);
         assert_eq!(u16_at(&out, 6).unwrap(), NLM_F_REQUEST | NLM_F_ACK);
         assert_eq!(&out[16..18], &[10, 128]);
-        assert_eq!(out.len(), 16 + 12 + 20 + 8 + 8);
+        assert_eq!(out.len(), 16 + 12 + 20 + 8 + 8 + 8);
+
+        // Exported: `198.51.100.7 dev 7 table 100 metric 20 scope link proto 76`.
+        let exported = VipRoute {
+            ip: "198.51.100.7".parse().unwrap(),
+            ifindex: 7,
+            table: 100,
+            metric: 20,
+        };
+        route_request(&mut out, true, exported, 11);
+        assert_eq!(&out[16..24], &[2, 32, 0, 0, 100, 76, 253, 1]);
+        assert_eq!(u32_at(&out, 48).unwrap(), 100);
+        assert_eq!(u32_at(&out, 56).unwrap(), 20);
+        // A table past 255: RTA_TABLE alone names it.
+        let far = VipRoute {
+            table: 1000,
+            ..exported
+        };
+        route_request(&mut out, true, far, 12);
+        assert_eq!(out[20], 0);
+        assert_eq!(u32_at(&out, 48).unwrap(), 1000);
     }
 
     #[test]
@@ -618,6 +666,7 @@ mod tests {
                     kind: RTN_LOCAL,
                     dst: Some(("192.0.2.200".parse().unwrap(), 32)),
                     oif: Some(5),
+                    metric: 0,
                 }),
                 Message::Ack { seq: 4, errno: 17 },
                 Message::Done { seq: 4 },

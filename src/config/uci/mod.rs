@@ -215,6 +215,9 @@ const MAIN: &[Rule] = &[
     rule("preempt", &["preempt"], Kind::Bool),
     rule("bind", &["bind"], Kind::Text),
     rule("mac", &["mac"], Kind::Text),
+    rule("export_table", &["export", "table"], Kind::Number),
+    rule("export_what", &["export", "what"], Kind::Text),
+    rule("export_metric", &["export", "metric"], Kind::Number),
     rule("linger_s", &["linger_s"], Kind::Number),
     rule("state_file", &["state_file"], Kind::TextOrNone),
     rule("user", &["user"], Kind::Text),
@@ -262,6 +265,11 @@ const SERVICE: &[Rule] = &[
     list("node", &["nodes"], Kind::Text),
     rule("bind", &["bind"], Kind::Text),
     rule("mac", &["mac"], Kind::Text),
+    rule("answer", &["answer"], Kind::Bool),
+    rule("export", &["export"], Kind::Bool),
+    rule("export_table", &["export", "table"], Kind::Number),
+    rule("export_what", &["export", "what"], Kind::Text),
+    rule("export_metric", &["export", "metric"], Kind::Number),
     rule("health_tcp", &["health", "tcp"], Kind::Text),
     rule("health_exec", &["health", "exec"], Kind::Text),
     rule(
@@ -285,29 +293,31 @@ const SECTIONS: &[(&str, Option<&str>, &[Rule])] = &[
 ];
 
 /// Puts `value` at `path` below `object`, making objects on the way.
-fn insert(object: &mut Map<String, Value>, path: &[&str], value: Value) {
+/// False when an earlier option put a value where this one needs an
+/// object, or the other way round (`option export '0'` with
+/// `option export_table`).
+fn insert(object: &mut Map<String, Value>, path: &[&str], value: Value) -> bool {
     let Some((last, parents)) = path.split_last() else {
-        return;
+        return true;
     };
     let mut at = object;
     for key in parents {
         let entry = at
             .entry(key.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
-        if !entry.is_object() {
-            *entry = Value::Object(Map::new());
-        }
         let Value::Object(next) = entry else {
-            return;
+            return false;
         };
         at = next;
     }
     match (at.get_mut(*last), value) {
         (Some(Value::Array(items)), Value::Array(more)) => items.extend(more),
+        (Some(Value::Object(_)), _) => return false,
         (_, value) => {
             at.insert(last.to_string(), value);
         }
     }
+    true
 }
 
 /// Fills `object` from `section`'s options by `rules`; `base` is the JSON
@@ -358,7 +368,14 @@ fn fill(
             insert(object, rule.path, Value::Array(vec![value]));
         } else {
             places.add(&path, opt.line, label);
-            insert(object, rule.path, value);
+            if !insert(object, rule.path, value) {
+                // The one such pair: `export` and `export_*`.
+                return Err(fail(
+                    "cannot go with the other export options of this section: `option export \
+                     '0'` turns export off, export_table, export_what and export_metric set it"
+                        .into(),
+                ));
+            }
         }
     }
     Ok(())
@@ -477,6 +494,8 @@ config l2vip 'main'
 \toption priority '150'
 \toption preempt 'yes'
 \toption state_file 'none'
+\toption export_table '100'
+\toption export_what 'eligible'
 
 config heartbeat
 \toption interval_ms 500
@@ -491,23 +510,39 @@ config service 'web'
 \tlist node 'r1'
 \toption health_tcp '127.0.0.1:80'
 \toption health_fall '2'
+
+config service 'far'
+\toption ip '198.51.100.7'
+\toption interface 'br-lan'
+\toption answer '0'
+\toption export_metric '20'
+\toption export_table '1000'
+
+config service 'lan'
+\toption ip '192.0.2.201'
+\toption interface 'br-lan'
+\toption export '0'
 ";
         let (value, places) = to_json(text).unwrap();
         assert_eq!(
             value,
             serde_json::json!({
                 "node": "r1", "priority": 150, "preempt": true, "state_file": null,
+                "export": {"table": 100, "what": "eligible"},
                 "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12", "192.0.2.13:7947"],
                               "multicast": {"group": "239.255.76.47", "interface": "br-lan"}},
                 "services": [{"name": "web", "ip": "192.0.2.200", "interface": "br-lan", "nodes": ["r1"],
-                              "health": {"tcp": "127.0.0.1:80", "fall": 2}}]
+                              "health": {"tcp": "127.0.0.1:80", "fall": 2}},
+                             {"name": "far", "ip": "198.51.100.7", "interface": "br-lan", "answer": false,
+                              "export": {"metric": 20, "table": 1000}},
+                             {"name": "lan", "ip": "192.0.2.201", "interface": "br-lan", "export": false}]
             })
         );
         let error = places.fail(
             &[Step::Key("heartbeat"), Step::Key("peers"), Step::Index(1)],
             "heartbeat.peers[1]: bad".into(),
         );
-        assert_eq!(error.line, Some(13));
+        assert_eq!(error.line, Some(15));
         assert_eq!(error.message, "config heartbeat, option peer: bad");
     }
 
@@ -535,6 +570,16 @@ config service 'web'
         assert_eq!(
             error("config service 'x'\n\toption ip '192.0.2.1'\n"),
             "line 1: config service 'x': option interface is missing"
+        );
+        assert_eq!(
+            error("config service 'x'\n\toption export_table '100'\n\toption export '0'\n"),
+            "line 3: config service 'x', option export: cannot go with the other export options \
+             of this section: `option export '0'` turns export off, export_table, export_what and \
+             export_metric set it"
+        );
+        assert!(
+            error("config service 'x'\n\toption export '0'\n\toption export_what 'owned'\n")
+                .starts_with("line 3: config service 'x', option export_what: cannot go with")
         );
         assert_eq!(
             error("config vrrp\n"),
