@@ -7,7 +7,6 @@
 mod lab;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lab::{arp_answerers, nd_answerers, Daemon, Lab};
@@ -82,43 +81,6 @@ fn dropped(lab: &Lab) -> u64 {
         .skip(1)
         .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-/// `ping` every 10 ms from the client for `seconds`, with receive stamps;
-/// also when it started (seconds since the epoch).
-fn start_ping(lab: &Lab, ip: &str, seconds: u32) -> (Child, f64) {
-    let started = lab::epoch_now();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("c")])
-        .args(["ping", "-D", "-n", "-i", "0.01", "-W", "1", "-w"])
-        .arg(seconds.to_string())
-        .arg(ip)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ping");
-    (child, started)
-}
-
-/// The longest time without a reply (from the start, between replies, to
-/// the end), and the number of replies.
-fn longest_gap((ping, started): (Child, f64)) -> (Duration, usize) {
-    let out = ping.wait_with_output().expect("ping output");
-    let ended = lab::epoch_now();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let replies: Vec<f64> = text
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect();
-    let mut stamps = vec![started];
-    stamps.extend(&replies);
-    stamps.push(ended);
-    let gap = stamps
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0f64, f64::max);
-    (Duration::from_secs_f64(gap.max(0.0)), replies.len())
 }
 
 /// n1 and n2 with `mode`, the VIPs on `interface`; n1 owns both and n2
@@ -232,12 +194,12 @@ fn a_client_that_ignores_announcements_keeps_reaching_the_vip_after_a_crash() {
     }
     let (web, web6) = (vmac("web"), vmac("web6"));
 
-    let ping4 = start_ping(&lab, VIP4, 4);
-    let ping6 = start_ping(&lab, VIP6, 4);
+    let ping4 = lab::start_ping(&lab, "c", VIP4, 4);
+    let ping6 = lab::start_ping(&lab, "c", VIP6, 4);
     std::thread::sleep(Duration::from_millis(1000));
     kill_owner(&lab, &mut n1);
-    let (gap4, replies4) = longest_gap(ping4);
-    let (gap6, replies6) = longest_gap(ping6);
+    let (gap4, replies4) = lab::longest_gap(ping4);
+    let (gap6, replies6) = lab::longest_gap(ping6);
     // The protocol's bound: n2 declares n1 dead within a lease of its last
     // heartbeat (sent up to an interval before the kill), then takes over.
     let bound = Duration::from_millis(LEASE_MS + INTERVAL_MS + 50);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The l2vip lab: network namespaces joined by one bridge.
 #
-#   lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge]
+#   lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]
 #                                        build NAME-br, NAME-c, NAME-n1..NAME-nNODES
 #   lab.sh down NAME                     end the lab's processes, delete its namespaces
 #   lab.sh list NAME                     print the lab's namespaces
@@ -19,6 +19,12 @@
 #   host), or its kernel answers ARP for eth0's address on eth1 too.
 #   --node-bridge puts each node's eth0 into a bridge br-lan inside the
 #   node, which takes the node's MAC and addresses (OpenWrt's layout).
+#   --router adds a router NAME-r (eth0 on the bridge: 192.0.2.1/24,
+#   2001:db8::1/64, MAC 02:4c:32:00:00:fe; forwarding on, ECMP hashed on
+#   ports) and behind it a far client NAME-f (eth0 203.0.113.100/24,
+#   2001:db8:203::100/64; the router's eth1 is 203.0.113.1/24,
+#   2001:db8:203::1/64). Nodes and far client route to each other through
+#   the router; routes to VIPs come from BGP (the tests' BIRD and FRR).
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -26,7 +32,7 @@ set -euo pipefail
 
 die() { echo "lab.sh: $*" >&2; exit 2; }
 
-ns_of() { ip netns list | awk '{print $1}' | grep -E "^$1-(br|c|n[0-9]+)$" || true; }
+ns_of() { ip netns list | awk '{print $1}' | grep -E "^$1-(br|c|f|r|n[0-9]+)$" || true; }
 
 down() {
     local name=$1 ns pid
@@ -109,6 +115,30 @@ up() {
             ip -n "$name-n$i" addr add "192.0.2.$((10 + i))/24" dev br-lan
             ip -n "$name-n$i" addr add "2001:db8::$((10 + i))/64" dev br-lan nodad
         done
+    elif [[ $side == --router ]]; then
+        ip netns add "$name-r"
+        host_setup "$name-r"
+        attach "$name-r" eth0 02:4c:32:00:00:fe pr
+        ip -n "$name-r" addr add 192.0.2.1/24 dev eth0
+        ip -n "$name-r" addr add 2001:db8::1/64 dev eth0 nodad
+        ip netns exec "$name-r" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+            net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 >/dev/null
+        ip netns add "$name-f"
+        host_setup "$name-f"
+        ip -n "$name-f" link add eth0 address 02:4c:32:00:03:64 type veth \
+            peer name eth1 address 02:4c:32:00:03:fe netns "$name-r"
+        ip -n "$name-f" link set eth0 up
+        ip -n "$name-r" link set eth1 up
+        ip -n "$name-r" addr add 203.0.113.1/24 dev eth1
+        ip -n "$name-r" addr add 2001:db8:203::1/64 dev eth1 nodad
+        ip -n "$name-f" addr add 203.0.113.100/24 dev eth0
+        ip -n "$name-f" addr add 2001:db8:203::100/64 dev eth0 nodad
+        ip -n "$name-f" route add default via 203.0.113.1
+        ip -n "$name-f" -6 route add default via 2001:db8:203::1
+        for (( i = 1; i <= nodes; i++ )); do
+            ip -n "$name-n$i" route add 203.0.113.0/24 via 192.0.2.1
+            ip -n "$name-n$i" -6 route add 2001:db8:203::/64 via 2001:db8::1
+        done
     elif [[ $side == --side-link ]]; then
         ip -n "$name-c" link add eth1 address 02:4c:32:00:01:64 type veth \
             peer name eth1 address 02:4c:32:00:01:01 netns "$name-n1"
@@ -119,8 +149,8 @@ up() {
 }
 
 case ${1:-} in
-    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge]"; up "$2" "$3" "${4:-}" ;;
+    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]"; up "$2" "$3" "${4:-}" ;;
     down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
     list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
-    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge] | down NAME | list NAME" ;;
+    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router] | down NAME | list NAME" ;;
 esac

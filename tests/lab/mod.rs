@@ -112,6 +112,12 @@ impl Lab {
         Lab::build(nodes, Some("--vip-link"))
     }
 
+    /// Builds a lab with a router ("r", 192.0.2.1 on the bridge) and a far
+    /// client behind it ("f", 203.0.113.100): VIPs reach "f" by BGP.
+    pub fn up_router(nodes: usize) -> Lab {
+        Lab::build(nodes, Some("--router"))
+    }
+
     fn build(nodes: usize, option: Option<&str>) -> Lab {
         let name = format!(
             "l{}x{}",
@@ -188,7 +194,16 @@ impl Lab {
     }
 
     /// Polls `probe` every 50 ms until it returns true or `limit` passes.
-    pub fn wait_until(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    pub fn wait_until(limit: Duration, probe: impl FnMut() -> bool) -> bool {
+        Lab::wait_until_every(limit, Duration::from_millis(50), probe)
+    }
+
+    /// Polls `probe` every `period` until it returns true or `limit` passes.
+    pub fn wait_until_every(
+        limit: Duration,
+        period: Duration,
+        mut probe: impl FnMut() -> bool,
+    ) -> bool {
         let deadline = Instant::now() + limit;
         loop {
             if probe() {
@@ -197,7 +212,7 @@ impl Lab {
             if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(period);
         }
     }
 
@@ -648,6 +663,45 @@ pub fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// `ping` every 10 ms from `host` for `seconds`, with receive stamps; also
+/// when it started (seconds since the epoch). `longest_gap` reads it. A
+/// count rather than a deadline (`-w`), with which ping would stop at the
+/// first ICMP error (a router without a route for a while).
+pub fn start_ping(lab: &Lab, host: &str, ip: &str, seconds: u32) -> (Child, f64) {
+    let started = epoch_now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(host)])
+        .args(["ping", "-D", "-n", "-i", "0.01", "-W", "1", "-c"])
+        .arg((seconds * 100).to_string())
+        .arg(ip)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping");
+    (child, started)
+}
+
+/// The longest time without a reply (from the start, between replies, to
+/// the end), and the number of replies.
+pub fn longest_gap((ping, started): (Child, f64)) -> (Duration, usize) {
+    let out = ping.wait_with_output().expect("ping output");
+    let ended = epoch_now();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let replies: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let mut stamps = vec![started];
+    stamps.extend(&replies);
+    stamps.push(ended);
+    let gap = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0f64, f64::max);
+    (Duration::from_secs_f64(gap.max(0.0)), replies.len())
 }
 
 /// The heartbeat peers of node `node` in a lab of `nodes` nodes, as the
