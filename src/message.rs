@@ -248,6 +248,8 @@ pub struct ServiceStatus {
     pub linger_left_s: Option<u64>,
     /// Its health check, if it has one.
     pub health: Option<HealthStatus>,
+    /// The table this node routes it into for routing daemons now, if any.
+    pub exported: Option<u32>,
 }
 
 /// A health check's state in `status`.

@@ -340,6 +340,22 @@ fn owned_vips_are_routed_to_their_owner_and_withdrawn_on_drain_health_sigterm_an
             daemons[i].log()
         );
     }
+    // `status` says where each VIP is exported.
+    let exported_here = |daemon: &Daemon| -> Vec<serde_json::Value> {
+        let (_, out, _) = daemon.cli(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+        status["data"]["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .map(|s| s["exported"].clone())
+            .collect()
+    };
+    assert_eq!(exported_here(&daemons[0]), vec![100, 100]);
+    assert_eq!(
+        exported_here(&daemons[1]),
+        vec![serde_json::Value::Null, serde_json::Value::Null]
+    );
     // Routed only: nobody answers ARP for them.
     let arp = lab.text("c", &["arping", "-c", "2", "-w", "2", "-I", "eth0", FAR]);
     assert!(arp.contains("Received 0 response"), "{arp}");

@@ -50,11 +50,27 @@ pub struct Routes {
     seq: u32,
     out: Vec<u8>,
     buffer: Vec<u8>,
-    /// (VIP, table) → (interface name, ifindex, metric) of the routes in place.
-    installed: BTreeMap<(IpAddr, u32), (Arc<str>, u32, u32)>,
+    /// The routes in place, with their interfaces' indexes.
+    installed: RouteSet,
     /// (MAC, parent interface, macvlan name) of the macvlans in place (few).
     macvlans: Vec<([u8; 6], Arc<str>, String)>,
 }
+
+/// Where a VIP's route in one table leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTo {
+    /// The VIP's interface.
+    pub interface: Arc<str>,
+    /// The route's metric (0 for local routes).
+    pub metric: u32,
+    /// The interface's index when the route was added (0 in a wish).
+    pub ifindex: u32,
+}
+
+/// Routes by (VIP, table): the local routes in `TABLE_LOCAL`, exported
+/// ones in their tables. One map type for what is wanted and what is in
+/// place (each new map type costs the router binary kilobytes).
+pub type RouteSet = BTreeMap<(IpAddr, u32), RouteTo>;
 
 /// "local route", or "route in table 100": for the log.
 fn route_kind(table: u32) -> String {
@@ -219,22 +235,21 @@ impl Routes {
     pub fn installed(&self) -> impl Iterator<Item = (IpAddr, u32, &str)> {
         self.installed
             .iter()
-            .map(|((ip, table), (name, _, _))| (*ip, *table, &**name))
+            .map(|((ip, table), to)| (*ip, *table, &*to.interface))
     }
 
-    /// Makes the installed routes exactly `wanted` ((VIP, table) →
-    /// (interface, metric); `TABLE_LOCAL` for the local routes): adds
-    /// first when `adding`, else removes. Failures are logged and retried
-    /// on the next call.
-    pub fn apply(&mut self, wanted: &BTreeMap<(IpAddr, u32), (Arc<str>, u32)>, adding: bool) {
-        let matches = |held: &(Arc<str>, u32, u32), want: Option<&(Arc<str>, u32)>| {
-            want.is_some_and(|(interface, metric)| held.0 == *interface && held.2 == *metric)
+    /// Makes the installed routes exactly `wanted` (their `ifindex` is not
+    /// read): adds first when `adding`, else removes. Failures are logged
+    /// and retried on the next call.
+    pub fn apply(&mut self, wanted: &RouteSet, adding: bool) {
+        let same = |held: &RouteTo, want: Option<&RouteTo>| {
+            want.is_some_and(|want| held.interface == want.interface && held.metric == want.metric)
         };
         if !adding {
             let gone: Vec<(IpAddr, u32)> = self
                 .installed
                 .iter()
-                .filter(|(key, held)| !matches(held, wanted.get(key)))
+                .filter(|(key, held)| !same(held, wanted.get(key)))
                 .map(|(key, _)| *key)
                 .collect();
             for key in gone {
@@ -242,12 +257,15 @@ impl Routes {
             }
             return;
         }
-        for (&(ip, table), (interface, metric)) in wanted {
+        for (&(ip, table), want) in wanted {
             let key = (ip, table);
             let held = self.installed.get(&key);
-            if held.is_some_and(|held| held.0 == *interface && held.2 == *metric) {
+            if held.is_some_and(|held| same(held, Some(want))) {
                 continue;
             }
+            let RouteTo {
+                interface, metric, ..
+            } = want;
             // Moved to another interface or metric: the old one goes first.
             if held.is_some() && !self.remove(key) {
                 continue;
@@ -274,14 +292,23 @@ impl Routes {
                     continue;
                 }
             }
-            self.installed
-                .insert(key, (Arc::clone(interface), ifindex, *metric));
+            self.installed.insert(
+                key,
+                RouteTo {
+                    interface: Arc::clone(interface),
+                    metric: *metric,
+                    ifindex,
+                },
+            );
         }
     }
 
     /// Removes the installed route `key`; false when it is still there.
     fn remove(&mut self, key: (IpAddr, u32)) -> bool {
-        let Some(&(_, ifindex, metric)) = self.installed.get(&key) else {
+        let Some(&RouteTo {
+            ifindex, metric, ..
+        }) = self.installed.get(&key)
+        else {
             return true;
         };
         let (ip, table) = key;
@@ -312,8 +339,7 @@ impl Routes {
     /// routes (and macvlans) with the old one, so they are added again on
     /// the next `apply` (and `apply_macs`).
     pub fn forget_interface(&mut self, interface: &str) {
-        self.installed
-            .retain(|_, (name, _, _)| **name != *interface);
+        self.installed.retain(|_, to| *to.interface != *interface);
         self.macvlans
             .retain(|(_, parent, _)| **parent != *interface);
     }

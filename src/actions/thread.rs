@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::children::{Child, Outcome};
 use super::health::Health;
-use super::routes::{ArpSettings, Routes};
+use super::routes::{ArpSettings, RouteSet, RouteTo, Routes};
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{self, Bind, Check, Config, ExportWhat, Hooks, Service};
 use crate::message::{
@@ -428,16 +428,21 @@ impl ActionsThread {
     /// local routes for owned, lingering and eligible VIPs with `route`;
     /// exported routes for owned VIPs that export `owned` and for the
     /// eligible ones.
-    fn wanted(ownership: &Ownership) -> BTreeMap<(IpAddr, u32), (Arc<str>, u32)> {
+    fn wanted(ownership: &Ownership) -> RouteSet {
         let local = u32::from(crate::wire::netlink::TABLE_LOCAL);
-        let mut wanted = BTreeMap::new();
+        let to = |vip: &Vip, metric| RouteTo {
+            interface: Arc::clone(&vip.interface),
+            metric,
+            ifindex: 0,
+        };
+        let mut wanted = RouteSet::new();
         let accepted = ownership
             .vips
             .iter()
             .chain(&ownership.lingering)
             .chain(&ownership.eligible);
         for vip in accepted.filter(|vip| vip.route) {
-            wanted.insert((vip.ip, local), (Arc::clone(&vip.interface), 0));
+            wanted.insert((vip.ip, local), to(vip, 0));
         }
         let owned = ownership
             .vips
@@ -445,10 +450,7 @@ impl ActionsThread {
             .filter(|vip| vip.export.is_some_and(|e| e.what == ExportWhat::Owned));
         for vip in owned.chain(&ownership.eligible) {
             if let Some(export) = vip.export {
-                wanted.insert(
-                    (vip.ip, export.table),
-                    (Arc::clone(&vip.interface), export.metric),
-                );
+                wanted.insert((vip.ip, export.table), to(vip, export.metric));
             }
         }
         wanted
@@ -700,7 +702,7 @@ impl ActionsThread {
     }
 
     fn shutdown(&mut self) {
-        self.routes.apply(&BTreeMap::new(), false);
+        self.routes.apply(&RouteSet::new(), false);
         self.routes.apply_macs(&[], false);
         let left: Vec<String> = self
             .routes

@@ -99,6 +99,9 @@ pub fn status(data: &Value) -> String {
         if let Some(why) = service["unfit"].as_str() {
             state.push_str(&format!(" ({why})"));
         }
+        if let Some(table) = service["exported"].as_u64() {
+            state.push_str(&format!(", exported to table {table}"));
+        }
         let health = &service["health"];
         let health = match (health["state"].as_str(), health["last"].as_str()) {
             (Some(state), Some(last)) => format!("{state}: {last}"),
@@ -432,6 +435,34 @@ mod tests {
             text.contains(
                 "db       192.0.2.201  eth0       -                  n1     owner  5s     -
 "
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_says_which_vips_this_node_exports() {
+        let data = json!({
+            "node": "n2", "priority": 150, "mode": "single", "preempt": false, "cluster": "lan",
+            "uptime_s": 5, "draining": false, "digest_agreement": true,
+            "services": [
+                {"name": "far", "ip": "198.51.100.7", "interface": "eth0", "owner": "n1",
+                 "state": "standby", "exported": 100},
+                {"name": "one", "ip": "198.51.100.8", "interface": "eth0", "owner": "n1",
+                 "state": "standby", "exported": null}
+            ],
+            "peers": []
+        });
+        let text = status(&data);
+        assert!(
+            text.contains(
+                "far      198.51.100.7  eth0       n1     standby, exported to table 100  -"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "one      198.51.100.8  eth0       n1     standby                         -"
             ),
             "{text}"
         );

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::heartbeats::Rejection;
 use super::ElectionThread;
+use crate::config::ExportWhat;
 use crate::election::policy::HandoverError;
 use crate::message::{
     ElectionAnswer, ElectionAsk, ElectionMetrics, HealthStatus, PeerStatus, Refusal, ServiceStatus,
@@ -97,6 +98,13 @@ impl ElectionThread {
                     unfit: self.policy.unfit(index),
                     linger_left_s: linger_left,
                     health,
+                    exported: vip
+                        .export
+                        .filter(|export| match export.what {
+                            ExportWhat::Owned => state == VipState::Owner,
+                            ExportWhat::Eligible => self.eligible.contains(&index),
+                        })
+                        .map(|export| export.table),
                 }
             })
             .collect();
