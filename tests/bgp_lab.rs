@@ -308,6 +308,21 @@ fn cluster(lab: &Lab, services: &str) -> (Vec<Daemon>, Routing) {
     (daemons, routing)
 }
 
+/// The README shows the configurations the lab runs, each whole, in a
+/// code block of its own.
+#[test]
+fn the_readme_shows_the_routing_configurations_the_lab_runs() {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    for name in ["router-bird.conf", "node-bird.conf", "node-frr.conf"] {
+        let block = format!("```\n{}```\n", config_file(name));
+        assert!(
+            readme.contains(&block),
+            "README lacks tests/bgp/{name} as it is"
+        );
+    }
+}
+
 #[test]
 fn owned_vips_are_routed_to_their_owner_and_withdrawn_on_drain_health_sigterm_and_loss() {
     if !lab::available("owned_vips_are_routed_to_their_owner") {

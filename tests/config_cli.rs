@@ -280,11 +280,20 @@ fn shipped_and_documented_configurations_are_valid() {
     let block = &readme[start + 4..];
     let example = &block[..block.find("```").expect("the example ends")];
     let documented = write_config("readme.uci", example);
+    let start = readme
+        .find("```json\n{\n  \"node\": \"r1\"")
+        .expect("the README has a JSON example");
+    let block = &readme[start + 8..];
+    let json_example = write_config(
+        "readme.json",
+        &block[..block.find("```").expect("the example ends")],
+    );
     let root = env!("CARGO_MANIFEST_DIR");
     for path in [
         format!("{root}/cross/openwrt/l2vip/files/l2vip.config"),
         format!("{root}/rootfs/etc/l2vip/config.json"),
         documented.display().to_string(),
+        json_example.display().to_string(),
     ] {
         let out = l2vip(&["check-config", "--offline", "-c", &path]);
         assert_eq!(
@@ -310,6 +319,10 @@ fn shipped_and_documented_configurations_are_valid() {
     assert_eq!(normalized["services"][0]["health"]["tcp"], "127.0.0.1:80");
     assert_eq!(normalized["services"][0]["nodes"][1], "r2");
     assert_eq!(normalized["control"]["group"], "l2vip");
+    assert_eq!(normalized["export"]["table"], 100);
+    assert_eq!(normalized["services"][2]["answer"], false);
+    assert_eq!(normalized["services"][2]["export"]["what"], "eligible");
+    assert_eq!(normalized["services"][3]["export"], false);
 
     rejected(
         "broken.uci",
