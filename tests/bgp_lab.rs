@@ -137,6 +137,7 @@ impl Routing {
                 "n2",
                 &node
                     .replace("192.0.2.11", "192.0.2.12")
+                    .replace("2001:db8::11", "2001:db8::12")
                     .replace("65011", "65012"),
             ),
         ];
@@ -178,7 +179,8 @@ fn config(node: usize, services: &str) -> String {
 
 /// The router's next hops for `vip` now (its FIB, as `ip route` shows it).
 fn next_hops(lab: &Lab, vip: &str) -> BTreeSet<String> {
-    let text = lab.text("r", &["ip", "route", "show", vip]);
+    let family = if vip.contains(':') { "-6" } else { "-4" };
+    let text = lab.text("r", &["ip", family, "route", "show", vip]);
     text.split_whitespace()
         .collect::<Vec<_>>()
         .windows(2)
@@ -187,10 +189,16 @@ fn next_hops(lab: &Lab, vip: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn hops(nodes: &[usize]) -> BTreeSet<String> {
+/// The nodes' addresses, as next hops for a VIP of `vip`'s family.
+fn hops(vip: &str, nodes: &[usize]) -> BTreeSet<String> {
+    let prefix = if vip.contains(':') {
+        "2001:db8::"
+    } else {
+        "192.0.2."
+    };
     nodes
         .iter()
-        .map(|i| format!("192.0.2.{}", 10 + i))
+        .map(|i| format!("{prefix}{}", 10 + i))
         .collect()
 }
 
@@ -198,7 +206,7 @@ fn hops(nodes: &[usize]) -> BTreeSet<String> {
 /// took, or a failure naming what the router has.
 fn wait_hops(lab: &Lab, vip: &str, nodes: &[usize], limit: Duration) -> Duration {
     let start = Instant::now();
-    let wanted = hops(nodes);
+    let wanted = hops(vip, nodes);
     let reached = Lab::wait_until_every(limit, Duration::from_millis(10), || {
         next_hops(lab, vip) == wanted
     });
@@ -287,7 +295,8 @@ fn cluster(lab: &Lab, services: &str) -> (Vec<Daemon>, Routing) {
             daemon.log()
         );
     }
-    // The router has a BGP session and a BFD session up with each node.
+    // The router has a BGP session and a BFD session up with each node,
+    // and over IPv6 with the BIRD nodes.
     let birdc = |what: &[&str]| {
         let ctl = lab.dir.join("r-bird.ctl").display().to_string();
         let mut args = vec!["birdc", "-s", ctl.as_str()];
@@ -295,8 +304,8 @@ fn cluster(lab: &Lab, services: &str) -> (Vec<Daemon>, Routing) {
         lab.text("r", &args)
     };
     let up = Lab::wait_until(Duration::from_secs(20), || {
-        birdc(&["show", "protocols"]).matches("Established").count() == 3
-            && birdc(&["show", "bfd", "sessions"]).matches(" Up ").count() == 3
+        birdc(&["show", "protocols"]).matches("Established").count() == 5
+            && birdc(&["show", "bfd", "sessions"]).matches(" Up ").count() == 5
     });
     assert!(
         up,
@@ -390,7 +399,7 @@ fn owned_vips_are_routed_to_their_owner_and_withdrawn_on_drain_health_sigterm_an
     // candidate again) takes it.
     fs::write(format!("{}-n2", sick.display()), "").expect("sick");
     let failed = wait_hops(&lab, FAR, &[1], WITHDRAW_LIMIT + Duration::from_millis(200));
-    assert_eq!(next_hops(&lab, OTHER), hops(&[2]));
+    assert_eq!(next_hops(&lab, OTHER), hops(OTHER, &[2]));
     assert_eq!(exported(&lab, "n2", "-4", "100"), set(&[OTHER]));
     eprintln!("failing check: the router's FIB moved in {failed:?}");
 
@@ -435,6 +444,9 @@ fn eligible_vips_are_routed_to_every_healthy_node_and_flows_spread() {
     );
     let (mut daemons, mut routing) = cluster(&lab, &services);
     wait_hops(&lab, FAR, &[1, 2, 3], Duration::from_secs(15));
+    // IPv6 through the BIRD nodes (FRR 8.4 imports no IPv6 table).
+    wait_hops(&lab, FAR6, &[1, 2], Duration::from_secs(5));
+    assert!(far_reaches(&lab, FAR) && far_reaches(&lab, FAR6));
     // Every node exports both, owner or not (IPv6 with its metric).
     for host in ["n1", "n2", "n3"] {
         assert_eq!(exported(&lab, host, "-4", "100"), set(&[FAR]), "{host}");
@@ -464,10 +476,12 @@ fn eligible_vips_are_routed_to_every_healthy_node_and_flows_spread() {
     let (code, _, _) = daemons[1].cli(&["drain"]);
     assert_eq!(code, Some(0));
     let drained = wait_hops(&lab, FAR, &[1, 3], WITHDRAW_LIMIT);
+    wait_hops(&lab, FAR6, &[1], WITHDRAW_LIMIT);
     assert!(exported(&lab, "n2", "-4", "100").is_empty());
     let (code, _, _) = daemons[1].cli(&["undrain"]);
     assert_eq!(code, Some(0));
     let back = wait_hops(&lab, FAR, &[1, 2, 3], WITHDRAW_LIMIT);
+    wait_hops(&lab, FAR6, &[1, 2], WITHDRAW_LIMIT);
     eprintln!("eligible: drain moved the FIB in {drained:?}, undrain in {back:?}");
 
     // Lose the node that carries the far client's pings: BFD takes its
