@@ -129,8 +129,16 @@ struct RawExport {
 }
 
 /// Reads an `export` value: `false` (`None`), or `{"table": 100, "what":
-/// "owned", "metric": 0}`. The error names the key below `export`, if one.
-fn parse_export(value: &Value) -> Result<Option<Export>, (Option<&'static str>, String)> {
+/// "owned", "metric": 0}`. The error holds the path from `export` down.
+fn parse_export(value: &Value) -> Result<Option<Export>, (Vec<Step<'static>>, String)> {
+    parse_export_value(value).map_err(|(below, why)| {
+        let mut path = vec![Step::Key("export")];
+        path.extend(below.map(Step::Key));
+        (path, why)
+    })
+}
+
+fn parse_export_value(value: &Value) -> Result<Option<Export>, (Option<&'static str>, String)> {
     match value {
         Value::Bool(false) => return Ok(None),
         Value::Object(_) => {}
@@ -454,11 +462,8 @@ fn build(raw: &RawConfig, hostname: Option<&str>, fail: &Fail<'_>) -> Result<Con
     };
     let export = match &raw.export {
         None => None,
-        Some(value) => parse_export(value).map_err(|(below, why)| {
-            let mut path = vec![Step::Key("export")];
-            path.extend(below.map(Step::Key));
-            fail(&path, format!("{}: {why}", dotted(&path)))
-        })?,
+        Some(value) => parse_export(value)
+            .map_err(|(path, why)| fail(&path, format!("{}: {why}", dotted(&path))))?,
     };
     check_macs(&services, mac, &cluster).map_err(|(index, why)| {
         let path = [Step::Key("services"), Step::Index(index), Step::Key("mac")];
@@ -760,14 +765,9 @@ fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'static>>, Strin
     }
     let export = match &raw.export {
         None => None,
-        Some(value) => Some(match parse_export(value) {
-            Ok(Some(export)) => ExportChoice::On(export),
-            Ok(None) => ExportChoice::Off,
-            Err((below, why)) => {
-                let mut path = vec![Step::Key("export")];
-                path.extend(below.map(Step::Key));
-                return Err((path, why));
-            }
+        Some(value) => Some(match parse_export(value)? {
+            Some(export) => ExportChoice::On(export),
+            None => ExportChoice::Off,
         }),
     };
     let health = match &raw.health {
