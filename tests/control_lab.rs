@@ -399,10 +399,11 @@ impl TestUser {
         user
     }
 
-    /// Runs the CLI as this user.
-    fn cli(&self, socket: &Path, args: &[&str]) -> (Option<i32>, String) {
+    /// Runs the CLI (`binary`, a copy this user may run) as this user.
+    fn cli(&self, binary: &Path, socket: &Path, args: &[&str]) -> (Option<i32>, String) {
         let out = Command::new("runuser")
-            .args(["-u", &self.user, "--", env!("CARGO_BIN_EXE_l2vip")])
+            .args(["-u", &self.user, "--"])
+            .arg(binary)
             .args(args)
             .arg("--socket")
             .arg(socket)
@@ -449,10 +450,11 @@ fn the_read_only_group_may_look_but_not_touch() {
     let mode = std::fs::metadata(&socket)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
     assert_eq!(mode.ok(), Some(0o660));
-    let (code, text) = user.cli(&socket, &["status"]);
+    let binary = lab.binary_for_others();
+    let (code, text) = user.cli(&binary, &socket, &["status"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("web"), "{text}");
-    let (code, text) = user.cli(&socket, &["drain"]);
+    let (code, text) = user.cli(&binary, &socket, &["drain"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("forbidden"), "{text}");
     // Still not draining.

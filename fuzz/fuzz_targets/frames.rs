@@ -20,10 +20,23 @@ fuzz_target!(|data: &[u8]| {
         OwnedVip {
             ip: "192.0.2.200".parse().unwrap(),
             slot: 0,
+            mac: None,
         },
         OwnedVip {
             ip: "2001:db8::200".parse().unwrap(),
             slot: 0,
+            mac: None,
+        },
+        // VIPs answered with a MAC of their own (a macvlan's).
+        OwnedVip {
+            ip: "192.0.2.201".parse().unwrap(),
+            slot: 0,
+            mac: Some(EthernetAddress([2, 0x4c, 0x32, 0, 0, 0xc9])),
+        },
+        OwnedVip {
+            ip: "2001:db8::201".parse().unwrap(),
+            slot: 0,
+            mac: Some(EthernetAddress([2, 0x4c, 0x32, 0, 0, 0xca])),
         },
     ];
     responder.set_owned(now, &owned);

@@ -684,11 +684,23 @@ mod tests {
         link.extend(attribute(IFLA_IFNAME, b"eth0\0"));
         let good = header(RTM_NEWLINK, 0, &link);
         for cut in 0..good.len() {
-            // Every prefix and every corrupted length: an error or nothing, never a panic.
-            let _ = messages(&good[..cut]).count();
+            // A prefix shorter than a header is nothing; a longer one is
+            // one message that says it is longer than what arrived.
+            let prefix: Vec<_> = messages(&good[..cut]).collect();
+            if cut < HEADER_LEN {
+                assert_eq!(prefix, vec![], "prefix of {cut} bytes");
+            } else {
+                assert_eq!(prefix, vec![Err(Error::Truncated)], "prefix of {cut} bytes");
+            }
+            // Any corrupted byte: never a panic, and at most one item.
             let mut bad = good.clone();
             bad[cut] ^= 0xff;
-            let _ = messages(&bad).count();
+            let walked: Vec<_> = messages(&bad).collect();
+            assert!(walked.len() <= 1, "byte {cut}: {walked:?}");
+            // A corrupted length (too long, or shorter than a header) is an error.
+            if cut < 4 {
+                assert!(matches!(walked[..], [Err(_)]), "byte {cut}: {walked:?}");
+            }
         }
         let mut long = good.clone();
         long[..4].copy_from_slice(&1000u32.to_ne_bytes());

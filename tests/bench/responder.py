@@ -27,6 +27,11 @@ wake-up has to wake an idle CPU first.
 the given timers (aggressive: 20 ms / 60 ms) and fails if ownership moved
 (the daemons' `ownership_changes` counters) or the client lost the VIP.
 
+Every run (--short too) fails when ownership moved, or when a row falls
+short: a flood offered under 5,000 frames/s, a target sent no replies,
+more than 10 % of the client's probes went unanswered, or l2vip replied at
+less than half the kernel's rate.
+
 Prints markdown tables. Needs root.
 """
 
@@ -328,6 +333,33 @@ def benchmark(lab, rates, seconds, pid):
     return rows
 
 
+# What every row must show, or the run fails: a flood that sent too little
+# measured nothing, and a responder that stopped answering is no pass.
+MIN_OFFERED = 5_000  # frames/s, for every row with a flood (paced at 10,000 or more)
+MIN_RATIO = 0.5  # l2vip's replies over the kernel's in the same row
+MAX_LOST = 0.10  # share of the client's probes without an answer
+
+
+def failures(rows):
+    """What the rows fall short of; empty when every row is within bounds."""
+    found = []
+    for k in range(0, len(rows), 2):
+        for row in rows[k:k + 2]:
+            protocol, rate, who, offered, replies, _, _, lost, probes, _ = row
+            name = f"{protocol} {rate_name(rate)}/s {who}"
+            if rate is not None and offered < MIN_OFFERED:
+                found.append(f"{name}: the flood offered {offered:,.0f}/s, less than {MIN_OFFERED:,}/s")
+            if replies <= 0:
+                found.append(f"{name}: no replies")
+            if probes == 0 or lost > MAX_LOST * probes:
+                found.append(f"{name}: {lost} of {probes} probes unanswered (at most {MAX_LOST:.0%})")
+        mine, kernel = rows[k], rows[k + 1]
+        if mine[4] < MIN_RATIO * kernel[4]:
+            found.append(f"{mine[0]} {rate_name(mine[1])}/s: l2vip replied {mine[4]:,.0f}/s, "
+                         f"less than {MIN_RATIO} of the kernel's {kernel[4]:,.0f}/s")
+    return found
+
+
 def rate_name(rate):
     return "no flood" if rate is None else f"{rate:,}" if rate else "max"
 
@@ -415,7 +447,10 @@ def main():
             table(rows)
             interval, lease = TIMERS[args.timers]
             print(f"\nOwnership changes during the floods ({interval} ms / {lease} ms timers): {moved}")
-            ok = moved == 0
+            short = failures(rows)
+            for failure in short:
+                print(f"responder.py: FAILED: {failure}", file=sys.stderr)
+            ok = moved == 0 and not short
     finally:
         for spinner in spinners:
             spinner.kill()

@@ -77,10 +77,18 @@ for i in 1 2 3; do
     ip netns exec "$lab-n$i" "$bin" daemon -c "$work/n$i.json" 2>"$work/n$i.log" &
     pids+=($!)
 done
-for _ in $(seq 1 50); do
-    grep -q "acquired web6" "$work/n1.log" 2>/dev/null && break
+# n1 holds its claims for the start-up hold (one lease) before it takes the
+# VIPs; give it that, one interval and a second of slack.
+acquired=false
+for _ in $(seq 1 $(((LEASE_MS + INTERVAL_MS + 1000) / 100))); do
+    if grep -q "acquired web6" "$work/n1.log" 2>/dev/null; then acquired=true; break; fi
     sleep 0.1
 done
+if ! $acquired; then
+    echo "demo.sh: FAILED: n1 did not take the VIPs within $((LEASE_MS + INTERVAL_MS + 1000)) ms; its log:" >&2
+    sed 's/^/   /' "$work/n1.log" >&2
+    exit 1
+fi
 sleep 0.5
 status 1
 explain "n1 has the highest priority, so it owns both VIPs; n2 and n3 stand by."
@@ -90,19 +98,29 @@ in_client ping -c 3 -i 0.2 192.0.2.200 | sed 's/^/   /'
 in_client ping -c 3 -i 0.2 2001:db8::200 | sed 's/^/   /'
 
 # Pings every 10 ms for a few seconds in the background; the longest
-# silence between two answers is the outage the client saw.
+# silence between two answers (or from the start, or to the end, of the
+# probe) is the outage the client saw.
 probe_start() {
+    probe_began=$(date +%s.%N)
     ip netns exec "$lab-c" ping -D -n -i 0.01 -w "$1" 192.0.2.200 >"$work/probe" 2>&1 &
     probe=$!
     sleep 1
 }
+# probe_report BOUND_MS: the outage, and a failure when the client got no
+# answer or waited longer than BOUND_MS.
 probe_report() {
-    wait "$probe" 2>/dev/null || true
-    python3 - "$work/probe" <<'PY'
+    local status=0
+    wait "$probe" || status=$?
+    python3 - "$work/probe" "$probe_began" "$(date +%s.%N)" "$1" "$status" <<'PY'
 import re, sys
-times = [float(m.group(1)) for m in map(re.compile(r"^\[(\d+\.\d+)\].*bytes from").match, open(sys.argv[1])) if m]
-gap = max((b - a for a, b in zip(times, times[1:])), default=0.0)
+path, began, ended, bound_ms, status = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+times = [float(m.group(1)) for m in map(re.compile(r"^\[(\d+\.\d+)\].*bytes from").match, open(path)) if m]
+if not times:
+    sys.exit(f"demo.sh: FAILED: the client got no answer at all (ping exited {status})")
+gap = max(b - a for a, b in zip([began] + times, times + [ended]))
 print(f"   The client got {len(times)} answers; its longest wait between two: {gap * 1000:.0f} ms")
+if gap * 1000 > bound_ms:
+    sys.exit(f"demo.sh: FAILED: the client waited {gap * 1000:.0f} ms, more than the bound of {bound_ms} ms")
 PY
 }
 
@@ -113,7 +131,9 @@ ip -n "$lab-n1" link set eth0 down
 explain "l2vip on n1 is killed (SIGKILL: no goodbye) and n1's network link goes down." \
     "n2 and n3 stop hearing n1. After the lease ($LEASE_MS ms) n2, the next in line, takes the" \
     "VIPs and tells the switch and the client (gratuitous ARP, unsolicited Neighbor Advertisement)."
-probe_report
+# Bound: the lease, one heartbeat interval, and slack for the first
+# announcement and the next 10 ms ping.
+probe_report $((LEASE_MS + INTERVAL_MS + 300))
 status 2
 
 say "Planned maintenance: 'l2vip drain' on n2, while the client pings every 10 ms"
@@ -121,7 +141,8 @@ probe_start 3
 "$bin" drain --socket "$work/n2.sock" | sed 's/^/   /'
 explain "n2 gives the VIPs up at once and says so; n3 takes them without waiting for any lease." \
     "n2 keeps accepting traffic for the VIPs a while longer (linger) for clients that were slow to follow."
-probe_report
+# Bound: a planned move waits for no lease; one interval and slack.
+probe_report $((INTERVAL_MS + 300))
 status 3
 
 say "Done: stopping the daemons and removing the lab."

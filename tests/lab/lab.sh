@@ -66,6 +66,10 @@ up() {
     local name=$1 nodes=$2 side=${3:-}
     [[ $name =~ ^[a-z0-9]{1,10}$ ]] || die "lab name must be 1-10 of [a-z0-9]: '$name'"
     if ! [[ $nodes =~ ^[0-9]+$ ]] || (( nodes < 1 || nodes > 9 )); then die "nodes must be 1..9"; fi
+    case $side in
+        ''|--side-link|--vip-link|--node-bridge|--router) ;;
+        *) die "unknown option '$side' (--side-link, --vip-link, --node-bridge or --router)" ;;
+    esac
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
     down "$name"
     trap 'down "$name"' ERR
@@ -149,7 +153,7 @@ up() {
 }
 
 case ${1:-} in
-    up) [[ $# -ge 3 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]"; up "$2" "$3" "${4:-}" ;;
+    up) [[ $# -ge 3 && $# -le 4 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]"; up "$2" "$3" "${4:-}" ;;
     down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
     list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
     *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router] | down NAME | list NAME" ;;

@@ -37,7 +37,29 @@ pub fn available(test: &str) -> bool {
         panic!("{message} (L2VIP_REQUIRE_LAB=1)");
     }
     eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+    record_skip(test);
     false
+}
+
+/// Where the lab tests skipped by this `cargo test` run are recorded, one
+/// empty file each: a directory named after the process that runs every
+/// test binary (cargo). `tests/zz_lab_skips.rs`, the last target of the
+/// run, counts them in one line.
+pub fn skip_dir(cargo: u32) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("lab-skips")
+        .join(cargo.to_string())
+}
+
+fn record_skip(test: &str) {
+    let dir = skip_dir(std::os::unix::process::parent_id());
+    let recorded = fs::create_dir_all(&dir).and_then(|()| fs::write(dir.join(test), ""));
+    if let Err(error) = recorded {
+        eprintln!(
+            "could not record the skip of {test} in {}: {error}",
+            dir.display()
+        );
+    }
 }
 
 /// Checks once per test binary, with `tests/need --check test` (the one list
@@ -60,6 +82,12 @@ fn tools() -> Result<(), &'static str> {
         .as_ref()
         .map_err(String::as_str)
         .copied()
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
 /// Lab clusters run without a key unless a test gives one: a test config
@@ -127,6 +155,8 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("l2vip-{name}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("lab directory");
+        // Daemons and clients started as other users read their files here.
+        set_mode(&dir, 0o755);
         let lab = Lab { name, dir };
         let mut command = Command::new(lab_dir().join("lab.sh"));
         command.args(["up", &lab.name, &nodes.to_string()]);
@@ -337,10 +367,15 @@ impl Lab {
         fs::write(&config_path, value.to_string()).expect("write config");
         let log = self.dir.join(format!("{host}.log"));
         let log_file = fs::File::create(&log).expect("log file");
+        let binary = if start.wrapper.is_empty() {
+            PathBuf::from(env!("CARGO_BIN_EXE_l2vip"))
+        } else {
+            self.binary_for_others()
+        };
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(&host)])
             .args(&start.wrapper)
-            .arg(env!("CARGO_BIN_EXE_l2vip"))
+            .arg(binary)
             .args(["daemon", "-c"])
             .arg(&config_path)
             .args(&start.args)
@@ -355,6 +390,22 @@ impl Lab {
             log,
             socket,
         }
+    }
+
+    /// The l2vip binary where any user can run it: a copy in the lab
+    /// directory. The build's own may sit in a checkout that only root can
+    /// enter (a clone under /root, mode 0700), and a daemon started under
+    /// a wrapper (setpriv) or a client run with runuser is another user.
+    pub fn binary_for_others(&self) -> PathBuf {
+        let dir = self.dir.join("bin");
+        let binary = dir.join("l2vip");
+        if !binary.exists() {
+            fs::create_dir_all(&dir).expect("lab bin directory");
+            set_mode(&dir, 0o755);
+            fs::copy(env!("CARGO_BIN_EXE_l2vip"), &binary).expect("copy l2vip");
+            set_mode(&binary, 0o755);
+        }
+        binary
     }
 
     /// Starts n1 and n2 (both as `start` says) with their configurations,
