@@ -1,7 +1,7 @@
 //! Beyond one segment: l2vip exports VIPs as routes into a kernel table,
 //! BIRD 2 (n1, n2) and FRR (n3) beside it announce them over BGP with BFD
 //! to a router running BIRD 2, and a far client behind the router reaches
-//! the VIPs. The configurations are the README's (`tests/bgp/`).
+//! the VIPs. The configurations are docs/bgp.md's (`tests/bgp/`).
 //!
 //! Timers: heartbeat interval 200 ms, lease 1000 ms; BGP hold 3 s,
 //! keepalive 1 s; BFD 100 ms × 3, so a dead node's routes go after 300 ms.
@@ -317,17 +317,17 @@ fn cluster(lab: &Lab, services: &str) -> (Vec<Daemon>, Routing) {
     (daemons, routing)
 }
 
-/// The README shows the configurations the lab runs, each whole, in a
+/// docs/bgp.md shows the configurations the lab runs, each whole, in a
 /// code block of its own.
 #[test]
-fn the_readme_shows_the_routing_configurations_the_lab_runs() {
-    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README");
+fn the_docs_show_the_routing_configurations_the_lab_runs() {
+    let docs = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/bgp.md"))
+        .expect("docs/bgp.md");
     for name in ["router-bird.conf", "node-bird.conf", "node-frr.conf"] {
         let block = format!("```\n{}```\n", config_file(name));
         assert!(
-            readme.contains(&block),
-            "README lacks tests/bgp/{name} as it is"
+            docs.contains(&block),
+            "docs/bgp.md lacks tests/bgp/{name} as it is"
         );
     }
 }

@@ -267,26 +267,35 @@ fn heartbeat_key_file_must_be_private_and_long_enough() {
     }
 }
 
-/// The shipped examples and the README's full UCI example are valid
+/// The shipped examples, the full JSON and UCI examples of
+/// docs/configuration.md and the README's minimal configuration are valid
 /// (offline: their interfaces need not exist here); a broken UCI file
 /// names the section, the option and the line.
 #[test]
 fn shipped_and_documented_configurations_are_valid() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
-    let start = readme
-        .find("```\nconfig l2vip 'main'")
-        .expect("the README has a UCI example");
-    let block = &readme[start + 4..];
-    let example = &block[..block.find("```").expect("the example ends")];
-    let documented = write_config("readme.uci", example);
-    let start = readme
-        .find("```json\n{\n  \"node\": \"r1\"")
-        .expect("the README has a JSON example");
-    let block = &readme[start + 8..];
-    let json_example = write_config(
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+    };
+    // The code block that starts with `opening` in `text`, without its fences.
+    let block = |text: &str, opening: &str, name: &str| {
+        let start = text
+            .find(opening)
+            .unwrap_or_else(|| panic!("no example starting {opening:?}"));
+        let body = &text[start + opening.find('\n').expect("a fence line") + 1..];
+        write_config(name, &body[..body.find("```").expect("the example ends")])
+    };
+    let reference = read("docs/configuration.md");
+    let documented = block(&reference, "```\nconfig l2vip 'main'", "docs.uci");
+    let json_example = block(
+        &reference,
+        "```json\n{\n  \"node\": \"r1\",\n  \"cluster\"",
+        "docs.json",
+    );
+    let minimal = block(
+        &read("README.md"),
+        "```json\n{\n  \"node\": \"r1\",\n  \"heartbeat\"",
         "readme.json",
-        &block[..block.find("```").expect("the example ends")],
     );
     let root = env!("CARGO_MANIFEST_DIR");
     for path in [
@@ -294,6 +303,7 @@ fn shipped_and_documented_configurations_are_valid() {
         format!("{root}/rootfs/etc/l2vip/config.json"),
         documented.display().to_string(),
         json_example.display().to_string(),
+        minimal.display().to_string(),
     ] {
         let out = l2vip(&["check-config", "--offline", "-c", &path]);
         assert_eq!(

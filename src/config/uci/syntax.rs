@@ -8,7 +8,7 @@
 //! the rest of the line, because the word's terminating NUL lands on it),
 //! this reader keeps the same buffer and the same positions, so it gives
 //! the same results. The rules, each pinned by a test vector made with
-//! OpenWrt's own tool (`tests/uci/`), are listed in the README.
+//! OpenWrt's own tool (`tests/uci/`), are listed in docs/configuration.md.
 
 /// The first error, as libuci reports it: `Parse error (REASON) at line
 /// LINE, byte BYTE` (LINE counts the newline-terminated lines read so far,
