@@ -147,6 +147,40 @@ pub struct ElectionThread {
     out: Vec<u8>,
 }
 
+/// What the policy needs of the configuration.
+fn settings(config: &Config) -> Settings {
+    let heartbeat = &config.heartbeat;
+    Settings {
+        node: config.node.clone(),
+        cluster: config.cluster.clone(),
+        priority: config.priority,
+        mode: config.mode,
+        preempt: config.preempt,
+        interval: heartbeat.interval(),
+        lease: heartbeat.lease(),
+        alone: heartbeat.is_alone(),
+    }
+}
+
+/// The start-up line: how this node talks to its peers, if it has any.
+fn log_start(config: &Config, destinations: usize, authenticated: bool, incarnation: u64) {
+    let heartbeat = &config.heartbeat;
+    if heartbeat.is_alone() {
+        info!("no peers configured: a one-node cluster owns every VIP it may");
+        return;
+    }
+    info!(
+        "heartbeats every {} ms to {destinations} destinations, lease {} ms, {} mode{}; incarnation {incarnation:016x}",
+        heartbeat.interval_ms,
+        heartbeat.lease_ms,
+        match config.mode {
+            Mode::Single => "single",
+            Mode::Spread => "spread",
+        },
+        if authenticated { ", authenticated" } else { "" }
+    );
+}
+
 impl ElectionThread {
     /// Opens the heartbeat socket (unless the node is alone) and returns the
     /// thread state and its mailbox. `services` is the catalogue's list;
@@ -173,32 +207,8 @@ impl ElectionThread {
                 .register(socket, SOCKET, Interest::READABLE)?;
         }
         let (specs, vips) = canonical(services, config.defaults(), config.mac, &config.cluster);
-        let settings = Settings {
-            node: config.node.clone(),
-            cluster: config.cluster.clone(),
-            priority: config.priority,
-            mode: config.mode,
-            preempt: config.preempt,
-            interval: heartbeat.interval(),
-            lease: heartbeat.lease(),
-            alone: heartbeat.is_alone(),
-        };
-        let policy = Policy::new(settings, specs, incarnation, Instant::now());
-        if heartbeat.is_alone() {
-            info!("no peers configured: a one-node cluster owns every VIP it may");
-        } else {
-            info!(
-                "heartbeats every {} ms to {} destinations, lease {} ms, {} mode{}; incarnation {incarnation:016x}",
-                heartbeat.interval_ms,
-                destinations.len(),
-                heartbeat.lease_ms,
-                match config.mode {
-                    Mode::Single => "single",
-                    Mode::Spread => "spread",
-                },
-                if key.is_some() { ", authenticated" } else { "" }
-            );
-        }
+        let policy = Policy::new(settings(config), specs, incarnation, Instant::now());
+        log_start(config, destinations.len(), key.is_some(), incarnation);
         let mut thread = ElectionThread {
             poll,
             commands,

@@ -13,6 +13,7 @@ use crate::message::{
     ElectionAnswer, ElectionAsk, ElectionMetrics, HealthStatus, PeerStatus, Refusal, ServiceStatus,
     ServiceView, StatusSnapshot, VipState,
 };
+use crate::ownership::Vip;
 
 impl ElectionThread {
     /// Answers a client's question or carries out its order.
@@ -64,49 +65,7 @@ impl ElectionThread {
             .vips
             .iter()
             .enumerate()
-            .map(|(index, vip)| {
-                let owner = self.policy.owner(index, now);
-                let linger_left = self.linger.left(&vip.name, now).map(|d| d.as_secs());
-                let state = match (owner, linger_left) {
-                    (Some(node), _) if node == self.identity.node => VipState::Owner,
-                    (_, Some(_)) => VipState::Lingering,
-                    (Some(_), None) => VipState::Standby,
-                    (None, None) => VipState::NoOwner,
-                };
-                let health = self.checked[index].then(|| {
-                    let report = self.health.get(&*vip.name);
-                    HealthStatus {
-                        state: match report.and_then(|r| r.healthy) {
-                            Some(true) => "passing",
-                            Some(false) => "failing",
-                            None => "pending",
-                        },
-                        last: report.map(|r| r.detail.clone()),
-                    }
-                });
-                ServiceStatus {
-                    name: Arc::clone(&vip.name),
-                    ip: vip.ip,
-                    interface: Arc::clone(&vip.interface),
-                    mac: vip.mac.map(crate::config::mac_text),
-                    owner: owner.map(str::to_string),
-                    state,
-                    since_s: self
-                        .policy
-                        .acquired_at(index)
-                        .map(|at| now.saturating_duration_since(at).as_secs()),
-                    unfit: self.policy.unfit(index),
-                    linger_left_s: linger_left,
-                    health,
-                    exported: vip
-                        .export
-                        .filter(|export| match export.what {
-                            ExportWhat::Owned => state == VipState::Owner,
-                            ExportWhat::Eligible => self.eligible.contains(&index),
-                        })
-                        .map(|export| export.table),
-                }
-            })
+            .map(|(index, vip)| self.service_status(index, vip, now))
             .collect();
         let peers = self
             .policy
@@ -139,6 +98,51 @@ impl ElectionThread {
             insecure: self.insecure(),
             services,
             peers,
+        }
+    }
+
+    /// What `status` says of service `index` (`vip`).
+    fn service_status(&self, index: usize, vip: &Vip, now: Instant) -> ServiceStatus {
+        let owner = self.policy.owner(index, now);
+        let linger_left = self.linger.left(&vip.name, now).map(|d| d.as_secs());
+        let state = match (owner, linger_left) {
+            (Some(node), _) if node == self.identity.node => VipState::Owner,
+            (_, Some(_)) => VipState::Lingering,
+            (Some(_), None) => VipState::Standby,
+            (None, None) => VipState::NoOwner,
+        };
+        let health = self.checked[index].then(|| {
+            let report = self.health.get(&*vip.name);
+            HealthStatus {
+                state: match report.and_then(|r| r.healthy) {
+                    Some(true) => "passing",
+                    Some(false) => "failing",
+                    None => "pending",
+                },
+                last: report.map(|r| r.detail.clone()),
+            }
+        });
+        ServiceStatus {
+            name: Arc::clone(&vip.name),
+            ip: vip.ip,
+            interface: Arc::clone(&vip.interface),
+            mac: vip.mac.map(crate::config::mac_text),
+            owner: owner.map(str::to_string),
+            state,
+            since_s: self
+                .policy
+                .acquired_at(index)
+                .map(|at| now.saturating_duration_since(at).as_secs()),
+            unfit: self.policy.unfit(index),
+            linger_left_s: linger_left,
+            health,
+            exported: vip
+                .export
+                .filter(|export| match export.what {
+                    ExportWhat::Owned => state == VipState::Owner,
+                    ExportWhat::Eligible => self.eligible.contains(&index),
+                })
+                .map(|export| export.table),
         }
     }
 
