@@ -79,10 +79,13 @@ impl Scanner<'_> {
         match (self.peek()?, step) {
             (b'{', Step::Key(wanted)) => {
                 self.bump();
+                // A key written twice: serde keeps the last value, so the
+                // line is the last one's.
+                let mut last = None;
                 loop {
                     self.skip_space();
                     if self.peek()? == b'}' {
-                        return None;
+                        break;
                     }
                     let key = self.string()?;
                     let hit = key == wanted.as_bytes();
@@ -91,14 +94,21 @@ impl Scanner<'_> {
                         return None;
                     }
                     if hit {
-                        return self.find(rest, depth + 1);
+                        self.skip_space();
+                        last = Some((self.at, self.line));
                     }
                     self.skip_value(depth + 1)?;
                     self.skip_space();
-                    if self.bump()? != b',' {
-                        return None;
+                    match self.bump()? {
+                        b',' => {}
+                        b'}' => break,
+                        _ => return None,
                     }
                 }
+                let (at, line) = last?;
+                self.at = at;
+                self.line = line;
+                self.find(rest, depth + 1)
             }
             (b'[', Step::Index(wanted)) => {
                 self.bump();

@@ -395,6 +395,42 @@ fn object_list_len(object: &Map<String, Value>, path: &[&str]) -> usize {
     at.get(*last).and_then(Value::as_array).map_or(0, Vec::len)
 }
 
+/// A `config service` section as the JSON of service number `index`.
+fn service_json(
+    section: &Section,
+    index: usize,
+    places: &mut Places,
+) -> Result<Value, ConfigError> {
+    let fail = |message: String| ConfigError {
+        line: Some(section.line),
+        message: format!("{}: {message}", section.label()),
+    };
+    let base = [Step::Key("services"), Step::Index(index)];
+    places.add(&base, section.line, section.label());
+    let mut service = Map::new();
+    fill(section, SERVICE, &mut service, &base, places)?;
+    match (&section.name, service.get("name")) {
+        (Some(name), None) => {
+            let mut name_path = base.to_vec();
+            name_path.push(Step::Key("name"));
+            places.add(&name_path, section.line, section.label());
+            service.insert("name".into(), Value::String(name.clone()));
+        }
+        (None, None) => {
+            return Err(fail(
+                "a service needs a name: `config service 'NAME'` or `option name`".into(),
+            ))
+        }
+        _ => {}
+    }
+    for required in ["ip", "interface"] {
+        if !service.contains_key(required) {
+            return Err(fail(format!("option {required} is missing")));
+        }
+    }
+    Ok(Value::Object(service))
+}
+
 /// Reads UCI text into the JSON document of the same configuration, and
 /// where each of its values came from.
 pub fn to_json(text: &str) -> Result<(Value, Places), ConfigError> {
@@ -409,31 +445,7 @@ pub fn to_json(text: &str) -> Result<(Value, Places), ConfigError> {
             message: format!("{}: {message}", section.label()),
         };
         if section.kind == "service" {
-            let index = services.len();
-            let base = [Step::Key("services"), Step::Index(index)];
-            places.add(&base, section.line, section.label());
-            let mut service = Map::new();
-            fill(section, SERVICE, &mut service, &base, &mut places)?;
-            match (&section.name, service.get("name")) {
-                (Some(name), None) => {
-                    let mut name_path = base.to_vec();
-                    name_path.push(Step::Key("name"));
-                    places.add(&name_path, section.line, section.label());
-                    service.insert("name".into(), Value::String(name.clone()));
-                }
-                (None, None) => {
-                    return Err(fail(
-                        "a service needs a name: `config service 'NAME'` or `option name`".into(),
-                    ))
-                }
-                _ => {}
-            }
-            for required in ["ip", "interface"] {
-                if !service.contains_key(required) {
-                    return Err(fail(format!("option {required} is missing")));
-                }
-            }
-            services.push(Value::Object(service));
+            services.push(service_json(section, services.len(), &mut places)?);
             continue;
         }
         let Some((kind, key, rules)) = SECTIONS.iter().find(|(kind, _, _)| *kind == section.kind)
