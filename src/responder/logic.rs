@@ -1,12 +1,17 @@
-//! What to answer and what to announce: pure, driven by frames and `now`.
+//! What to answer: pure, driven by frames and `now`. The `Responder`
+//! also holds what the answers depend on (the owned VIPs and their MACs)
+//! and hands the rest to the announcement schedule (`schedule`) and the
+//! claims judged as conflicts (`conflicts`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crate::config::Announce;
 use crate::wire::{arp, ethernet, icmpv6, ipv6, Error, EthernetAddress};
 
+use super::conflicts::{Conflict, Conflicts};
 use super::counters::{Counters, DropReason};
+use super::schedule::{Schedule, Sent};
 
 /// Frames we build are at most this long (an NA with its option is 86).
 pub const MAX_FRAME: usize = 128;
@@ -37,69 +42,6 @@ pub struct OwnedVip {
     pub mac: Option<EthernetAddress>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Announcing {
-    vip: OwnedVip,
-    /// Rounds of the current burst still to send.
-    rounds_left: u32,
-    /// When the next round (burst or refresh) is due; `None`: nothing more.
-    next_at: Option<Instant>,
-}
-
-/// What became of one announcement frame handed to the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// On its way.
-    Sent,
-    /// Failed for good (counted); the round goes on.
-    Failed,
-    /// The socket's send buffer is full: the round stops here and goes on
-    /// after `SEND_BACKOFF`, where it stopped.
-    Full,
-}
-
-/// How long a full send buffer, or a full batch, pauses announcements.
-pub const SEND_BACKOFF: Duration = Duration::from_millis(1);
-/// Announcement frames sent back to back before `SEND_BACKOFF`: a burst
-/// for 1000 VIPs (3000 frames) is paced over ~25 ms instead of
-/// overflowing the queues between here and the clients (the same frames
-/// would be lost in every round).
-pub const FRAMES_PER_BATCH: usize = 128;
-
-/// Claims on one VIP are defended with at most one announcement this
-/// often (RFC 5227 §2.4 (b)): never a loop with another claimant.
-pub const DEFEND_EVERY: Duration = Duration::from_secs(10);
-/// Claims waiting to be judged, and conflicts kept for `status`: bounded,
-/// the oldest go first.
-const MAX_SUSPECTS: usize = 64;
-const MAX_CONFLICTS: usize = 32;
-
-/// A claim on an owned VIP from a MAC that is not ours, waiting for the
-/// election to say whether another cluster node claims the VIP too.
-#[derive(Debug, Clone, Copy)]
-struct Suspect {
-    slot: usize,
-    ip: IpAddr,
-    mac: EthernetAddress,
-    /// When the loop first saw it (stamped by `judge_claims`).
-    seen: Option<Instant>,
-}
-
-/// Another host claiming a VIP this node owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conflict {
-    /// The VIP.
-    pub ip: IpAddr,
-    /// The claimant's MAC.
-    pub mac: EthernetAddress,
-    /// Claims seen.
-    pub count: u64,
-    /// The last one.
-    pub last_seen: Instant,
-    /// When it was last logged.
-    logged: Option<Instant>,
-}
-
 /// The outcome of one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -113,25 +55,13 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Responder {
     interfaces: Vec<Interface>,
-    announce: Announce,
     /// (slot, VIP) pairs answered for, sorted (looked up per frame by
     /// binary search; a tenth of a hash set's memory with 1000 VIPs).
     owned: Vec<(usize, IpAddr)>,
     /// The VIPs answered with a MAC of their own (few): (slot, VIP, MAC).
     own_macs: Vec<(usize, IpAddr, EthernetAddress)>,
-    announcing: Vec<Announcing>,
-    /// A send buffer was full: no announcement before this instant.
-    blocked_until: Option<Instant>,
-    /// VIPs another cluster node claims too: a split brain, not a conflict.
-    contested: Vec<IpAddr>,
-    /// Claims waiting to be judged.
-    suspects: Vec<Suspect>,
-    /// Confirmed conflicts, the most recent last.
-    conflicts: Vec<Conflict>,
-    /// When each VIP was last defended.
-    defended: Vec<(IpAddr, Instant)>,
-    /// How long a claim waits for the election (two heartbeat intervals).
-    judge_after: Duration,
+    schedule: Schedule,
+    conflicts: Conflicts,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -141,16 +71,10 @@ impl Responder {
     pub fn new(interfaces: Vec<Interface>, announce: Announce) -> Responder {
         Responder {
             interfaces,
-            announce,
             owned: Vec::new(),
             own_macs: Vec::new(),
-            announcing: Vec::new(),
-            blocked_until: None,
-            contested: Vec::new(),
-            suspects: Vec::new(),
-            conflicts: Vec::new(),
-            defended: Vec::new(),
-            judge_after: Duration::from_secs(2),
+            schedule: Schedule::new(announce),
+            conflicts: Conflicts::new(),
             counters: Counters::default(),
         }
     }
@@ -158,110 +82,30 @@ impl Responder {
     /// How long a claim on an owned VIP waits before it is judged: long
     /// enough for the election to hear a cluster node that claims it too.
     pub fn set_judge_after(&mut self, after: Duration) {
-        self.judge_after = after;
+        self.conflicts.set_judge_after(after);
     }
 
     /// The owned VIPs another cluster node claims too.
     pub fn set_contested(&mut self, ips: Vec<IpAddr>) {
-        self.contested = ips;
+        self.conflicts.set_contested(ips);
     }
 
     /// The conflicts seen, the most recent last.
     pub fn conflicts(&self) -> &[Conflict] {
-        &self.conflicts
+        self.conflicts.seen()
     }
 
-    /// Notes a claim on `ip` (owned on `slot`) by `mac`.
-    fn suspect(&mut self, slot: usize, ip: IpAddr, mac: EthernetAddress) {
-        if self.suspects.len() >= MAX_SUSPECTS {
-            self.suspects.remove(0);
-        }
-        self.suspects.push(Suspect {
-            slot,
-            ip,
-            mac,
-            seen: None,
-        });
-    }
-
-    /// Judges the claims that have waited long enough: on a VIP this node
-    /// still owns and no cluster node claims, a claim is a conflict:
-    /// counted, kept for `status`, and defended with one announcement
-    /// round unless the VIP was defended within `DEFEND_EVERY`. Returns
-    /// the conflicts to log now (each at most once per `DEFEND_EVERY`).
+    /// Judges the claims that have waited long enough (see `conflicts`),
+    /// and asks the schedule for one round for each VIP to defend. Returns
+    /// the conflicts to log now.
     pub fn judge_claims(&mut self, now: Instant) -> Vec<Conflict> {
-        let mut log = Vec::new();
-        let mut index = 0;
-        while index < self.suspects.len() {
-            let suspect = &mut self.suspects[index];
-            let seen = *suspect.seen.get_or_insert(now);
-            if now.saturating_duration_since(seen) < self.judge_after {
-                index += 1;
-                continue;
-            }
-            let suspect = self.suspects.remove(index);
-            if self
-                .owned
-                .binary_search(&(suspect.slot, suspect.ip))
-                .is_err()
-            {
-                continue;
-            }
-            if self.contested.contains(&suspect.ip) {
-                self.counters.split_brain_claims += 1;
-                continue;
-            }
-            self.counters.conflicts += 1;
-            let at = match self
-                .conflicts
-                .iter()
-                .position(|c| c.ip == suspect.ip && c.mac == suspect.mac)
-            {
-                Some(at) => at,
-                None => {
-                    if self.conflicts.len() >= MAX_CONFLICTS {
-                        self.conflicts.remove(0);
-                    }
-                    self.conflicts.push(Conflict {
-                        ip: suspect.ip,
-                        mac: suspect.mac,
-                        count: 0,
-                        last_seen: now,
-                        logged: None,
-                    });
-                    self.conflicts.len() - 1
-                }
-            };
-            let mut conflict = self.conflicts.remove(at);
-            conflict.count += 1;
-            conflict.last_seen = now;
-            if conflict
-                .logged
-                .map_or(true, |at| now.saturating_duration_since(at) >= DEFEND_EVERY)
-            {
-                conflict.logged = Some(now);
-                log.push(conflict);
-            }
-            self.conflicts.push(conflict);
-            self.defend(now, suspect.ip);
+        let owned = &self.owned;
+        let owns = |slot, ip| owned.binary_search(&(slot, ip)).is_ok();
+        let judged = self.conflicts.judge(now, owns, &mut self.counters);
+        for ip in judged.defend {
+            self.schedule.kick(now, ip);
         }
-        log
-    }
-
-    /// One announcement round for `ip`, unless it had one within
-    /// `DEFEND_EVERY`.
-    fn defend(&mut self, now: Instant, ip: IpAddr) {
-        self.defended
-            .retain(|(_, at)| now.saturating_duration_since(*at) < DEFEND_EVERY);
-        if self.defended.iter().any(|(defended, _)| *defended == ip) {
-            return;
-        }
-        self.defended.push((ip, now));
-        self.counters.conflict_defences += 1;
-        for entry in self.announcing.iter_mut().filter(|a| a.vip.ip == ip) {
-            entry.rounds_left = entry.rounds_left.max(1);
-            entry.next_at = Some(now);
-        }
+        judged.log
     }
 
     /// The interfaces, by slot.
@@ -292,7 +136,6 @@ impl Responder {
             .filter_map(|v| v.mac.map(|mac| (v.slot, v.ip, mac)))
             .collect();
         // A VIP whose MAC changed is announced afresh, as if acquired.
-        let before = self.announcing.len();
         let macs_before = std::mem::replace(&mut self.own_macs, own_macs);
         let mac_of = |macs: &[(usize, IpAddr, EthernetAddress)], slot: usize, ip: IpAddr| {
             macs.iter()
@@ -308,29 +151,18 @@ impl Responder {
             })
             .collect();
         self.owned.retain(|pair| !changed.contains(pair));
-        self.announcing.retain(|a| {
-            wanted.binary_search(&(a.vip.slot, a.vip.ip)).is_ok()
-                && !changed.contains(&(a.vip.slot, a.vip.ip))
+        let released = self.schedule.retain(|vip| {
+            wanted.binary_search(&(vip.slot, vip.ip)).is_ok()
+                && !changed.contains(&(vip.slot, vip.ip))
         });
-        let released = before - self.announcing.len();
         let mut acquired = 0;
         for &(slot, ip) in &wanted {
             if self.owned.binary_search(&(slot, ip)).is_err() {
                 acquired += 1;
-                self.announcing.push(Announcing {
-                    vip: OwnedVip {
-                        ip,
-                        slot,
-                        mac: mac_of(&self.own_macs, slot, ip),
-                    },
-                    rounds_left: self.announce.count,
-                    next_at: (self.announce.count > 0)
-                        .then_some(now)
-                        .or_else(|| self.announce.refresh().map(|r| now + r)),
-                });
+                let mac = mac_of(&self.own_macs, slot, ip);
+                self.schedule.start(now, OwnedVip { ip, slot, mac });
             }
         }
-        self.announcing.shrink_to_fit();
         self.owned = wanted;
         (acquired, released.saturating_sub(changed.len()))
     }
@@ -346,107 +178,28 @@ impl Responder {
     /// Sends a new burst for every owned VIP on `slot` (link came back,
     /// MAC changed, split brain healed).
     pub fn reannounce(&mut self, now: Instant, slot: usize) {
-        for entry in self.announcing.iter_mut().filter(|a| a.vip.slot == slot) {
-            entry.rounds_left = self.announce.count;
-            entry.next_at = Some(now);
-        }
+        self.schedule.burst(now, |vip| vip.slot == slot);
     }
 
     /// Sends a new burst for the owned VIPs among `ips`.
     pub fn reannounce_ips(&mut self, now: Instant, ips: &[IpAddr]) {
-        for entry in self
-            .announcing
-            .iter_mut()
-            .filter(|a| ips.contains(&a.vip.ip))
-        {
-            entry.rounds_left = self.announce.count;
-            entry.next_at = Some(now);
-        }
+        self.schedule.burst(now, |vip| ips.contains(&vip.ip));
     }
 
-    /// When `announce_due` has work next.
+    /// When `announce_due` or `judge_claims` has work next.
     pub fn poll_at(&self) -> Option<Instant> {
-        let judged = self
-            .suspects
-            .iter()
-            .filter_map(|s| s.seen.map(|seen| later(seen, self.judge_after)))
-            .min();
-        let due = self.announcing.iter().filter_map(|a| a.next_at).min();
-        let due = due.map(|due| self.blocked_until.map_or(due, |until| due.max(until)));
-        match (judged, due) {
+        match (self.conflicts.poll_at(), self.schedule.poll_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    /// Whether claims wait to be stamped (the loop calls `judge_claims`).
-    pub fn has_unjudged(&self) -> bool {
-        self.suspects.iter().any(|s| s.seen.is_none())
-    }
-
     /// Emits every announcement round due at `now` through `send(slot, frame)`.
     /// A full send buffer pauses the rest (1000 VIPs are 3000 frames) and
     /// they go out after `SEND_BACKOFF`, none skipped.
-    pub fn announce_due(&mut self, now: Instant, mut send: impl FnMut(usize, &[u8]) -> Sent) {
-        if self.blocked_until.is_some_and(|until| now < until) {
-            return;
-        }
-        self.blocked_until = None;
-        let interval = self.announce.interval();
-        let refresh = self.announce.refresh();
-        let mut buffer = [0u8; MAX_FRAME];
-        let mut frames = 0;
-        for index in 0..self.announcing.len() {
-            let entry = self.announcing[index];
-            match entry.next_at {
-                Some(at) if at <= now => {}
-                _ => continue,
-            }
-            if frames >= FRAMES_PER_BATCH {
-                self.blocked_until = Some(later(now, SEND_BACKOFF));
-                return;
-            }
-            frames += if entry.vip.ip.is_ipv4() { 2 } else { 1 };
-            let Some(interface) = self.interfaces.get(entry.vip.slot) else {
-                continue;
-            };
-            let mac = entry.vip.mac.unwrap_or(interface.mac);
-            let full = match entry.vip.ip {
-                IpAddr::V4(ip) => [arp::Operation::Request, arp::Operation::Reply]
-                    .into_iter()
-                    .any(|operation| {
-                        let len = gratuitous_arp(&mut buffer, mac, ip, operation);
-                        self.count_sent(send(entry.vip.slot, &buffer[..len]), true)
-                    }),
-                IpAddr::V6(ip) => {
-                    let len = unsolicited_na(&mut buffer, mac, ip);
-                    self.count_sent(send(entry.vip.slot, &buffer[..len]), false)
-                }
-            };
-            if full {
-                // This entry stays due; it and the rest go out shortly.
-                self.blocked_until = Some(later(now, SEND_BACKOFF));
-                return;
-            }
-            let entry = &mut self.announcing[index];
-            entry.rounds_left = entry.rounds_left.saturating_sub(1);
-            entry.next_at = if entry.rounds_left > 0 {
-                Some(later(now, interval))
-            } else {
-                refresh.map(|r| later(now, r))
-            };
-        }
-    }
-
-    /// Counts one send; true when the socket was full.
-    fn count_sent(&mut self, sent: Sent, ipv4: bool) -> bool {
-        match (sent, ipv4) {
-            (Sent::Full, _) => return true,
-            (Sent::Failed, _) => self.counters.send_errors += 1,
-            (Sent::Sent, true) => self.counters.gratuitous_arp_sent += 1,
-            (Sent::Sent, false) => self.counters.unsolicited_na_sent += 1,
-        }
-        false
+    pub fn announce_due(&mut self, now: Instant, send: impl FnMut(usize, &[u8]) -> Sent) {
+        self.schedule
+            .due(now, &self.interfaces, &mut self.counters, send);
     }
 
     /// Handles a frame that arrived on the ARP socket of `slot`.
@@ -567,7 +320,8 @@ impl Responder {
         let sender = IpAddr::V4(request.source_protocol_addr);
         let claimed = self.owned.binary_search(&(slot, sender)).is_ok();
         if claimed {
-            self.suspect(slot, sender, request.source_hardware_addr);
+            self.conflicts
+                .suspect(slot, sender, request.source_hardware_addr);
         }
         if request.operation == arp::Operation::Reply || request.is_gratuitous() {
             return Err(if claimed || self.owns_anywhere(sender) {
@@ -581,7 +335,8 @@ impl Responder {
         let target = request.target_protocol_addr;
         self.check_owned(slot, IpAddr::V4(target))?;
         if request.source_protocol_addr.is_unspecified() {
-            self.suspect(slot, IpAddr::V4(target), request.source_hardware_addr);
+            self.conflicts
+                .suspect(slot, IpAddr::V4(target), request.source_hardware_addr);
         }
         let mac = self.mac_of(slot, IpAddr::V4(target));
         let reply = arp::Repr {
@@ -592,6 +347,54 @@ impl Responder {
             target_protocol_addr: request.source_protocol_addr,
         };
         Ok(emit_arp(out, request.source_hardware_addr, &reply))
+    }
+
+    /// Another host advertises `target` with `mac`: on a VIP we own, a
+    /// claim on it. The NA is dropped either way, for this reason.
+    fn advertised(&mut self, slot: usize, target: Ipv6Addr, mac: EthernetAddress) -> DropReason {
+        let ip = IpAddr::V6(target);
+        if self.owned.binary_search(&(slot, ip)).is_err() {
+            return DropReason::NotRequest;
+        }
+        if mac.is_unicast() {
+            self.conflicts.suspect(slot, ip, mac);
+        }
+        DropReason::Conflict
+    }
+
+    /// The NA answering a solicitation for the owned `target` from
+    /// `source` (link-layer address `solicitor`); `dad`: from ::.
+    fn neighbor_advert(
+        &self,
+        out: &mut [u8; MAX_FRAME],
+        slot: usize,
+        target: Ipv6Addr,
+        dad: bool,
+        source: Ipv6Addr,
+        solicitor: EthernetAddress,
+    ) -> usize {
+        let mac = self.mac_of(slot, IpAddr::V6(target));
+        // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
+        // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
+        let (ip_destination, mac_destination, solicited) = if dad {
+            (
+                ipv6::ALL_NODES,
+                EthernetAddress::ipv6_multicast(&ipv6::ALL_NODES.octets()),
+                false,
+            )
+        } else {
+            (source, solicitor, true)
+        };
+        let advert = icmpv6::Repr::NeighborAdvert {
+            flags: icmpv6::AdvertFlags {
+                router: false,
+                solicited,
+                override_: true,
+            },
+            target,
+            target_lladdr: Some(mac),
+        };
+        emit_na(out, mac, mac_destination, target, ip_destination, &advert)
     }
 
     fn ndp_verdict(
@@ -629,16 +432,8 @@ impl Responder {
                 target_lladdr,
                 ..
             }) => {
-                // Another host advertising a VIP we own: a claim on it.
-                let ip = IpAddr::V6(target);
-                if self.owned.binary_search(&(slot, ip)).is_err() {
-                    return Err(DropReason::NotRequest);
-                }
                 let mac = target_lladdr.unwrap_or_else(|| frame.source());
-                if mac.is_unicast() {
-                    self.suspect(slot, ip, mac);
-                }
-                return Err(DropReason::Conflict);
+                return Err(self.advertised(slot, target, mac));
             }
             Err(Error::Unsupported) => return Err(DropReason::NotRequest),
             Err(Error::Checksum) => return Err(DropReason::Checksum),
@@ -657,50 +452,26 @@ impl Responder {
         self.check_owned(slot, IpAddr::V6(target))?;
         if dad {
             // Someone's duplicate address detection for a VIP we own.
-            self.suspect(slot, IpAddr::V6(target), frame.source());
+            self.conflicts
+                .suspect(slot, IpAddr::V6(target), frame.source());
         }
-        let mac = self.mac_of(slot, IpAddr::V6(target));
-        // RFC 4861 §7.2.4: to the solicitor with S=1; a DAD probe (from ::)
-        // is answered to all nodes with S=0. O=1: the VIP is ours to claim.
-        let (ip_destination, mac_destination, solicited) = if dad {
-            (
-                ipv6::ALL_NODES,
-                EthernetAddress::ipv6_multicast(&ipv6::ALL_NODES.octets()),
-                false,
-            )
-        } else {
-            (
-                source,
-                source_lladdr.unwrap_or_else(|| frame.source()),
-                true,
-            )
-        };
-        let advert = icmpv6::Repr::NeighborAdvert {
-            flags: icmpv6::AdvertFlags {
-                router: false,
-                solicited,
-                override_: true,
-            },
-            target,
-            target_lladdr: Some(mac),
-        };
-        Ok(emit_na(
+        Ok(self.neighbor_advert(
             out,
-            mac,
-            mac_destination,
+            slot,
             target,
-            ip_destination,
-            &advert,
+            dad,
+            source,
+            source_lladdr.unwrap_or_else(|| frame.source()),
         ))
     }
 }
 
-fn later(now: Instant, after: Duration) -> Instant {
-    now.checked_add(after).unwrap_or(now)
-}
-
 /// Writes an ARP frame to `destination`, padded to the Ethernet minimum.
-fn emit_arp(out: &mut [u8; MAX_FRAME], destination: EthernetAddress, repr: &arp::Repr) -> usize {
+pub(super) fn emit_arp(
+    out: &mut [u8; MAX_FRAME],
+    destination: EthernetAddress,
+    repr: &arp::Repr,
+) -> usize {
     let header = ethernet::Repr {
         source: repr.source_hardware_addr,
         destination,
@@ -718,7 +489,7 @@ fn emit_arp(out: &mut [u8; MAX_FRAME], destination: EthernetAddress, repr: &arp:
 }
 
 /// Writes an IPv6 frame carrying the NA `repr`.
-fn emit_na(
+pub(super) fn emit_na(
     out: &mut [u8; MAX_FRAME],
     source_mac: EthernetAddress,
     destination_mac: EthernetAddress,
@@ -753,46 +524,13 @@ fn emit_na(
     len
 }
 
-/// A gratuitous ARP for `ip` in request or reply form (RFC 5227 §3,
-/// RFC 5944 §4.6): sender and target address both `ip`, broadcast.
-pub fn gratuitous_arp(
-    out: &mut [u8; MAX_FRAME],
-    mac: EthernetAddress,
-    ip: Ipv4Addr,
-    operation: arp::Operation,
-) -> usize {
-    let repr = arp::Repr {
-        operation,
-        source_hardware_addr: mac,
-        source_protocol_addr: ip,
-        target_hardware_addr: match operation {
-            arp::Operation::Reply => mac,
-            _ => EthernetAddress::default(),
-        },
-        target_protocol_addr: ip,
-    };
-    emit_arp(out, EthernetAddress::BROADCAST, &repr)
-}
-
-/// An unsolicited NA for `ip` to all nodes, O=1 (RFC 4861 §7.2.6).
-pub fn unsolicited_na(out: &mut [u8; MAX_FRAME], mac: EthernetAddress, ip: Ipv6Addr) -> usize {
-    let advert = icmpv6::Repr::NeighborAdvert {
-        flags: icmpv6::AdvertFlags {
-            router: false,
-            solicited: false,
-            override_: true,
-        },
-        target: ip,
-        target_lladdr: Some(mac),
-    };
-    let group = EthernetAddress::ipv6_multicast(&ipv6::ALL_NODES.octets());
-    emit_na(out, mac, group, ip, ipv6::ALL_NODES, &advert)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::conflicts::DEFEND_EVERY;
+    use super::super::schedule::{gratuitous_arp, FRAMES_PER_BATCH, SEND_BACKOFF};
     use super::*;
     use crate::wire::captures::{ARP_REPLY, ARP_REQUEST, DAD_NS, NA, NS};
+    use std::net::Ipv4Addr;
 
     const NODE: EthernetAddress = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x00, 0x01]);
     const SIDE: EthernetAddress = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x01, 0x01]);

@@ -1,6 +1,10 @@
 //! The responder: answers ARP and Neighbor Solicitations for owned VIPs
-//! and announces them. `logic` decides; `thread` moves the frames.
+//! and announces them. `logic` decides what to answer, `schedule` when to
+//! announce, `conflicts` what other hosts' claims on owned VIPs are;
+//! `thread` moves the frames.
 
+pub mod conflicts;
 pub mod counters;
 pub mod logic;
+pub mod schedule;
 pub mod thread;

@@ -12,8 +12,10 @@ use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::conflicts::DEFEND_EVERY;
 use super::counters::{DropReason, LogLimit};
-use super::logic::{Interface, OwnedVip, Responder, Sent, Verdict, DEFEND_EVERY, MAX_FRAME};
+use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
+use super::schedule::Sent;
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Announce;
 use crate::message::{ConflictView, ControlEvent, LinkState, ResponderCommand as Command};
