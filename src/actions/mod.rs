@@ -1,6 +1,10 @@
-//! What ownership means for the host: local routes, hooks, health checks.
+//! What ownership means for the host: local and exported routes
+//! (`routes`), the VIPs' own MACs (`macvlans`), the ARP sysctls
+//! (`sysctl`), hooks (`hooks`) and health checks (`children`, `health`).
 
 pub mod children;
 pub mod health;
+pub mod macvlans;
 pub mod routes;
+pub mod sysctl;
 pub mod thread;

@@ -20,7 +20,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::children::{Child, Outcome};
 use super::health::Health;
-use super::routes::{ArpSettings, RouteSet, RouteTo, Routes};
+use super::routes::{RouteSet, RouteTo, Routes};
+use super::sysctl::ArpSettings;
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::{self, Bind, Check, Config, ExportWhat, Hooks, Service};
 use crate::message::{

@@ -1,0 +1,152 @@
+//! Macvlans for VIPs with a MAC of their own.
+//!
+//! A VIP with a MAC of its own (`"mac": "virtual"`) gets a macvlan
+//! with that MAC on its interface while it is owned, so that the kernel
+//! accepts frames sent to the MAC: private mode, `NOARP` (the kernel never
+//! answers or asks ARP/NDP on it), no IPv6 addresses (no link-local, so no
+//! DAD and no MLD from it), no IPv4 addresses (no IGMP). Heartbeats and
+//! multicast joins stay on the interface itself. Its name is `l2v` and the
+//! MAC's last four bytes in hex; one left by a crashed run is removed at
+//! start, as stale routes are.
+
+use std::io;
+use std::sync::Arc;
+
+use log::{info, warn};
+
+use super::routes::Routes;
+use crate::wire::netlink::{self, Message};
+
+/// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
+pub fn macvlan_name(mac: [u8; 6]) -> String {
+    let [_, _, c, d, e, f] = mac;
+    format!("l2v{c:02x}{d:02x}{e:02x}{f:02x}")
+}
+
+/// Whether `name` is one `macvlan_name` makes.
+fn is_macvlan_name(name: &str) -> bool {
+    name.len() == 11
+        && name.starts_with("l2v")
+        && name[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Routes {
+    /// Removes the macvlans an earlier run left (by their names); returns
+    /// how many.
+    pub fn remove_stale_macvlans(&mut self) -> io::Result<usize> {
+        let mut stale = Vec::new();
+        self.dump(
+            netlink::RTM_GETLINK,
+            netlink::AF_UNSPEC,
+            "link dump",
+            |message| {
+                if let Message::Link(link) = message {
+                    if is_macvlan_name(&link.name) {
+                        stale.push(link.name);
+                    }
+                }
+            },
+        )?;
+        for name in &stale {
+            match self.delete_link(name) {
+                Ok(()) => info!("removed {name}, a macvlan an earlier run left"),
+                Err(e) => warn!("cannot remove {name}, a macvlan an earlier run left: {e}"),
+            }
+        }
+        Ok(stale.len())
+    }
+
+    fn delete_link(&mut self, name: &str) -> io::Result<()> {
+        let seq = self.next_seq();
+        netlink::link_delete_request(&mut self.out, name, seq);
+        self.request(seq)
+    }
+
+    /// Creates the macvlan for `mac` on `parent` and brings it up.
+    fn add_macvlan(&mut self, mac: [u8; 6], parent: &str, name: &str) -> io::Result<()> {
+        let Some(index) = crate::sys::iface::index(parent) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such interface"));
+        };
+        let seq = self.next_seq();
+        netlink::macvlan_request(&mut self.out, name, index, mac, seq);
+        match self.request(seq) {
+            // Someone's link of that name, or ours from before: replaced.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.delete_link(name)?;
+                let seq = self.next_seq();
+                netlink::macvlan_request(&mut self.out, name, index, mac, seq);
+                self.request(seq)?;
+            }
+            other => other?,
+        }
+        let seq = self.next_seq();
+        netlink::link_change_request(&mut self.out, name, false, true, seq);
+        let configured = self.request(seq).and_then(|()| {
+            let seq = self.next_seq();
+            netlink::link_change_request(&mut self.out, name, true, false, seq);
+            self.request(seq)
+        });
+        if let Err(e) = configured {
+            let _ = self.delete_link(name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The macvlans in place now: (MAC, parent, name).
+    pub fn macvlans(&self) -> impl Iterator<Item = ([u8; 6], &str, &str)> {
+        self.macvlans
+            .iter()
+            .map(|(mac, parent, name)| (*mac, &**parent, name.as_str()))
+    }
+
+    /// Makes the macvlans in place exactly `wanted` (MAC, interface):
+    /// adds when `adding`, else removes. Failures are logged and retried
+    /// on the next call.
+    pub fn apply_macs(&mut self, wanted: &[([u8; 6], Arc<str>)], adding: bool) {
+        let held = |macvlans: &[([u8; 6], Arc<str>, String)], mac: &[u8; 6], parent: &str| {
+            macvlans.iter().any(|(m, p, _)| m == mac && **p == *parent)
+        };
+        if adding {
+            for (mac, parent) in wanted {
+                if held(&self.macvlans, mac, parent) {
+                    continue;
+                }
+                let name = macvlan_name(*mac);
+                match self.add_macvlan(*mac, parent, &name) {
+                    Ok(()) => {
+                        info!("{name}: {} on {parent}", crate::config::mac_text(*mac));
+                        self.macvlans.push((*mac, Arc::clone(parent), name));
+                    }
+                    Err(e) => warn!(
+                        "{parent}: cannot add macvlan {name} for {}: {e}",
+                        crate::config::mac_text(*mac)
+                    ),
+                }
+            }
+        } else {
+            let mut index = 0;
+            while index < self.macvlans.len() {
+                let (mac, parent, name) = &self.macvlans[index];
+                if wanted.iter().any(|(m, p)| m == mac && p == parent) {
+                    index += 1;
+                    continue;
+                }
+                let name = name.clone();
+                match self.delete_link(&name) {
+                    Ok(()) => info!("{name}: removed"),
+                    // Gone with its interface.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => {}
+                    Err(e) => {
+                        warn!("{name}: cannot remove: {e}");
+                        index += 1;
+                        continue;
+                    }
+                }
+                self.macvlans.remove(index);
+            }
+        }
+    }
+}
