@@ -4,6 +4,7 @@
 
 pub mod children;
 pub mod health;
+mod hooks;
 pub mod macvlans;
 pub mod routes;
 pub mod sysctl;

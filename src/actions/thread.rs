@@ -7,7 +7,7 @@
 //! TCP checks are non-blocking connects, all bounded by timeouts in the
 //! loop's own clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::children::{Child, Outcome};
 use super::health::Health;
+use super::hooks::{HookEvent, HookQueue, QueuedHook};
 use super::routes::{RouteSet, RouteTo, Routes};
 use super::sysctl::ArpSettings;
 use crate::channel::{mailbox, wait, Mailbox};
@@ -32,9 +33,6 @@ use crate::ownership::{Ownership, Vip};
 const WAKER: Token = Token(0);
 /// While children run, the loop looks for their exit this often.
 const REAP_TICK: Duration = Duration::from_millis(20);
-/// Hook runs waiting per service (two per event with `--notify`); older
-/// ones are dropped beyond this.
-const MAX_QUEUED_HOOKS: usize = 16;
 /// How long running hooks may finish at exit before they are killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
 
@@ -49,48 +47,6 @@ enum Purpose {
 struct Run {
     child: Child,
     purpose: Purpose,
-}
-
-/// Which hook an ownership change runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HookEvent {
-    Acquire,
-    Release,
-}
-
-impl HookEvent {
-    /// `L2VIP_EVENT`'s value.
-    fn name(self) -> &'static str {
-        match self {
-            HookEvent::Acquire => "acquire",
-            HookEvent::Release => "release",
-        }
-    }
-
-    /// The configuration key of its command.
-    fn key(self) -> &'static str {
-        match self {
-            HookEvent::Acquire => "on_acquire",
-            HookEvent::Release => "on_release",
-        }
-    }
-
-    /// Its command, if one is configured.
-    fn command(self, hooks: &Hooks) -> Option<&String> {
-        match self {
-            HookEvent::Acquire => hooks.on_acquire.as_ref(),
-            HookEvent::Release => hooks.on_release.as_ref(),
-        }
-    }
-}
-
-/// A hook waiting to run.
-#[derive(Debug)]
-struct QueuedHook {
-    event: HookEvent,
-    vip: Vip,
-    /// The daemon's `--notify` command rather than the configured hook.
-    notify: bool,
 }
 
 /// One service's health check and its state.
@@ -138,7 +94,7 @@ pub struct ActionsThread {
     runs: HashMap<Token, Run>,
     /// Checks killed because their service went or changed, until reaped.
     killed: Vec<Child>,
-    hook_queue: BTreeMap<String, VecDeque<QueuedHook>>,
+    hook_queue: HookQueue,
     next_token: usize,
 }
 
@@ -192,7 +148,7 @@ impl ActionsThread {
                 checks: BTreeMap::new(),
                 runs: HashMap::new(),
                 killed: Vec::new(),
-                hook_queue: BTreeMap::new(),
+                hook_queue: HookQueue::default(),
                 next_token: 1,
             },
             mailbox,
@@ -300,7 +256,8 @@ impl ActionsThread {
                     if !outcome.success() {
                         warn!("{}: {}", run.child.label(), outcome.describe());
                     }
-                    self.next_hook(&service);
+                    self.hook_queue.finished(&service);
+                    self.start_hooks(&service);
                 }
                 Purpose::Check { service } => {
                     let ok = outcome.success();
@@ -509,67 +466,45 @@ impl ActionsThread {
         self.current = ownership;
     }
 
+    /// Queues the hooks `event` on `vip` runs, and starts the first.
     fn queue_hook(&mut self, event: HookEvent, vip: Vip) {
         let configured = event.command(&self.hooks).is_some();
-        for notify in [false, true] {
-            if (notify && self.notify.is_some()) || (!notify && configured) {
-                self.queue_one(QueuedHook {
-                    event,
-                    vip: vip.clone(),
-                    notify,
-                });
+        let notify = self.notify.is_some();
+        for dropped in self.hook_queue.push(event, &vip, configured, notify) {
+            warn!(
+                "{}: hooks are falling behind; the {} hook queued earlier is skipped",
+                vip.name,
+                dropped.name()
+            );
+        }
+        self.start_hooks(&vip.name);
+    }
+
+    /// Starts the next queued hook of `service`, unless one runs: one at a
+    /// time per service, in order. One that cannot start is skipped.
+    fn start_hooks(&mut self, service: &str) {
+        while let Some(hook) = self.hook_queue.next(service) {
+            if self.spawn_hook(service, &hook) {
+                return;
             }
+            self.hook_queue.finished(service);
         }
     }
 
-    fn queue_one(&mut self, hook: QueuedHook) {
-        let service = hook.vip.name.to_string();
-        let queue = self.hook_queue.entry(service.clone()).or_default();
-        if queue.len() >= MAX_QUEUED_HOOKS {
-            if let Some(dropped) = queue.pop_front() {
-                warn!(
-                    "{service}: hooks are falling behind; the {} hook queued earlier is skipped",
-                    dropped.event.name()
-                );
-            }
-        }
-        queue.push_back(hook);
-        let running = self
-            .runs
-            .values()
-            .any(|run| matches!(&run.purpose, Purpose::Hook { service: s } if *s == service));
-        if !running {
-            self.next_hook(&service);
-        }
-    }
-
-    /// Starts the next queued hook of `service`: one at a time per service,
-    /// in order.
-    fn next_hook(&mut self, service: &str) {
-        let Some(event) = self
-            .hook_queue
-            .get_mut(service)
-            .and_then(VecDeque::pop_front)
-        else {
-            self.hook_queue.remove(service);
-            return;
-        };
-        let name = if event.notify {
-            "--notify"
+    /// Starts `hook` of `service`; false when it did not start (its command
+    /// is no longer configured, or the process could not be made).
+    fn spawn_hook(&mut self, service: &str, hook: &QueuedHook) -> bool {
+        let (name, command) = if hook.notify {
+            ("--notify", self.notify.clone())
         } else {
-            event.event.key()
-        };
-        let command = if event.notify {
-            self.notify.clone()
-        } else {
-            event.event.command(&self.hooks).cloned()
+            (hook.event.key(), hook.event.command(&self.hooks).cloned())
         };
         let Some(command) = command else {
-            return self.next_hook(service);
+            return false;
         };
-        let vip = &event.vip;
+        let vip = &hook.vip;
         let mut env = vip_env(&self.node, &vip.name, vip.ip, &vip.interface);
-        env.push(("L2VIP_EVENT", event.event.name().to_string()));
+        env.push(("L2VIP_EVENT", hook.event.name().to_string()));
         let label = format!("hook {name} for {service}");
         let token = self.token();
         let spawned = Child::spawn(&command, &env, label.clone(), self.hooks.timeout()).and_then(
@@ -584,19 +519,15 @@ impl ActionsThread {
         );
         match spawned {
             Ok(child) => {
-                self.runs.insert(
-                    token,
-                    Run {
-                        child,
-                        purpose: Purpose::Hook {
-                            service: service.to_string(),
-                        },
-                    },
-                );
+                let purpose = Purpose::Hook {
+                    service: service.to_string(),
+                };
+                self.runs.insert(token, Run { child, purpose });
+                true
             }
             Err(e) => {
                 warn!("{label}: cannot start: {e}");
-                self.next_hook(service);
+                false
             }
         }
     }
