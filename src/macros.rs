@@ -30,7 +30,15 @@ macro_rules! enum_with_unknown {
 
         impl From<$name> for $ty {
             fn from(value: $name) -> Self {
-                match value {
+                value.to_raw()
+            }
+        }
+
+        impl $name {
+            /// The value on the wire (usable in constants).
+            #[allow(dead_code)]
+            pub const fn to_raw(self) -> $ty {
+                match self {
                     $( $name::$variant => $value, )+
                     $name::Unknown(other) => other,
                 }

@@ -8,6 +8,8 @@
 //! Anything short or unusual still reaches userspace, so that malformed
 //! frames are counted, not silently lost.
 
+use crate::wire::{arp, ethernet, icmpv6, ipv6};
+
 /// One BPF instruction, as in `<linux/filter.h>`.
 pub type Instruction = libc::sock_filter;
 
@@ -61,9 +63,18 @@ pub const ARP: [Instruction; 5] = [
     stmt(RET | K, 0),
 ];
 
+/// Where headers start in an untagged frame.
+const L2: u32 = ethernet::HEADER_LEN as u32;
+const L3: u32 = L2 + ipv6::HEADER_LEN as u32;
 /// Offsets in an untagged frame: IPv6 Next Header, ICMPv6 Type.
-const IPV6_NEXT_HEADER: u32 = 14 + 6;
-const ICMPV6_TYPE: u32 = 14 + 40;
+const IPV6_NEXT_HEADER: u32 = L2 + ipv6::NEXT_HEADER_OFFSET as u32;
+const ICMPV6_TYPE: u32 = L3 + icmpv6::TYPE_OFFSET as u32;
+/// The values they are compared with.
+const ICMPV6: u32 = ipv6::NEXT_HEADER_ICMPV6 as u32;
+const NS: u32 = icmpv6::Message::NeighborSolicit.to_raw() as u32;
+const NA: u32 = icmpv6::Message::NeighborAdvert.to_raw() as u32;
+const ETHERTYPE_ARP: u32 = ethernet::EtherType::Arp.to_raw() as u32;
+const ETHERTYPE_IPV6: u32 = ethernet::EtherType::Ipv6.to_raw() as u32;
 
 /// For a socket bound to ETH_P_IPV6: as `ARP`, and only ICMPv6 types 135
 /// and 136 (NS, and NA: another host's claim) directly after the fixed
@@ -77,10 +88,10 @@ pub const NEIGHBOR_SOLICIT: [Instruction; 12] = [
     stmt(LD | W | LEN, 0),
     jump(JMP | JGE | K, ICMPV6_TYPE + 1, 0, 5),
     stmt(LD | B | ABS, IPV6_NEXT_HEADER),
-    jump(JMP | JEQ | K, 58, 0, 4),
+    jump(JMP | JEQ | K, ICMPV6, 0, 4),
     stmt(LD | B | ABS, ICMPV6_TYPE),
-    jump(JMP | JEQ | K, 135, 1, 0),
-    jump(JMP | JEQ | K, 136, 0, 1),
+    jump(JMP | JEQ | K, NS, 1, 0),
+    jump(JMP | JEQ | K, NA, 0, 1),
     stmt(RET | K, SNAP_LEN),
     stmt(RET | K, 0),
 ];
@@ -102,7 +113,7 @@ fn prologue(capacity: usize, min_len: u32, ethertype: u32) -> Vec<Instruction> {
         stmt(LD | W | LEN, 0),
         jump(JMP | JGE | K, min_len, 1, 0),
         stmt(RET | K, SNAP_LEN),
-        stmt(LD | H | ABS, 12),
+        stmt(LD | H | ABS, ethernet::ETHERTYPE_OFFSET as u32),
     ]);
     pass_unless(&mut program, ethertype);
     program
@@ -130,13 +141,11 @@ pub fn arp_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
         return None;
     }
-    let mut program = prologue(20 + 4 * owned.len(), ARP_FRAME_LEN, 0x0806);
-    program.push(stmt(LD | W | ABS, 14));
-    // Hardware type 1 (Ethernet), protocol 0x0800 (IPv4).
-    pass_unless(&mut program, 0x0001_0800);
-    program.push(stmt(LD | H | ABS, 18));
-    // Address lengths 6 and 4.
-    pass_unless(&mut program, 0x0604);
+    let mut program = prologue(20 + 4 * owned.len(), ARP_FRAME_LEN, ETHERTYPE_ARP);
+    program.push(stmt(LD | W | ABS, L2 + arp::HTYPE_OFFSET as u32));
+    pass_unless(&mut program, ARP_ETHERNET_IPV4);
+    program.push(stmt(LD | H | ABS, L2 + arp::HLEN_OFFSET as u32));
+    pass_unless(&mut program, ARP_LENGTHS);
     program.push(stmt(LD | W | ABS, ARP_TARGET_IP));
     pass_if_listed(&mut program, owned);
     program.push(stmt(LD | W | ABS, ARP_SENDER_IP));
@@ -155,14 +164,14 @@ pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
         return None;
     }
-    let mut program = prologue(20 + 2 * owned.len(), NS_FRAME_LEN, 0x86dd);
+    let mut program = prologue(20 + 2 * owned.len(), NS_FRAME_LEN, ETHERTYPE_IPV6);
     program.extend([
         stmt(LD | B | ABS, IPV6_NEXT_HEADER),
-        jump(JMP | JEQ | K, 58, 1, 0),
+        jump(JMP | JEQ | K, ICMPV6, 1, 0),
         stmt(RET | K, 0),
         stmt(LD | B | ABS, ICMPV6_TYPE),
-        jump(JMP | JEQ | K, 135, 2, 0),
-        jump(JMP | JEQ | K, 136, 1, 0),
+        jump(JMP | JEQ | K, NS, 2, 0),
+        jump(JMP | JEQ | K, NA, 1, 0),
         stmt(RET | K, 0),
         // NS and NA have their target at the same place.
         stmt(LD | W | ABS, NS_TARGET_LAST_WORD),
@@ -173,12 +182,18 @@ pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
 }
 
 /// An untagged Ethernet frame holding a whole Ethernet/IPv4 ARP packet.
-const ARP_FRAME_LEN: u32 = 14 + 28;
-const ARP_SENDER_IP: u32 = 14 + 14;
-const ARP_TARGET_IP: u32 = 14 + 24;
+const ARP_FRAME_LEN: u32 = L2 + arp::PACKET_LEN as u32;
+const ARP_SENDER_IP: u32 = L2 + arp::SENDER_IPV4_OFFSET as u32;
+const ARP_TARGET_IP: u32 = L2 + arp::TARGET_IPV4_OFFSET as u32;
+/// Its hardware and protocol types as one word: Ethernet, IPv4.
+const ARP_ETHERNET_IPV4: u32 =
+    (arp::Hardware::Ethernet.to_raw() as u32) << 16 | ethernet::EtherType::Ipv4.to_raw() as u32;
+/// Its address lengths as one half-word: a MAC's and an IPv4 address's.
+const ARP_LENGTHS: u32 = (6 << 8) | 4;
 /// An untagged frame holding an NS up to the end of its target address.
-const NS_FRAME_LEN: u32 = 14 + 40 + 24;
-const NS_TARGET_LAST_WORD: u32 = 14 + 40 + 8 + 12;
+const NS_FRAME_LEN: u32 = L3 + icmpv6::MESSAGE_LEN as u32;
+/// The last four bytes of an NS's (or NA's) target address.
+const NS_TARGET_LAST_WORD: u32 = L3 + icmpv6::TARGET_OFFSET as u32 + 12;
 
 #[cfg(test)]
 mod tests {

@@ -57,6 +57,15 @@ mod field {
 pub const FIXED_LEN: usize = 8;
 /// The length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = FIXED_LEN + 2 * (6 + 4);
+/// Where an Ethernet/IPv4 packet's hardware type (and, after it, the
+/// protocol type) is, and its address lengths (for socket filters).
+pub const HTYPE_OFFSET: usize = field::HTYPE;
+/// Where the hardware address length is, and after it the protocol's.
+pub const HLEN_OFFSET: usize = field::HLEN;
+/// Where an Ethernet/IPv4 packet's sender IPv4 address is.
+pub const SENDER_IPV4_OFFSET: usize = FIXED_LEN + 6;
+/// Where an Ethernet/IPv4 packet's target IPv4 address is.
+pub const TARGET_IPV4_OFFSET: usize = FIXED_LEN + 6 + 4 + 6;
 
 const PROTOCOL_IPV4: u16 = 0x0800;
 

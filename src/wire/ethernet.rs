@@ -81,6 +81,8 @@ mod field {
 
 /// The length of an untagged Ethernet II header.
 pub const HEADER_LEN: usize = field::PAYLOAD;
+/// Where an untagged frame's EtherType is (for socket filters).
+pub const ETHERTYPE_OFFSET: usize = field::ETHERTYPE;
 
 /// A view of an Ethernet II frame (without the FCS, as packet sockets give it).
 #[derive(Debug, Clone, Copy)]

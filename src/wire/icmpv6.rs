@@ -57,6 +57,10 @@ mod field {
 
 /// The length of an NS or NA without options (RFC 4861 §7.1.1: "24 or more").
 pub const MESSAGE_LEN: usize = field::OPTIONS;
+/// Where the message type is (for socket filters).
+pub const TYPE_OFFSET: usize = field::TYPE;
+/// Where an NS's or NA's target address starts.
+pub const TARGET_OFFSET: usize = field::TARGET.start;
 /// Source Link-Layer Address option type.
 const OPTION_SOURCE_LLADDR: u8 = 1;
 /// Target Link-Layer Address option type.

@@ -20,6 +20,8 @@ mod field {
 
 /// The length of the fixed header.
 pub const HEADER_LEN: usize = field::DESTINATION.end;
+/// Where the Next Header field is (for socket filters).
+pub const NEXT_HEADER_OFFSET: usize = field::NEXT_HEADER;
 
 /// A view of an IPv6 packet.
 #[derive(Debug, Clone, Copy)]
