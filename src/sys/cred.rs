@@ -22,13 +22,15 @@ pub fn peer(socket: &impl AsRawFd) -> io::Result<Credentials> {
     let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is live and writable for `len` bytes, which the kernel
     // updates to what it wrote.
-    syscall!(getsockopt(
-        socket.as_raw_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_PEERCRED,
-        (&mut cred as *mut libc::ucred).cast(),
-        &mut len
-    ))?;
+    syscall!(unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
     Ok(Credentials {
         uid: cred.uid,
         gid: cred.gid,

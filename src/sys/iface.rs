@@ -49,21 +49,15 @@ fn request(name: &str) -> io::Result<libc::ifreq> {
 fn ioctl(fd: &OwnedFd, command: libc::c_ulong, request: &mut libc::ifreq) -> io::Result<()> {
     // SAFETY: every command used here reads ifr_name and writes one member
     // of the ifreq union, which `request` provides in full.
-    syscall!(ioctl(
-        fd.as_raw_fd(),
-        command as _,
-        request as *mut libc::ifreq
-    ))?;
+    syscall!(unsafe { libc::ioctl(fd.as_raw_fd(), command as _, request as *mut libc::ifreq) })?;
     Ok(())
 }
 
 /// Looks up `name`. Fails if it does not exist or is not Ethernet.
 pub fn lookup(name: &str) -> io::Result<InterfaceInfo> {
-    let raw = syscall!(socket(
-        libc::AF_UNIX,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    // SAFETY: socket() takes integers only.
+    let raw = syscall!(unsafe { libc::socket(libc::AF_UNIX, kind, 0) })?;
     // SAFETY: `raw` is a descriptor socket() just returned; nobody else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 

@@ -14,12 +14,12 @@ pub mod sched;
 pub mod signal;
 pub mod udp;
 
-/// Calls a libc function and turns -1 into `io::Error::last_os_error()`.
+/// Evaluates a libc call and turns -1 into `io::Error::last_os_error()`.
+/// The call is written at the call site as `unsafe { libc::f(...) }`, under
+/// its own `// SAFETY:` comment saying why its arguments are sound.
 macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: each caller passes pointers to live, correctly sized
-        // values owned by the calling frame, as its own comment states.
-        let result = unsafe { libc::$fn($($arg),*) };
+    ($call:expr) => {{
+        let result = $call;
         if result == -1 {
             Err(std::io::Error::last_os_error())
         } else {

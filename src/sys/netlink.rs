@@ -31,18 +31,21 @@ impl NetlinkSocket {
         if nonblocking {
             kind |= libc::SOCK_NONBLOCK;
         }
-        let raw = syscall!(socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE))?;
+        // SAFETY: socket() takes integers only.
+        let raw = syscall!(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_ROUTE) })?;
         // SAFETY: `raw` is a descriptor socket() just returned; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let socket = NetlinkSocket { fd };
         let mut address = kernel();
         address.nl_groups = groups;
         // SAFETY: `address` is a live sockaddr_nl and the length passed is its size.
-        syscall!(bind(
-            socket.fd.as_raw_fd(),
-            (&address as *const libc::sockaddr_nl).cast(),
-            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::bind(
+                socket.fd.as_raw_fd(),
+                (&address as *const libc::sockaddr_nl).cast(),
+                mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        })?;
         if !nonblocking {
             let timeout = libc::timeval {
                 // Both fit every width of time_t and suseconds_t (32-bit musl too).
@@ -56,13 +59,15 @@ impl NetlinkSocket {
 
     fn set<T>(&self, name: libc::c_int, value: &T) -> io::Result<()> {
         // SAFETY: `value` is a live T and the length passed is its size.
-        syscall!(setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            (value as *const T).cast(),
-            mem::size_of::<T>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                (value as *const T).cast(),
+                mem::size_of::<T>() as libc::socklen_t,
+            )
+        })?;
         Ok(())
     }
 
@@ -78,14 +83,16 @@ impl NetlinkSocket {
         let address = kernel();
         // SAFETY: `message` and `address` are live for the call and the
         // lengths passed are theirs.
-        syscall!(sendto(
-            self.fd.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-            (&address as *const libc::sockaddr_nl).cast(),
-            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+                (&address as *const libc::sockaddr_nl).cast(),
+                mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        })?;
         Ok(())
     }
 
@@ -95,12 +102,14 @@ impl NetlinkSocket {
     pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
             // SAFETY: `buffer` is live and writable for its whole length.
-            let result = syscall!(recv(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                libc::MSG_TRUNC
-            ));
+            let result = syscall!(unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    libc::MSG_TRUNC,
+                )
+            });
             return match result {
                 Ok(len) if len as usize > buffer.len() => Err(io::Error::new(
                     io::ErrorKind::InvalidData,

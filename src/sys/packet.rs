@@ -48,22 +48,22 @@ impl PacketSocket {
     /// queue is drained, and only then the real filter replaces it. No frame
     /// that the real filter would refuse is ever read.
     pub fn open(ifindex: u32, protocol: u16, filter: &[Instruction]) -> io::Result<PacketSocket> {
-        let raw = syscall!(socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?;
+        let kind = libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+        // SAFETY: socket() takes integers only.
+        let raw = syscall!(unsafe { libc::socket(libc::AF_PACKET, kind, 0,) })?;
         // SAFETY: `raw` is a descriptor socket() just returned; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let socket = PacketSocket { fd, ifindex };
         socket.set_filter(&bpf::DROP_ALL)?;
         let address = sockaddr(ifindex, protocol)?;
         // SAFETY: `address` is a live sockaddr_ll and the length passed is its size.
-        syscall!(bind(
-            socket.fd.as_raw_fd(),
-            (&address as *const libc::sockaddr_ll).cast(),
-            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::bind(
+                socket.fd.as_raw_fd(),
+                (&address as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
         let mut scratch = [0u8; 64];
         while socket.recv(&mut scratch)?.is_some() {}
         socket.set_filter(filter)?;
@@ -80,13 +80,15 @@ impl PacketSocket {
         };
         // SAFETY: `program` points at `filter`, which outlives the call; the
         // kernel copies it during setsockopt.
-        syscall!(setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&program as *const libc::sock_fprog).cast(),
-            mem::size_of::<libc::sock_fprog>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&program as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        })?;
         Ok(())
     }
 
@@ -104,14 +106,16 @@ impl PacketSocket {
             // SAFETY: `buffer` and `from` are live and writable for the
             // lengths given; MSG_TRUNC makes the kernel report the full length
             // but still write at most `buffer.len()` bytes.
-            let result = syscall!(recvfrom(
-                self.fd.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                libc::MSG_TRUNC,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut from_len
-            ));
+            let result = syscall!(unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    libc::MSG_TRUNC,
+                    (&mut from as *mut libc::sockaddr_ll).cast(),
+                    &mut from_len,
+                )
+            });
             return match result {
                 Ok(len) => Ok(Some(Received {
                     len: len as usize,
@@ -129,12 +133,9 @@ impl PacketSocket {
         loop {
             // SAFETY: `frame` is live and readable for its length; with no
             // address the kernel uses the bound interface and protocol.
-            match syscall!(send(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0
-            )) {
+            match syscall!(unsafe {
+                libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0)
+            }) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -176,13 +177,15 @@ impl PacketSocket {
             // iovecs and addresses of this frame, writable for the lengths
             // given; MSG_TRUNC makes each msg_len the frame's full length
             // while the kernel writes at most the buffer's length.
-            let result = syscall!(recvmmsg(
-                self.fd.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count as libc::c_uint,
-                (libc::MSG_TRUNC | libc::MSG_DONTWAIT) as _,
-                std::ptr::null_mut()
-            ));
+            let result = syscall!(unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    count as libc::c_uint,
+                    (libc::MSG_TRUNC | libc::MSG_DONTWAIT) as _,
+                    std::ptr::null_mut(),
+                )
+            });
             return match result {
                 Ok(read) => {
                     let read = read as usize;
@@ -224,12 +227,14 @@ impl PacketSocket {
             // SAFETY: the first `count` headers point at live frames and
             // iovecs of this frame; with no address the kernel uses the
             // bound interface and protocol.
-            match syscall!(sendmmsg(
-                self.fd.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count as libc::c_uint,
-                0
-            )) {
+            match syscall!(unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    count as libc::c_uint,
+                    0,
+                )
+            }) {
                 Ok(sent) => return Ok(sent as usize),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -250,13 +255,15 @@ impl PacketSocket {
         };
         request.mr_address[..6].copy_from_slice(&mac);
         // SAFETY: `request` is a live packet_mreq and the length is its size.
-        syscall!(setsockopt(
-            self.fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            (&request as *const libc::packet_mreq).cast(),
-            mem::size_of::<libc::packet_mreq>() as libc::socklen_t
-        ))?;
+        syscall!(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&request as *const libc::packet_mreq).cast(),
+                mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+            )
+        })?;
         Ok(())
     }
 }

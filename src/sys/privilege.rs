@@ -66,17 +66,17 @@ pub fn find_user(passwd: &str, name: &str) -> Option<User> {
 /// processes (hooks, checks) get no capabilities.
 pub fn drop_to(user: &User, caps: &[u32]) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
-    syscall!(prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong, 0, 0, 0))?;
+    syscall!(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1 as libc::c_ulong, 0, 0, 0) })?;
     // SAFETY: a zero-length list; the pointer is never read.
-    syscall!(setgroups(0, ptr::null()))?;
+    syscall!(unsafe { libc::setgroups(0, ptr::null()) })?;
     // SAFETY: integer arguments only. libc's wrappers apply these to every
     // thread, but none exists yet.
-    syscall!(setresgid(user.gid, user.gid, user.gid))?;
+    syscall!(unsafe { libc::setresgid(user.gid, user.gid, user.gid) })?;
     // SAFETY: as above.
-    syscall!(setresuid(user.uid, user.uid, user.uid))?;
+    syscall!(unsafe { libc::setresuid(user.uid, user.uid, user.uid) })?;
     keep_only(caps)?;
     // SAFETY: prctl with integer arguments only.
-    syscall!(prctl(libc::PR_SET_KEEPCAPS, 0 as libc::c_ulong, 0, 0, 0))?;
+    syscall!(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0 as libc::c_ulong, 0, 0, 0) })?;
     Ok(())
 }
 
@@ -115,11 +115,9 @@ pub fn keep_only(caps: &[u32]) -> io::Result<()> {
     // SAFETY: `header` and the two-element `data` array are live, laid out
     // as struct __user_cap_header_struct and __user_cap_data_struct[2]
     // (version 3), and outlive the call.
-    syscall!(syscall(
-        libc::SYS_capset,
-        &header as *const CapHeader,
-        data.as_ptr()
-    ))?;
+    syscall!(unsafe {
+        libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr())
+    })?;
     clear_ambient()
 }
 
@@ -129,13 +127,15 @@ pub fn keep_only(caps: &[u32]) -> io::Result<()> {
 /// A kernel older than 4.3 has no ambient set: nothing to clear.
 pub fn clear_ambient() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only; clears the ambient set.
-    let cleared = syscall!(prctl(
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-        0 as libc::c_ulong,
-        0 as libc::c_ulong,
-        0 as libc::c_ulong
-    ));
+    let cleared = syscall!(unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    });
     match cleared {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         other => other.map(drop),

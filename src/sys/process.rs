@@ -13,7 +13,7 @@ pub fn kill_group(pgid: u32) -> io::Result<()> {
         .filter(|p| *p > 1)
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: kill takes plain integers; a negative PID names a group.
-    syscall!(kill(-pgid, libc::SIGKILL))?;
+    syscall!(unsafe { libc::kill(-pgid, libc::SIGKILL) })?;
     Ok(())
 }
 

@@ -59,10 +59,10 @@ fn mask() -> io::Result<libc::sigset_t> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it below.
     let mut set: libc::sigset_t = unsafe { mem::zeroed() };
     // SAFETY: `set` is a live sigset_t.
-    syscall!(sigemptyset(&mut set))?;
+    syscall!(unsafe { libc::sigemptyset(&mut set) })?;
     for signal in Signal::ALL {
         // SAFETY: `set` is a live, initialised sigset_t.
-        syscall!(sigaddset(&mut set, signal.number()))?;
+        syscall!(unsafe { libc::sigaddset(&mut set, signal.number()) })?;
     }
     Ok(set)
 }
@@ -87,8 +87,9 @@ impl SignalFd {
         if error != 0 {
             return Err(io::Error::from_raw_os_error(error));
         }
+        let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
         // SAFETY: `set` is a live, initialised sigset_t.
-        let raw = syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        let raw = syscall!(unsafe { libc::signalfd(-1, &set, flags) })?;
         // SAFETY: `raw` is a descriptor signalfd() just returned; nobody else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(SignalFd { fd })
@@ -101,11 +102,13 @@ impl SignalFd {
         let size = mem::size_of::<libc::signalfd_siginfo>();
         loop {
             // SAFETY: `info` is live and writable for `size` bytes.
-            let result = syscall!(read(
-                self.fd.as_raw_fd(),
-                (&mut info as *mut libc::signalfd_siginfo).cast(),
-                size
-            ));
+            let result = syscall!(unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    size,
+                )
+            });
             return match result {
                 Ok(n) if n as usize == size => {
                     let number = info.ssi_signo as libc::c_int;

@@ -11,13 +11,15 @@ use super::syscall;
 
 fn set<T>(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     // SAFETY: `value` is a live T and the length passed is its size.
-    syscall!(setsockopt(
-        socket.as_raw_fd(),
-        level,
-        name,
-        (value as *const T).cast(),
-        mem::size_of::<T>() as libc::socklen_t
-    ))?;
+    syscall!(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    })?;
     Ok(())
 }
 
@@ -129,7 +131,7 @@ pub fn receive(socket: &impl AsRawFd, buffer: &mut [u8]) -> io::Result<Datagram>
     // SAFETY: every pointer in `message` points at a live value of this
     // frame (the source, one iovec over `buffer`, the control words), each
     // length is that value's size, and they outlive the call.
-    let len = syscall!(recvmsg(socket.as_raw_fd(), &mut message, 0))?;
+    let len = syscall!(unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, 0) })?;
     let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     let from = socket_address(&source, message.msg_namelen)?;
     let mut hops = None;
