@@ -24,6 +24,7 @@ use crate::channel::Mailbox;
 use crate::config::{Bind, Defaults, Hooks, Mode, Service};
 use crate::ownership::Ownership;
 pub use crate::responder::counters::Counters as ResponderCounters;
+use crate::wire::EthernetAddress;
 
 /// What the other threads learn about one interface (the link thread).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub struct LinkState {
     /// Administratively up with carrier.
     pub usable: bool,
     /// Its hardware address.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<EthernetAddress>,
 }
 
 /// A health check result, from the actions thread to the election.

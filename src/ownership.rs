@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::Export;
+use crate::wire::EthernetAddress;
 
 /// One VIP this node owns. The strings are shared: every snapshot and
 /// every thread holding this VIP points at the same name and interface.
@@ -19,7 +20,7 @@ pub struct Vip {
     /// Whether the owner installs a local route for it (`bind: route`).
     pub route: bool,
     /// The MAC it is answered with; `None`: the interface's.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<EthernetAddress>,
     /// Whether ARP and NS for it are answered (false: routed only).
     pub answer: bool,
     /// The route for routing daemons, if it is exported.

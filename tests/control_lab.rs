@@ -916,8 +916,7 @@ fn started_as_its_user_with_ambient_capabilities_it_keeps_two() {
     );
 
     std::thread::sleep(Duration::from_millis(LEASE_MS));
-    let vmac =
-        |service: &str| l2vip::config::mac_text(l2vip::config::virtual_mac("l2vip", service));
+    let vmac = |service: &str| l2vip::config::virtual_mac("l2vip", service).to_string();
     assert_eq!(arp_answerers(&lab, VIP4), BTreeSetOf::one(&vmac("web")));
     assert_eq!(nd_answerers(&lab, VIP6), BTreeSetOf::one(&vmac("web6")));
     let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", VIP4]);

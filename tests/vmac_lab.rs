@@ -17,7 +17,7 @@ const INTERVAL_MS: u64 = 100;
 const LEASE_MS: u64 = 500;
 
 fn vmac(service: &str) -> String {
-    l2vip::config::mac_text(l2vip::config::virtual_mac("l2vip", service))
+    l2vip::config::virtual_mac("l2vip", service).to_string()
 }
 
 fn config(node: usize, nodes: usize, interface: &str, mac: &str) -> String {

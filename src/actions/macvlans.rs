@@ -16,10 +16,11 @@ use log::{info, warn};
 
 use super::routes::Routes;
 use crate::wire::netlink::{self, Message};
+use crate::wire::EthernetAddress;
 
 /// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
-pub fn macvlan_name(mac: [u8; 6]) -> String {
-    let [_, _, c, d, e, f] = mac;
+pub fn macvlan_name(mac: EthernetAddress) -> String {
+    let [_, _, c, d, e, f] = mac.0;
     format!("l2v{c:02x}{d:02x}{e:02x}{f:02x}")
 }
 
@@ -65,7 +66,7 @@ impl Routes {
     }
 
     /// Creates the macvlan for `mac` on `parent` and brings it up.
-    fn add_macvlan(&mut self, mac: [u8; 6], parent: &str, name: &str) -> io::Result<()> {
+    fn add_macvlan(&mut self, mac: EthernetAddress, parent: &str, name: &str) -> io::Result<()> {
         let Some(index) = crate::sys::iface::index(parent) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such interface"));
         };
@@ -96,7 +97,7 @@ impl Routes {
     }
 
     /// The macvlans in place now: (MAC, parent, name).
-    pub fn macvlans(&self) -> impl Iterator<Item = ([u8; 6], &str, &str)> {
+    pub fn macvlans(&self) -> impl Iterator<Item = (EthernetAddress, &str, &str)> {
         self.macvlans
             .iter()
             .map(|(mac, parent, name)| (*mac, &**parent, name.as_str()))
@@ -105,8 +106,10 @@ impl Routes {
     /// Makes the macvlans in place exactly `wanted` (MAC, interface):
     /// adds when `adding`, else removes. Failures are logged and retried
     /// on the next call.
-    pub fn apply_macs(&mut self, wanted: &[([u8; 6], Arc<str>)], adding: bool) {
-        let held = |macvlans: &[([u8; 6], Arc<str>, String)], mac: &[u8; 6], parent: &str| {
+    pub fn apply_macs(&mut self, wanted: &[(EthernetAddress, Arc<str>)], adding: bool) {
+        let held = |macvlans: &[(EthernetAddress, Arc<str>, String)],
+                    mac: &EthernetAddress,
+                    parent: &str| {
             macvlans.iter().any(|(m, p, _)| m == mac && **p == *parent)
         };
         if adding {
@@ -117,13 +120,10 @@ impl Routes {
                 let name = macvlan_name(*mac);
                 match self.add_macvlan(*mac, parent, &name) {
                     Ok(()) => {
-                        info!("{name}: {} on {parent}", crate::config::mac_text(*mac));
+                        info!("{name}: {} on {parent}", mac);
                         self.macvlans.push((*mac, Arc::clone(parent), name));
                     }
-                    Err(e) => warn!(
-                        "{parent}: cannot add macvlan {name} for {}: {e}",
-                        crate::config::mac_text(*mac)
-                    ),
+                    Err(e) => warn!("{parent}: cannot add macvlan {name} for {}: {e}", mac),
                 }
             }
         } else {

@@ -24,6 +24,7 @@ use log::{info, warn};
 
 use crate::sys::netlink::NetlinkSocket;
 use crate::wire::netlink::{self, Message, VipRoute};
+use crate::wire::EthernetAddress;
 
 /// How long the kernel may take to answer one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,7 +40,7 @@ pub struct Routes {
     /// The routes in place, with their interfaces' indexes.
     installed: RouteSet,
     /// (MAC, parent interface, macvlan name) of the macvlans in place (few).
-    pub(super) macvlans: Vec<([u8; 6], Arc<str>, String)>,
+    pub(super) macvlans: Vec<(EthernetAddress, Arc<str>, String)>,
 }
 
 /// Where a VIP's route in one table leads.

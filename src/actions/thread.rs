@@ -29,6 +29,7 @@ use crate::message::{
     ActionsCommand as Command, ElectionCommand, HealthReport, LinkState, ResponderCommand,
 };
 use crate::ownership::{Ownership, Vip};
+use crate::wire::EthernetAddress;
 
 const WAKER: Token = Token(0);
 /// While children run, the loop looks for their exit this often.
@@ -416,7 +417,7 @@ impl ActionsThread {
 
     /// The macvlans `ownership` needs: owned VIPs with a MAC of their own
     /// (never lingering ones: the MAC now answers at the new owner).
-    fn wanted_macs(ownership: &Ownership) -> Vec<([u8; 6], Arc<str>)> {
+    fn wanted_macs(ownership: &Ownership) -> Vec<(EthernetAddress, Arc<str>)> {
         ownership
             .vips
             .iter()

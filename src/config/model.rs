@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wire::EthernetAddress;
 use serde::{Deserialize, Serialize};
 
 /// Where the daemon looks for its configuration by default.
@@ -104,7 +105,7 @@ pub enum MacChoice {
     /// the cluster and service names (`virtual_mac`).
     Virtual,
     /// A MAC of the service's own, given.
-    Fixed([u8; 6]),
+    Fixed(EthernetAddress),
 }
 
 impl MacChoice {
@@ -136,11 +137,11 @@ impl MacChoice {
         if mac[0] & 1 != 0 || mac == [0; 6] {
             return Err(format!("{text:?} is not a unicast MAC"));
         }
-        Ok(MacChoice::Fixed(mac))
+        Ok(MacChoice::Fixed(EthernetAddress(mac)))
     }
 
     /// The MAC of service `name` in `cluster`; `None`: the interface's.
-    pub fn resolve(self, cluster: &str, name: &str) -> Option<[u8; 6]> {
+    pub fn resolve(self, cluster: &str, name: &str) -> Option<EthernetAddress> {
         match self {
             MacChoice::Interface => None,
             MacChoice::Virtual => Some(virtual_mac(cluster, name)),
@@ -153,7 +154,7 @@ impl MacChoice {
 /// "virtual"`: the first six bytes of SHA-256("l2vip virtual MAC\0" cluster
 /// "\0" name), made unicast and locally administered (the first byte's low
 /// two bits 10). Part of the protocol: it never changes between versions.
-pub fn virtual_mac(cluster: &str, name: &str) -> [u8; 6] {
+pub fn virtual_mac(cluster: &str, name: &str) -> EthernetAddress {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(b"l2vip virtual MAC\0");
@@ -164,13 +165,7 @@ pub fn virtual_mac(cluster: &str, name: &str) -> [u8; 6] {
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&digest[..6]);
     mac[0] = (mac[0] & 0xfc) | 0x02;
-    mac
-}
-
-/// `"02:00:5e:10:00:01"`.
-pub fn mac_text(mac: [u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+    EthernetAddress(mac)
 }
 
 impl Serialize for MacChoice {
@@ -178,7 +173,7 @@ impl Serialize for MacChoice {
         match self {
             MacChoice::Interface => serializer.serialize_str("interface"),
             MacChoice::Virtual => serializer.serialize_str("virtual"),
-            MacChoice::Fixed(mac) => serializer.serialize_str(&mac_text(*mac)),
+            MacChoice::Fixed(mac) => serializer.collect_str(mac),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::locate::Step;
 use super::read::{dotted, Source};
 use super::schema::{RawExport, RawHealth, RawService};
 use super::*;
+use crate::wire::EthernetAddress;
 
 /// Reads one service given over the control socket or from the state
 /// file: the same fields and checks as in the configuration file.
@@ -78,7 +79,7 @@ pub fn check_macs(
     cluster: &str,
 ) -> Result<(), (usize, String)> {
     // Plain vectors: a few entries, and no map code for these key types.
-    let mut seen: Vec<([u8; 6], usize)> = Vec::new();
+    let mut seen: Vec<(EthernetAddress, usize)> = Vec::new();
     let mut per_interface: Vec<(&str, usize)> = Vec::new();
     for (index, service) in services.iter().enumerate().filter(|(_, s)| s.answer) {
         let Some(mac) = service
@@ -93,8 +94,7 @@ pub fn check_macs(
                 index,
                 format!(
                     "{} is already the MAC of services[{first}] ({})",
-                    mac_text(mac),
-                    services[first].name
+                    mac, services[first].name
                 ),
             ));
         }
@@ -336,7 +336,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.mac, MacChoice::Virtual);
-        let resolved: Vec<Option<[u8; 6]>> = config
+        let resolved: Vec<Option<EthernetAddress>> = config
             .services
             .iter()
             .map(|s| {
@@ -350,7 +350,7 @@ mod tests {
             [
                 Some(virtual_mac("lab", "web")),
                 None,
-                Some([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01])
+                Some(EthernetAddress([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]))
             ]
         );
         // The default is the interface's MAC; check-config prints choices.
@@ -364,17 +364,12 @@ mod tests {
     #[test]
     fn the_virtual_mac_is_fixed_by_cluster_and_service_name() {
         // Part of the protocol: nodes of different versions must agree.
-        assert_eq!(mac_text(virtual_mac("l2vip", "web")), "4a:bf:53:03:d7:fd");
+        assert_eq!(virtual_mac("l2vip", "web").to_string(), "4a:bf:53:03:d7:fd");
         assert_ne!(virtual_mac("l2vip", "web"), virtual_mac("l2vip", "web6"));
         assert_ne!(virtual_mac("a", "bc"), virtual_mac("ab", "c"));
         for (cluster, name) in [("l2vip", "web"), ("x", "y"), ("lab", "gateway6")] {
             let mac = virtual_mac(cluster, name);
-            assert_eq!(
-                mac[0] & 3,
-                2,
-                "locally administered unicast: {}",
-                mac_text(mac)
-            );
+            assert_eq!(mac.0[0] & 3, 2, "locally administered unicast: {}", mac);
         }
     }
 

@@ -51,7 +51,7 @@ struct Port {
     usable: bool,
     arp: PacketSocket,
     ndp: PacketSocket,
-    joined: HashSet<[u8; 6]>,
+    joined: HashSet<EthernetAddress>,
     /// The addresses the sockets' filters pass (IPv4, and the last four
     /// bytes of IPv6), as last set; `None` before the first narrowing.
     listed: Option<(Vec<u32>, Vec<u32>)>,
@@ -214,14 +214,12 @@ impl ResponderThread {
         }
         if let Some(mac) = state.mac {
             let mut interfaces = self.responder.interfaces().to_vec();
-            if interfaces[slot].mac.0 != mac {
+            if interfaces[slot].mac != mac {
                 info!(
                     "{}: MAC changed {} -> {}; announcing again",
-                    state.name,
-                    interfaces[slot].mac,
-                    EthernetAddress(mac)
+                    state.name, interfaces[slot].mac, mac
                 );
-                interfaces[slot].mac = EthernetAddress(mac);
+                interfaces[slot].mac = mac;
                 self.responder.replace_interfaces(interfaces);
                 self.responder.reannounce(now, slot);
             }
@@ -330,7 +328,7 @@ impl ResponderThread {
             vips.push(OwnedVip {
                 ip: vip.ip,
                 slot,
-                mac: vip.mac.map(EthernetAddress),
+                mac: vip.mac,
             });
         }
         // The filters change before the loop reads or announces again.
@@ -388,20 +386,20 @@ impl ResponderThread {
 
     /// Joins the solicited-node group's MAC so the NIC delivers its NS.
     fn join(&mut self, slot: usize, group: [u8; 16]) {
-        self.join_mac(slot, EthernetAddress::ipv6_multicast(&group).0);
+        self.join_mac(slot, EthernetAddress::ipv6_multicast(&group));
     }
 
-    fn join_mac(&mut self, slot: usize, mac: [u8; 6]) {
+    fn join_mac(&mut self, slot: usize, mac: EthernetAddress) {
         let port = &mut self.ports[slot];
         if port.joined.contains(&mac) {
             return;
         }
         match port.ndp.add_membership(mac) {
             Ok(()) => {
-                debug!("{}: joined {}", port.name, EthernetAddress(mac));
+                debug!("{}: joined {mac}", port.name);
                 port.joined.insert(mac);
             }
-            Err(e) => warn!("{}: cannot join {}: {e}", port.name, EthernetAddress(mac)),
+            Err(e) => warn!("{}: cannot join {mac}: {e}", port.name),
         }
     }
 

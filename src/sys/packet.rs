@@ -245,7 +245,7 @@ impl PacketSocket {
     /// Makes the interface deliver frames sent to the multicast `mac`
     /// (PACKET_ADD_MEMBERSHIP); the kernel counts joins and drops them when
     /// the socket closes.
-    pub fn add_membership(&self, mac: [u8; 6]) -> io::Result<()> {
+    pub fn add_membership(&self, mac: crate::wire::EthernetAddress) -> io::Result<()> {
         let mut request = libc::packet_mreq {
             mr_ifindex: i32::try_from(self.ifindex)
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
@@ -253,7 +253,7 @@ impl PacketSocket {
             mr_alen: 6,
             mr_address: [0; 8],
         };
-        request.mr_address[..6].copy_from_slice(&mac);
+        request.mr_address[..6].copy_from_slice(mac.as_bytes());
         // SAFETY: `request` is a live packet_mreq and the length is its size.
         syscall!(unsafe {
             libc::setsockopt(

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::Error;
+use super::{Error, EthernetAddress};
 
 /// `NLMSG_ERROR`: an acknowledgement (error 0) or a failure.
 pub const NLMSG_ERROR: u16 = 2;
@@ -165,7 +165,7 @@ fn name_bytes(name: &str) -> Vec<u8> {
 /// `mac`, in private mode, down, with `IFF_NOARP`: the kernel accepts
 /// frames to `mac` there and never answers or asks ARP/NDP on it.
 /// Fails (`EEXIST`) if `name` exists.
-pub fn macvlan_request(out: &mut Vec<u8>, name: &str, parent: u32, mac: [u8; 6], seq: u32) {
+pub fn macvlan_request(out: &mut Vec<u8>, name: &str, parent: u32, mac: EthernetAddress, seq: u32) {
     let data = tlv(IFLA_MACVLAN_MODE, &MACVLAN_MODE_PRIVATE.to_ne_bytes());
     let mut info = tlv(IFLA_INFO_KIND, b"macvlan");
     info.extend(tlv(IFLA_INFO_DATA | NLA_F_NESTED, &data));
@@ -173,7 +173,7 @@ pub fn macvlan_request(out: &mut Vec<u8>, name: &str, parent: u32, mac: [u8; 6],
         .bytes(&ifinfo(IFF_NOARP, IFF_NOARP))
         .attribute(IFLA_IFNAME, &name_bytes(name))
         .attribute(IFLA_LINK, &parent.to_ne_bytes())
-        .attribute(IFLA_ADDRESS, &mac)
+        .attribute(IFLA_ADDRESS, mac.as_bytes())
         .attribute(IFLA_LINKINFO | NLA_F_NESTED, &info)
         .finish();
 }
@@ -302,7 +302,7 @@ pub struct Link {
     /// `IFF_*` flags.
     pub flags: u32,
     /// Its hardware address, when it has a 6-byte one.
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<EthernetAddress>,
 }
 
 impl Link {
@@ -434,7 +434,7 @@ fn parse_link(body: &[u8]) -> Result<Link, Error> {
                     .map_err(|_| Error::Malformed)?
                     .to_string();
             }
-            IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(value).ok(),
+            IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(value).ok().map(EthernetAddress),
             _ => {}
         }
     }
@@ -653,7 +653,7 @@ mod tests {
                     index: 5,
                     name: "eth1".into(),
                     flags: IFF_UP | IFF_LOWER_UP,
-                    mac: Some([2, 0x4c, 0x32, 0, 1, 1]),
+                    mac: Some(EthernetAddress([2, 0x4c, 0x32, 0, 1, 1])),
                 }),
                 Message::Address {
                     added: false,

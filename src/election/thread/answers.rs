@@ -126,7 +126,7 @@ impl ElectionThread {
             name: Arc::clone(&vip.name),
             ip: vip.ip,
             interface: Arc::clone(&vip.interface),
-            mac: vip.mac.map(crate::config::mac_text),
+            mac: vip.mac.map(|mac| mac.to_string()),
             owner: owner.map(str::to_string),
             state,
             since_s: self
