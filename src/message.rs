@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use crate::channel::Mailbox;
 use crate::config::{Bind, Defaults, Hooks, Mode, Service};
+pub use crate::counters::Counters as ResponderCounters;
 use crate::ownership::Ownership;
-pub use crate::responder::counters::Counters as ResponderCounters;
 use crate::wire::EthernetAddress;
 
 /// What the other threads learn about one interface (the link thread).

@@ -74,7 +74,7 @@ impl ArpSettings {
             record,
         };
         if let Some(path) = &settings.record {
-            if let Ok(text) = crate::state::read_regular(path, 4096) {
+            if let Ok(text) = crate::files::read_regular(path, 4096) {
                 settings.changed = parse_record(&text);
                 for ((interface, key), value) in &settings.changed {
                     info!(
@@ -97,7 +97,7 @@ impl ArpSettings {
                 _ => Err(e),
             })
         } else {
-            crate::state::write_atomically(path, format_record(&self.changed).as_bytes())
+            crate::files::write_atomically(path, format_record(&self.changed).as_bytes())
         };
         if let Err(e) = written {
             warn!(

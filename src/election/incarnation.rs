@@ -32,7 +32,7 @@ pub fn counter_path(state_file: &str) -> PathBuf {
 
 /// Reads the start counter; `None` when there is none (or it is unreadable).
 fn read_counter(path: &Path) -> Option<u64> {
-    let text = crate::state::read_regular(path, 64).ok()?;
+    let text = crate::files::read_regular(path, 64).ok()?;
     text.trim().parse().ok()
 }
 
@@ -60,7 +60,7 @@ pub fn for_this_start(path: Option<&Path>) -> (u64, Option<io::Error>) {
     let kept = path.and_then(read_counter);
     let start = next_start(kept, clock_seconds());
     let error = path.and_then(|path| {
-        crate::state::write_atomically(path, format!("{start}\n").as_bytes()).err()
+        crate::files::write_atomically(path, format!("{start}\n").as_bytes()).err()
     });
     (incarnation(start, random16()), error)
 }

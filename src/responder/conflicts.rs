@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::counters::Counters;
 use super::schedule::later;
+use crate::counters::Counters;
 use crate::wire::EthernetAddress;
 
 /// Claims on one VIP are defended with at most one announcement this

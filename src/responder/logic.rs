@@ -10,8 +10,8 @@ use crate::config::Announce;
 use crate::wire::{arp, ethernet, icmpv6, ipv6, Error, EthernetAddress};
 
 use super::conflicts::{Conflict, Conflicts};
-use super::counters::{Counters, DropReason};
 use super::schedule::{Schedule, Sent};
+use crate::counters::{Counters, DropReason};
 
 /// Frames we build are at most this long (an NA with its option is 86).
 pub const MAX_FRAME: usize = 128;

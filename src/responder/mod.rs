@@ -4,7 +4,6 @@
 //! `thread` moves the frames.
 
 pub mod conflicts;
-pub mod counters;
 pub mod logic;
 pub mod schedule;
 pub mod thread;

@@ -6,9 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use super::counters::Counters;
 use super::logic::{emit_arp, emit_na, Interface, OwnedVip, MAX_FRAME};
 use crate::config::Announce;
+use crate::counters::Counters;
 use crate::wire::{arp, icmpv6, ipv6, EthernetAddress};
 
 /// What became of one announcement frame handed to the socket.

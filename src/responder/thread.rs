@@ -13,11 +13,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::conflicts::DEFEND_EVERY;
-use super::counters::{DropReason, LogLimit};
 use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
 use super::schedule::Sent;
 use crate::channel::{mailbox, wait, Mailbox};
 use crate::config::Announce;
+use crate::counters::{DropReason, LogLimit};
 use crate::message::{ConflictView, ControlEvent, LinkState, ResponderCommand as Command};
 use crate::ownership::Ownership;
 use crate::sys::bpf;

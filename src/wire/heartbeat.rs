@@ -7,7 +7,8 @@
 //!         0x08 joining (still listening after start: not a candidate yet)
 //!  6      priority (1..=255)
 //!  7      reserved, 0
-//!  8      incarnation (u64, random per process start)
+//!  8      incarnation (u64, one per process start, ordered: the start
+//!         counter or the clock, whichever is later, then 16 random bits)
 //! 16      sequence (u64, +1 per heartbeat within an incarnation)
 //! 24      digest of the cluster's service list (u64)
 //! 32      service count N (u16, at most 1024)

@@ -1,4 +1,6 @@
-//! What the responder counts, and a per-reason log rate limit.
+//! What the responder counts (it sends copies to the control thread, so
+//! this sits at the bottom of the house, beside the messages), and a
+//! per-reason log rate limit.
 //!
 //! Counters are plain `u64`s owned by the responder thread (no atomics:
 //! 32-bit MIPS and ARMv5 have no 64-bit ones); others get copies.
