@@ -101,11 +101,6 @@ impl Catalogue {
         self.configured.len() + self.runtime.len()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The services added at runtime (what the state file holds).
     pub fn runtime(&self) -> &[Service] {
         &self.runtime

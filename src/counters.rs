@@ -100,7 +100,7 @@ impl Counters {
 
 impl Counters {
     /// The counters as a JSON object, drops by reason in `drops`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
             .iter()
             .map(|r| (r.name().to_string(), self.dropped(*r).into()))

@@ -4,21 +4,23 @@
 #[macro_use]
 mod macros;
 
-pub mod actions;
-pub mod catalogue;
-pub mod channel;
+// The surface is what the binary, `tests/` and `fuzz/` use; everything
+// else is the crate's own, so rustc reports what nothing calls.
+pub(crate) mod actions;
+pub(crate) mod catalogue;
+pub(crate) mod channel;
 pub mod config;
 pub mod control;
-pub mod counters;
+pub(crate) mod counters;
 pub mod daemon;
 pub mod election;
-pub mod files;
-pub mod link;
-pub mod message;
-pub mod ownership;
+pub(crate) mod files;
+pub(crate) mod link;
+pub(crate) mod message;
+pub(crate) mod ownership;
 pub mod responder;
-pub mod state;
+pub(crate) mod state;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 pub mod syslog;
 pub mod wire;

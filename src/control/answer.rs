@@ -91,7 +91,7 @@ fn metrics_json(metrics: &ElectionMetrics, counters: Option<&Counters>) -> Value
         "vips": vips,
     });
     if let (Some(counters), Value::Object(map)) = (counters, &mut value) {
-        map.insert("responder".into(), counters.to_json());
+        map.insert("responder".into(), counters.json());
     }
     value
 }

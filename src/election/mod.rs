@@ -3,9 +3,9 @@
 //! lingers; `incarnation` orders this process's starts; `thread` moves
 //! heartbeats and publishes ownership.
 
-pub mod fitness;
-pub mod incarnation;
+pub(crate) mod fitness;
+pub(crate) mod incarnation;
 pub mod policy;
 #[cfg(test)]
 mod simulation;
-pub mod thread;
+pub(crate) mod thread;

@@ -719,7 +719,7 @@ mod tests {
         let mut sources = Vec::new();
         r.announce_due(now, |_, frame| {
             sources.push((frame[12..14].to_vec(), frame[6..12].to_vec()));
-            Sent::Sent
+            Sent::Ok
         });
         assert!(
             sources.contains(&(vec![0x08, 0x06], VMAC.as_bytes().to_vec())),
@@ -765,7 +765,7 @@ mod tests {
         assert!(r.judge_claims(start).is_empty());
         assert_eq!(r.counters.conflicts, 0);
         // Drain the acquisition burst's first round, then see the defence alone.
-        r.announce_due(start, |_, _| Sent::Sent);
+        r.announce_due(start, |_, _| Sent::Ok);
         assert_eq!(r.poll_at(), Some(start + Duration::from_millis(200)));
         let judged = start + Duration::from_millis(200);
         let logged = r.judge_claims(judged);
@@ -776,7 +776,7 @@ mod tests {
         let mut frames = 0;
         r.announce_due(judged, |_, _| {
             frames += 1;
-            Sent::Sent
+            Sent::Ok
         });
         assert_eq!(frames, 2, "one round: request and reply form");
         // Again within ten seconds: counted, not logged, not defended.
@@ -892,7 +892,7 @@ mod tests {
             assert_eq!(r.poll_at(), Some(now), "round {round}");
             r.announce_due(now, |slot, frame| {
                 sent.push((slot, frame.to_vec()));
-                Sent::Sent
+                Sent::Ok
             });
             now += interval;
         }
@@ -939,7 +939,7 @@ mod tests {
         // Re-acquire: a new burst at once; a link coming back restarts it.
         assert_eq!(r.set_owned(now, &[vip("192.0.2.11", 0)]), (1, 0));
         assert_eq!(r.poll_at(), Some(now));
-        r.announce_due(now, |_, _| Sent::Sent);
+        r.announce_due(now, |_, _| Sent::Ok);
         r.reannounce(now + interval, 0);
         assert_eq!(r.poll_at(), Some(now + interval));
     }
@@ -980,7 +980,7 @@ mod tests {
             let mut count = 0;
             r.announce_due(now, |_, _| {
                 count += 1;
-                Sent::Sent
+                Sent::Ok
             });
             batches.push(count);
             last = now;
@@ -1012,7 +1012,7 @@ mod tests {
                 }
                 *room -= 1;
                 sent.insert(frame[62..78].to_vec());
-                Sent::Sent
+                Sent::Ok
             });
         };
         feed(&mut r, t0, &mut room);

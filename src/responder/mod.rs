@@ -3,7 +3,7 @@
 //! announce, `conflicts` what other hosts' claims on owned VIPs are;
 //! `thread` moves the frames.
 
-pub mod conflicts;
+pub(crate) mod conflicts;
 pub mod logic;
-pub mod schedule;
-pub mod thread;
+pub(crate) mod schedule;
+pub(crate) mod thread;

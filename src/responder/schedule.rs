@@ -15,7 +15,7 @@ use crate::wire::{arp, icmpv6, ipv6, EthernetAddress};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     /// On its way.
-    Sent,
+    Ok,
     /// Failed for good (counted); the round goes on.
     Failed,
     /// The socket's send buffer is full: the round stops here and goes on
@@ -173,8 +173,8 @@ fn count_sent(counters: &mut Counters, sent: Sent, ipv4: bool) -> bool {
     match (sent, ipv4) {
         (Sent::Full, _) => return true,
         (Sent::Failed, _) => counters.send_errors += 1,
-        (Sent::Sent, true) => counters.gratuitous_arp_sent += 1,
-        (Sent::Sent, false) => counters.unsolicited_na_sent += 1,
+        (Sent::Ok, true) => counters.gratuitous_arp_sent += 1,
+        (Sent::Ok, false) => counters.unsolicited_na_sent += 1,
     }
     false
 }

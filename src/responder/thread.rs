@@ -510,7 +510,7 @@ impl ResponderThread {
                 &port.ndp
             };
             match socket.send(frame) {
-                Ok(()) => Sent::Sent,
+                Ok(()) => Sent::Ok,
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.raw_os_error() == Some(libc::ENOBUFS) =>

@@ -92,11 +92,6 @@ impl PacketSocket {
         Ok(())
     }
 
-    /// The interface this socket is bound to.
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
     /// Reads one frame into `buffer`; `None` when no frame is waiting.
     pub fn recv(&self, buffer: &mut [u8]) -> io::Result<Option<Received>> {
         // SAFETY: sockaddr_ll is plain data; all zeros is a valid value.
