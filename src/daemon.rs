@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 
 use crate::actions::thread::ActionsThread;
 use crate::catalogue::Catalogue;
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::{self, Config};
 use crate::control::catalogue::Keeper;
 use crate::control::server::ControlServer;
@@ -20,7 +20,7 @@ use crate::election::incarnation;
 use crate::election::thread::ElectionThread;
 use crate::link::{LinkThread, Listeners};
 use crate::message::{
-    ActionsCommand, ControlEvent, ElectionCommand, LinkCommand, ResponderCommand,
+    ActionsCommand, ControlEvent, ElectionCommand, LinkCommand, ResponderCommand, ThreadEnd,
 };
 use crate::responder::thread::ResponderThread;
 use crate::sys::sched;
@@ -114,13 +114,6 @@ fn restore(config: &Config) -> Catalogue {
     catalogue
 }
 
-/// A thread's end, reported to the supervisor.
-#[derive(Debug)]
-struct ThreadEnd {
-    name: &'static str,
-    result: Result<(), String>,
-}
-
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// process exit status.
 pub fn run(path: &Path, notify: Option<String>) -> u8 {
@@ -163,7 +156,7 @@ pub fn run(path: &Path, notify: Option<String>) -> u8 {
 struct Supervisor {
     poll: Poll,
     signals: SignalFd,
-    ends: crossbeam_channel::Receiver<ThreadEnd>,
+    ends: Inbox<ThreadEnd>,
     responder: Mailbox<ResponderCommand>,
     election: Mailbox<ElectionCommand>,
     actions: Mailbox<ActionsCommand>,
@@ -318,7 +311,7 @@ impl Supervisor {
                 error!("poll: {e}");
                 break EXIT_FAILURE;
             }
-            if let Ok(end) = self.ends.try_recv() {
+            if let Some(end) = self.ends.try_recv() {
                 match end.result {
                     Ok(()) => error!("the {} thread stopped unexpectedly", end.name),
                     Err(e) => error!("the {} thread failed: {e}", end.name),

@@ -7,12 +7,11 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
 use log::{debug, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::message::{
     ActionsCommand, ElectionCommand, LinkCommand as Command, LinkState, ResponderCommand,
 };
@@ -50,7 +49,7 @@ const DATAGRAMS_PER_WAKE: usize = 64;
 /// The link thread's state.
 pub struct LinkThread {
     poll: Poll,
-    commands: Receiver<Command>,
+    commands: Inbox<Command>,
     socket: NetlinkSocket,
     listeners: Listeners,
     links: HashMap<u32, Link>,
@@ -119,7 +118,7 @@ impl LinkThread {
         loop {
             let timeout = pending.then_some(Duration::ZERO);
             wait(&mut self.poll, &mut events, timeout)?;
-            if let Ok(Command::Shutdown) = self.commands.try_recv() {
+            if let Some(Command::Shutdown) = self.commands.try_recv() {
                 return Ok(());
             }
             if pending || events.iter().any(|e| e.token() == SOCKET) {

@@ -411,3 +411,67 @@ pub enum ControlEvent {
     /// Close every client, remove the socket file and end the thread.
     Stop,
 }
+
+/// A thread's end, reported to the supervisor.
+#[derive(Debug)]
+pub struct ThreadEnd {
+    /// The thread's name.
+    pub name: &'static str,
+    /// How it ended.
+    pub result: Result<(), String>,
+}
+
+/// Every message that crosses a channel, as one type: the channel's code
+/// is in the binary once instead of once per message type (about 15 KB of
+/// the router binary). A `Mailbox<T>` carries only `T`'s letters, so each
+/// inbox gets only its own kind.
+#[derive(Debug)]
+pub enum Letter {
+    /// To the election.
+    Election(ElectionCommand),
+    /// To the actions thread.
+    Actions(ActionsCommand),
+    /// To the responder.
+    Responder(ResponderCommand),
+    /// To the control thread.
+    Control(ControlEvent),
+    /// To the link thread.
+    Link(LinkCommand),
+    /// To the supervisor.
+    End(ThreadEnd),
+}
+
+/// A message type that goes in a `Letter`.
+pub trait Post: Sized {
+    /// The letter carrying this message.
+    fn into_letter(self) -> Letter;
+    /// The message a letter carries, if it is of this type.
+    fn from_letter(letter: Letter) -> Option<Self>;
+}
+
+macro_rules! post {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        $(
+            impl Post for $ty {
+                fn into_letter(self) -> Letter {
+                    Letter::$variant(self)
+                }
+                fn from_letter(letter: Letter) -> Option<Self> {
+                    match letter {
+                        Letter::$variant(message) => Some(message),
+                        _ => None,
+                    }
+                }
+            }
+        )+
+    };
+}
+
+post!(
+    Election(ElectionCommand),
+    Actions(ActionsCommand),
+    Responder(ResponderCommand),
+    Control(ControlEvent),
+    Link(LinkCommand),
+    End(ThreadEnd),
+);

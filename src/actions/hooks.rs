@@ -4,7 +4,7 @@
 //! per service (beyond, the oldest is dropped). Pure: the thread starts
 //! the processes and says when one ended.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::Hooks;
 use crate::ownership::Vip;
@@ -55,11 +55,12 @@ pub(super) struct QueuedHook {
     pub(super) notify: bool,
 }
 
-/// The hooks waiting per service, and the services whose hook runs now.
+/// The hooks waiting per service, and the services whose hook runs now
+/// (a plain vector: few at a time, and no set code in the binary for it).
 #[derive(Debug, Default)]
 pub(super) struct HookQueue {
     waiting: BTreeMap<String, VecDeque<QueuedHook>>,
-    running: BTreeSet<String>,
+    running: Vec<String>,
 }
 
 impl HookQueue {
@@ -94,20 +95,20 @@ impl HookQueue {
     /// The next hook of `service` to start, unless one of its hooks runs
     /// now; from here on it counts as running, until `finished`.
     pub(super) fn next(&mut self, service: &str) -> Option<QueuedHook> {
-        if self.running.contains(service) {
+        if self.running.iter().any(|s| s == service) {
             return None;
         }
         let Some(hook) = self.waiting.get_mut(service).and_then(VecDeque::pop_front) else {
             self.waiting.remove(service);
             return None;
         };
-        self.running.insert(service.to_string());
+        self.running.push(service.to_string());
         Some(hook)
     }
 
     /// The running hook of `service` ended, or could not start.
     pub(super) fn finished(&mut self, service: &str) {
-        self.running.remove(service);
+        self.running.retain(|s| s != service);
     }
 }
 

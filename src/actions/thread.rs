@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use log::{info, warn};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -23,7 +22,7 @@ use super::health::Health;
 use super::hooks::{HookEvent, HookQueue, QueuedHook};
 use super::routes::{RouteSet, RouteTo, Routes};
 use super::sysctl::ArpSettings;
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::{self, Bind, Check, Config, ExportWhat, Hooks, Service};
 use crate::message::{
     ActionsCommand as Command, ElectionCommand, HealthReport, LinkState, ResponderCommand,
@@ -75,7 +74,7 @@ enum Probe {
 /// The actions thread's state.
 pub struct ActionsThread {
     poll: Poll,
-    commands: Receiver<Command>,
+    commands: Inbox<Command>,
     node: String,
     responder: Mailbox<ResponderCommand>,
     election: Option<Mailbox<ElectionCommand>>,
@@ -182,7 +181,7 @@ impl ActionsThread {
                     self.on_event(token);
                 }
             }
-            while let Ok(command) = self.commands.try_recv() {
+            while let Some(command) = self.commands.try_recv() {
                 match command {
                     Command::Own(ownership) => self.own(ownership),
                     Command::Configure {

@@ -9,7 +9,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use log::{debug, info, warn};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -17,7 +16,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::answer;
 use super::catalogue::Keeper;
 use super::protocol::{parse_request, Code, Request, Response, MAX_LINE};
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::Control;
 use crate::message::{
     ConflictView, ControlEvent as Event, ElectionAnswer, ElectionAsk, ElectionCommand,
@@ -84,7 +83,7 @@ pub struct ControlServer {
     poll: Poll,
     listener: UnixListener,
     path: PathBuf,
-    events: Receiver<Event>,
+    events: Inbox<Event>,
     mailbox: Mailbox<Event>,
     election: Mailbox<ElectionCommand>,
     responder: Mailbox<ResponderCommand>,
@@ -246,7 +245,7 @@ impl ControlServer {
                     token => ready.push(token),
                 }
             }
-            while let Ok(event) = self.events.try_recv() {
+            while let Some(event) = self.events.try_recv() {
                 if let Event::Stop = event {
                     return Ok(());
                 }

@@ -12,14 +12,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use log::{info, warn};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
 use super::fitness::{self, Linger, Link};
 use super::policy::{Outputs, Policy, Scratch, ServiceSpec, Settings};
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::{Bind, Config, Defaults, ExportWhat, MacChoice, Mode, Service};
 use crate::message::{
     ActionsCommand, ControlEvent, ElectionCommand, HealthReport, LinkState, ResponderCommand,
@@ -104,7 +103,7 @@ struct Identity {
 /// The election thread's state, built before it runs.
 pub struct ElectionThread {
     poll: Poll,
-    commands: Receiver<ElectionCommand>,
+    commands: Inbox<ElectionCommand>,
     socket: Option<UdpSocket>,
     destinations: Vec<SocketAddr>,
     /// Where heartbeats are heard from: the peers, or anyone (multicast).
@@ -401,7 +400,7 @@ impl ElectionThread {
                     .saturating_duration_since(Instant::now())
             };
             wait(&mut self.poll, &mut events, Some(timeout))?;
-            while let Ok(command) = self.commands.try_recv() {
+            while let Some(command) = self.commands.try_recv() {
                 match command {
                     ElectionCommand::Leave => {
                         let now = Instant::now();

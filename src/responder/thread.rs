@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -15,7 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::conflicts::DEFEND_EVERY;
 use super::logic::{Interface, OwnedVip, Responder, Verdict, MAX_FRAME};
 use super::schedule::Sent;
-use crate::channel::{mailbox, wait, Mailbox};
+use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::Announce;
 use crate::counters::{DropReason, LogLimit};
 use crate::message::{ConflictView, ControlEvent, LinkState, ResponderCommand as Command};
@@ -78,7 +77,7 @@ fn from_token(token: Token) -> Option<(usize, Kind)> {
 /// The responder thread's state, built (sockets opened) before it runs.
 pub struct ResponderThread {
     poll: Poll,
-    commands: Receiver<Command>,
+    commands: Inbox<Command>,
     ports: Vec<Port>,
     responder: Responder,
     limit: LogLimit,
@@ -254,7 +253,7 @@ impl ResponderThread {
                 }
             }
             // Commands first: a release must take effect before the next answer.
-            while let Ok(command) = self.commands.try_recv() {
+            while let Some(command) = self.commands.try_recv() {
                 match command {
                     Command::Own(ownership) => self.own(&ownership),
                     Command::Reannounce(ips) => self.responder.reannounce_ips(Instant::now(), &ips),
