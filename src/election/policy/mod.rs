@@ -758,14 +758,7 @@ mod tests {
         b.settings.preempt = true;
         b.on_tick(t0 + LEASE);
         let mut a = node("a", 200, false, t0 + LEASE);
-        let mut now = t0 + LEASE;
-        for _ in 0..20 {
-            now += INTERVAL;
-            deliver(&mut a, &mut b, now).unwrap();
-            deliver(&mut b, &mut a, now).unwrap();
-            a.on_tick(now);
-            b.on_tick(now);
-        }
+        exchange(&mut a, &mut b, t0 + LEASE, 20);
         assert_eq!(owned(&a), vec![0, 1]);
         assert!(owned(&b).is_empty());
         let released: Vec<_> = b

@@ -168,18 +168,26 @@ pub(super) fn owned(policy: &Policy) -> Vec<usize> {
     policy.owned().collect()
 }
 
+/// `a` and `b` hear each other every interval for `rounds` intervals
+/// after `from`; returns the last instant.
+pub(super) fn exchange(a: &mut Tested, b: &mut Tested, from: Instant, rounds: u32) -> Instant {
+    let mut now = from;
+    for _ in 0..rounds {
+        now += INTERVAL;
+        deliver(a, b, now).unwrap();
+        deliver(b, a, now).unwrap();
+        a.on_tick(now);
+        b.on_tick(now);
+    }
+    now
+}
+
 /// Two nodes that have heard each other for a while; `a` owns both.
 pub(super) fn settled(t0: Instant) -> (Tested, Tested, Instant) {
     let mut a = node("a", 200, false, t0);
     let mut b = node("b", 50, false, t0);
-    let mut now = t0;
-    while now < t0 + LEASE * 2 {
-        now += INTERVAL;
-        deliver(&mut a, &mut b, now).unwrap();
-        deliver(&mut b, &mut a, now).unwrap();
-        a.on_tick(now);
-        b.on_tick(now);
-    }
+    let rounds = (LEASE * 2).as_millis().div_ceil(INTERVAL.as_millis()) as u32;
+    let now = exchange(&mut a, &mut b, t0, rounds);
     assert_eq!(owned(&a), vec![0, 1]);
     a.take_changes();
     b.take_changes();
