@@ -6,8 +6,8 @@
 //! answers or asks ARP/NDP on it), no IPv6 addresses (no link-local, so no
 //! DAD and no MLD from it), no IPv4 addresses (no IGMP). Heartbeats and
 //! multicast joins stay on the interface itself. Its name is `l2v` and the
-//! MAC's last four bytes in hex; one left by a crashed run is removed at
-//! start, as stale routes are.
+//! MAC's six bytes in hex; one left by a crashed run is removed at start,
+//! as stale routes are.
 
 use std::io;
 use std::sync::Arc;
@@ -18,15 +18,21 @@ use super::routes::Routes;
 use crate::wire::netlink::{self, Message};
 use crate::wire::EthernetAddress;
 
-/// The name of the macvlan carrying `mac`: `l2v` and its last four bytes.
+/// The name of the macvlan carrying `mac`: `l2v` and all six bytes in hex
+/// (15 characters, the most a Linux interface name holds), so two MACs
+/// never share a name.
 pub fn macvlan_name(mac: EthernetAddress) -> String {
-    let [_, _, c, d, e, f] = mac.0;
-    format!("l2v{c:02x}{d:02x}{e:02x}{f:02x}")
+    let mut name = String::from("l2v");
+    for byte in mac.0 {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
 }
 
-/// Whether `name` is one `macvlan_name` makes.
+/// Whether `name` is one `macvlan_name` makes, or one the versions before
+/// made (`l2v` and the last four bytes), which a crash may have left.
 fn is_macvlan_name(name: &str) -> bool {
-    name.len() == 11
+    matches!(name.len(), 11 | 15)
         && name.starts_with("l2v")
         && name[3..]
             .bytes()
@@ -148,5 +154,34 @@ impl Routes {
                 self.macvlans.remove(index);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::virtual_mac;
+
+    #[test]
+    fn macs_that_share_their_last_four_bytes_get_names_of_their_own() {
+        let given = [
+            EthernetAddress([0x02, 0, 0xaa, 0xbb, 0xcc, 0xdd]),
+            EthernetAddress([0x06, 0, 0xaa, 0xbb, 0xcc, 0xdd]),
+        ];
+        // Two services whose derived MACs end alike in cluster `lan`.
+        let derived = [virtual_mac("lan", "s76068"), virtual_mac("lan", "s83671")];
+        assert_eq!(derived[0].0[2..], derived[1].0[2..]);
+        for [a, b] in [given, derived] {
+            let (name_a, name_b) = (macvlan_name(a), macvlan_name(b));
+            assert_ne!(name_a, name_b);
+            for name in [&name_a, &name_b] {
+                assert_eq!(name.len(), 15, "{name} fits IFNAMSIZ");
+                assert!(is_macvlan_name(name), "{name}");
+            }
+        }
+        assert_eq!(macvlan_name(given[0]), "l2v0200aabbccdd");
+        // What an earlier version left after a crash is still found.
+        assert!(is_macvlan_name("l2vaabbccdd"));
+        assert!(!is_macvlan_name("l2vlan0"));
     }
 }

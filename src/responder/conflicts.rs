@@ -15,18 +15,21 @@ use crate::wire::EthernetAddress;
 /// Claims on one VIP are defended with at most one announcement this
 /// often, and a conflict is logged at most this often.
 pub const DEFEND_EVERY: Duration = Duration::from_secs(10);
-/// Claims waiting to be judged, and conflicts kept for `status`: bounded,
-/// the oldest go first.
+/// Claimants (VIP and MAC) waiting to be judged, and conflicts kept for
+/// `status`: bounded, the oldest go first. Claims by one claimant merge, so
+/// a host that claims hard is one entry however fast it claims.
 const MAX_SUSPECTS: usize = 64;
 const MAX_CONFLICTS: usize = 32;
 
-/// A claim on an owned VIP from a MAC that is not ours, waiting for the
+/// Claims on an owned VIP from a MAC that is not ours, waiting for the
 /// election to say whether another cluster node claims the VIP too.
 #[derive(Debug, Clone, Copy)]
 struct Suspect {
     slot: usize,
     ip: IpAddr,
     mac: EthernetAddress,
+    /// Claims merged into this entry.
+    claims: u64,
     /// When the loop first saw it (stamped by `judge`).
     seen: Option<Instant>,
 }
@@ -92,8 +95,14 @@ impl Conflicts {
         &self.seen
     }
 
-    /// Notes a claim on `ip` (owned on `slot`) by `mac`.
+    /// Notes a claim on `ip` (owned on `slot`) by `mac`: merged into the
+    /// claimant's waiting entry, if it has one.
     pub(super) fn suspect(&mut self, slot: usize, ip: IpAddr, mac: EthernetAddress) {
+        let same = |s: &&mut Suspect| (s.slot, s.ip, s.mac) == (slot, ip, mac);
+        if let Some(waiting) = self.suspects.iter_mut().find(same) {
+            waiting.claims = waiting.claims.saturating_add(1);
+            return;
+        }
         if self.suspects.len() >= MAX_SUSPECTS {
             self.suspects.remove(0);
         }
@@ -101,6 +110,7 @@ impl Conflicts {
             slot,
             ip,
             mac,
+            claims: 1,
             seen: None,
         });
     }
@@ -136,10 +146,10 @@ impl Conflicts {
                 continue;
             }
             if self.contested.contains(&suspect.ip) {
-                counters.split_brain_claims += 1;
+                counters.split_brain_claims += suspect.claims;
                 continue;
             }
-            counters.conflicts += 1;
+            counters.conflicts += suspect.claims;
             if let Some(conflict) = self.record(now, suspect) {
                 judged.log.push(conflict);
             }
@@ -172,7 +182,7 @@ impl Conflicts {
                 }
             }
         };
-        conflict.count += 1;
+        conflict.count += suspect.claims;
         conflict.last_seen = now;
         let due = conflict
             .logged

@@ -824,6 +824,38 @@ mod tests {
     }
 
     #[test]
+    fn a_host_claiming_fifty_times_a_second_is_counted_logged_and_defended() {
+        // One host poisoning caches: 1000 claims at 50 a second, the loop
+        // judging every 20 ms, claims judged after two heartbeat intervals.
+        let start = Instant::now();
+        let mut r = responder(start);
+        r.set_judge_after(Duration::from_secs(2));
+        let mut claim = ARP_REPLY;
+        claim[11] = 2;
+        claim[27] = 2;
+        claim[31] = 11;
+        claim[32..38].copy_from_slice(&[0xff; 6]);
+        claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        let mut logged = 0;
+        for tick in 0..1150u64 {
+            let now = start + Duration::from_millis(20 * tick);
+            if tick < 1000 {
+                arp(&mut r, 0, &claim);
+            }
+            logged += r.judge_claims(now).len();
+        }
+        assert_eq!(r.counters.conflicts, 1000, "every claim counted");
+        assert_eq!(r.conflicts()[0].count, 1000);
+        // Logged and defended at most every ten seconds over 20 s of claims.
+        assert!((2..=3).contains(&logged), "logged {logged} times");
+        assert!(
+            (2..=3).contains(&r.counters.conflict_defences),
+            "defended {} times",
+            r.counters.conflict_defences
+        );
+    }
+
+    #[test]
     fn answers_dad_to_all_nodes() {
         let mut r = responder(Instant::now());
         r.set_owned(Instant::now(), &[vip("fe80::b07b:53ff:fe86:7ba9", 0)]);
