@@ -20,6 +20,10 @@ pub const DEFEND_EVERY: Duration = Duration::from_secs(10);
 /// a host that claims hard is one entry however fast it claims.
 const MAX_SUSPECTS: usize = 64;
 const MAX_CONFLICTS: usize = 32;
+/// Conflict log lines per `DEFEND_EVERY`, whatever the claimants: fresh MACs
+/// by the thousand must not fill the log (OpenWrt keeps a small ring). The
+/// rest are summed up per VIP when the period ends.
+const MAX_LOGGED: usize = 4;
 
 /// Claims on an owned VIP from a MAC that is not ours, waiting for the
 /// election to say whether another cluster node claims the VIP too.
@@ -49,11 +53,14 @@ pub struct Conflict {
     logged: Option<Instant>,
 }
 
-/// What `judge` found: conflicts to log now, VIPs to defend now.
+/// What `judge` found: conflicts to log now, VIPs to defend now, and how
+/// many more claimants (MACs) claimed each VIP in the period just ended
+/// without a line of their own.
 #[derive(Debug, Default)]
 pub(super) struct Judged {
     pub(super) log: Vec<Conflict>,
     pub(super) defend: Vec<IpAddr>,
+    pub(super) unlogged: Vec<(IpAddr, u64)>,
 }
 
 /// The claims waiting, the conflicts seen, and when each VIP was defended.
@@ -69,6 +76,10 @@ pub(super) struct Conflicts {
     defended: Vec<(IpAddr, Instant)>,
     /// How long a claim waits for the election (two heartbeat intervals).
     judge_after: Duration,
+    /// The log period: when it began, and the lines written in it.
+    period: Option<(Instant, usize)>,
+    /// Claimants of each VIP not logged in this period.
+    unlogged: Vec<(IpAddr, u64)>,
 }
 
 impl Conflicts {
@@ -79,6 +90,8 @@ impl Conflicts {
             seen: Vec::new(),
             defended: Vec::new(),
             judge_after: Duration::from_secs(2),
+            period: None,
+            unlogged: Vec::new(),
         }
     }
 
@@ -117,10 +130,16 @@ impl Conflicts {
 
     /// When the next waiting claim is due to be judged.
     pub(super) fn poll_at(&self) -> Option<Instant> {
-        self.suspects
+        let judged = self
+            .suspects
             .iter()
-            .filter_map(|s| s.seen.map(|seen| later(seen, self.judge_after)))
-            .min()
+            .filter_map(|s| s.seen.map(|seen| later(seen, self.judge_after)));
+        // The end of a period with claimants to sum up.
+        let summary = self
+            .period
+            .filter(|_| !self.unlogged.is_empty())
+            .map(|(began, _)| later(began, DEFEND_EVERY));
+        judged.chain(summary).min()
     }
 
     /// Judges the claims that have waited long enough: on a VIP this node
@@ -133,6 +152,13 @@ impl Conflicts {
         counters: &mut Counters,
     ) -> Judged {
         let mut judged = Judged::default();
+        if self
+            .period
+            .is_some_and(|(began, _)| now.saturating_duration_since(began) >= DEFEND_EVERY)
+        {
+            self.period = None;
+            judged.unlogged = std::mem::take(&mut self.unlogged);
+        }
         let mut index = 0;
         while index < self.suspects.len() {
             let suspect = &mut self.suspects[index];
@@ -151,7 +177,14 @@ impl Conflicts {
             }
             counters.conflicts += suspect.claims;
             if let Some(conflict) = self.record(now, suspect) {
-                judged.log.push(conflict);
+                if self.may_log(now) {
+                    judged.log.push(conflict);
+                } else {
+                    match self.unlogged.iter_mut().find(|(ip, _)| *ip == conflict.ip) {
+                        Some((_, claimants)) => *claimants += 1,
+                        None => self.unlogged.push((conflict.ip, 1)),
+                    }
+                }
             }
             if self.may_defend(now, suspect.ip) {
                 counters.conflict_defences += 1;
@@ -192,6 +225,16 @@ impl Conflicts {
         }
         self.seen.push(conflict);
         due.then_some(conflict)
+    }
+
+    /// Whether one more conflict line fits this period (noted when it does).
+    fn may_log(&mut self, now: Instant) -> bool {
+        let (_, lines) = self.period.get_or_insert((now, 0));
+        if *lines >= MAX_LOGGED {
+            return false;
+        }
+        *lines += 1;
+        true
     }
 
     /// Whether `ip` may be defended now: not within `DEFEND_EVERY` of the

@@ -42,6 +42,16 @@ pub struct OwnedVip {
     pub mac: Option<EthernetAddress>,
 }
 
+/// What the log says of claims on owned VIPs, now.
+#[derive(Debug, Default)]
+pub struct Claims {
+    /// Conflicts to log, one line each.
+    pub log: Vec<Conflict>,
+    /// VIPs with how many more claimants claimed them in the period just
+    /// ended, without a line of their own.
+    pub unlogged: Vec<(IpAddr, u64)>,
+}
+
 /// The outcome of one received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -97,15 +107,18 @@ impl Responder {
 
     /// Judges the claims that have waited long enough (see `conflicts`),
     /// and asks the schedule for one round for each VIP to defend. Returns
-    /// the conflicts to log now.
-    pub fn judge_claims(&mut self, now: Instant) -> Vec<Conflict> {
+    /// what to log now.
+    pub fn judge_claims(&mut self, now: Instant) -> Claims {
         let owned = &self.owned;
         let owns = |slot, ip| owned.binary_search(&(slot, ip)).is_ok();
         let judged = self.conflicts.judge(now, owns, &mut self.counters);
         for ip in judged.defend {
             self.schedule.kick(now, ip);
         }
-        judged.log
+        Claims {
+            log: judged.log,
+            unlogged: judged.unlogged,
+        }
     }
 
     /// The interfaces, by slot.
@@ -762,13 +775,13 @@ mod tests {
         );
         let claimant = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x00, 0x02]);
         // Judged only after the election had its time.
-        assert!(r.judge_claims(start).is_empty());
+        assert!(r.judge_claims(start).log.is_empty());
         assert_eq!(r.counters.conflicts, 0);
         // Drain the acquisition burst's first round, then see the defence alone.
         r.announce_due(start, |_, _| Sent::Ok);
         assert_eq!(r.poll_at(), Some(start + Duration::from_millis(200)));
         let judged = start + Duration::from_millis(200);
-        let logged = r.judge_claims(judged);
+        let logged = r.judge_claims(judged).log;
         assert_eq!(logged.len(), 1);
         assert_eq!((logged[0].mac, logged[0].count), (claimant, 1));
         assert_eq!(r.counters.conflicts, 1);
@@ -783,7 +796,10 @@ mod tests {
         let soon = judged + Duration::from_secs(3);
         arp(&mut r, 0, &claim);
         r.judge_claims(soon);
-        assert!(r.judge_claims(soon + Duration::from_millis(200)).is_empty());
+        assert!(r
+            .judge_claims(soon + Duration::from_millis(200))
+            .log
+            .is_empty());
         assert_eq!((r.counters.conflicts, r.counters.conflict_defences), (2, 1));
         assert_eq!(r.conflicts().len(), 1);
         assert_eq!(r.conflicts()[0].count, 2);
@@ -792,7 +808,9 @@ mod tests {
         arp(&mut r, 0, &claim);
         r.judge_claims(later_on);
         assert_eq!(
-            r.judge_claims(later_on + Duration::from_millis(200)).len(),
+            r.judge_claims(later_on + Duration::from_millis(200))
+                .log
+                .len(),
             1
         );
         assert_eq!(r.counters.conflict_defences, 2);
@@ -842,7 +860,7 @@ mod tests {
             if tick < 1000 {
                 arp(&mut r, 0, &claim);
             }
-            logged += r.judge_claims(now).len();
+            logged += r.judge_claims(now).log.len();
         }
         assert_eq!(r.counters.conflicts, 1000, "every claim counted");
         assert_eq!(r.conflicts()[0].count, 1000);
@@ -853,6 +871,40 @@ mod tests {
             "defended {} times",
             r.counters.conflict_defences
         );
+    }
+
+    #[test]
+    fn claims_from_a_thousand_macs_log_a_few_lines_and_a_sum() {
+        let start = Instant::now();
+        let mut r = responder(start);
+        r.set_judge_after(Duration::from_millis(10));
+        let mut claim = ARP_REPLY;
+        claim[31] = 11;
+        claim[32..38].copy_from_slice(&[0xff; 6]);
+        claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        let (mut lines, mut summed) = (0, 0);
+        // A claim from a fresh MAC every 20 ms for 20 s, then quiet.
+        for tick in 0..1500u64 {
+            let now = start + Duration::from_millis(20 * tick);
+            if tick < 1000 {
+                let mac = [0x02, 0x99, 0, 0, (tick >> 8) as u8, tick as u8];
+                claim[6..12].copy_from_slice(&mac);
+                claim[22..28].copy_from_slice(&mac);
+                arp(&mut r, 0, &claim);
+            }
+            let claims = r.judge_claims(now);
+            lines += claims.log.len();
+            summed += claims.unlogged.iter().map(|(_, n)| n).sum::<u64>();
+            assert!(claims
+                .unlogged
+                .iter()
+                .all(|(ip, _)| ip.to_string() == "192.0.2.11"));
+        }
+        assert_eq!(r.counters.conflicts, 1000, "every claim counted");
+        // At most 4 lines per 10 s: 20 s of claims give 8, and the rest is
+        // summed up, one line per VIP per period.
+        assert!(lines <= 12, "{lines} lines");
+        assert_eq!(lines as u64 + summed, 1000);
     }
 
     #[test]

@@ -293,7 +293,14 @@ impl ResponderThread {
                 }
             }
             let now = Instant::now();
-            for conflict in self.responder.judge_claims(now) {
+            let claims = self.responder.judge_claims(now);
+            for (ip, claimants) in claims.unlogged {
+                warn!(
+                    "conflict: {claimants} more MACs claimed {ip} in the last {} s (see status)",
+                    DEFEND_EVERY.as_secs()
+                );
+            }
+            for conflict in claims.log {
                 warn!(
                     "conflict: {} claims {}, which this node owns ({} claims so far); \
                      defending it with at most one announcement every {} s",
