@@ -203,12 +203,9 @@ impl Supervisor {
             ActionsThread::new(config, notify, responder_mailbox.clone())
                 .map_err(|e| e.to_string())?;
         let counter = config.state_file.as_deref().map(incarnation::counter_path);
-        let (incarnation, kept) = incarnation::for_this_start(counter.as_deref());
-        if let (Some(e), Some(path)) = (kept, &counter) {
-            warn!(
-                "cannot keep the start counter in {}: {e}; starts are ordered by the clock alone",
-                path.display()
-            );
+        let (incarnation, warnings) = incarnation::for_this_start(counter.as_deref());
+        for warning in warnings {
+            warn!("{warning}");
         }
         let (election, election_mailbox) = ElectionThread::new(
             config,

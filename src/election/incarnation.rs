@@ -9,7 +9,7 @@
 //! bits are random, so two starts in one second still differ.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The start counter after `kept` (the file's, if any) at wall-clock
@@ -30,10 +30,35 @@ pub fn counter_path(state_file: &str) -> PathBuf {
     PathBuf::from(format!("{state_file}.incarnation"))
 }
 
-/// Reads the start counter; `None` when there is none (or it is unreadable).
-fn read_counter(path: &Path) -> Option<u64> {
-    let text = crate::files::read_regular(path, 64).ok()?;
-    text.trim().parse().ok()
+/// No clock reads later than this (the start of the year 2400): a counter
+/// past it was neither written by a clock nor reached by restarts, but is
+/// corrupt (or from one boot with a wild clock). Kept, it would saturate
+/// the 48 bits and leave the order of every later start to chance.
+pub const LATEST_PLAUSIBLE: u64 = 13_569_465_600;
+
+/// The start counter at `path`: `Ok(None)` when there is none or it is
+/// unreadable, `Err` with a warning when it was implausible and has been
+/// moved aside (to `PATH.corrupt`), so the clock orders this start.
+fn read_counter(path: &Path) -> Result<Option<u64>, String> {
+    let Ok(text) = crate::files::read_regular(path, 64) else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(counter) if counter <= LATEST_PLAUSIBLE => Ok(Some(counter)),
+        Ok(counter) => {
+            let aside = PathBuf::from(format!("{}.corrupt", path.display()));
+            let moved = match fs::rename(path, &aside) {
+                Ok(()) => format!("moved aside to {}", aside.display()),
+                Err(e) => format!("could not move it aside: {e}"),
+            };
+            Err(format!(
+                "start counter {} holds {counter}, past any plausible clock ({LATEST_PLAUSIBLE}): \
+                 {moved}; this start is ordered by the clock",
+                path.display()
+            ))
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 fn random16() -> u16 {
@@ -54,15 +79,29 @@ fn clock_seconds() -> u64 {
 }
 
 /// This start's incarnation: the counter at `path` (if any) is read,
-/// advanced and written back before the first heartbeat; a counter that
-/// cannot be kept leaves the clock alone to order starts, with a warning.
-pub fn for_this_start(path: Option<&Path>) -> (u64, Option<io::Error>) {
-    let kept = path.and_then(read_counter);
+/// advanced and written back before the first heartbeat. Returns the
+/// warnings to log: a counter that cannot be kept leaves the clock alone
+/// to order starts; an implausible one is moved aside.
+pub fn for_this_start(path: Option<&Path>) -> (u64, Vec<String>) {
+    let mut warnings = Vec::new();
+    let kept = match path.map(read_counter) {
+        Some(Ok(kept)) => kept,
+        Some(Err(warning)) => {
+            warnings.push(warning);
+            None
+        }
+        None => None,
+    };
     let start = next_start(kept, clock_seconds());
-    let error = path.and_then(|path| {
-        crate::files::write_atomically(path, format!("{start}\n").as_bytes()).err()
-    });
-    (incarnation(start, random16()), error)
+    if let Some(path) = path {
+        if let Err(e) = crate::files::write_atomically(path, format!("{start}\n").as_bytes()) {
+            warnings.push(format!(
+                "cannot keep the start counter in {}: {e}; starts are ordered by the clock alone",
+                path.display()
+            ));
+        }
+    }
+    (incarnation(start, random16()), warnings)
 }
 
 #[cfg(test)]
@@ -94,12 +133,35 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = counter_path(&dir.join("runtime.json").display().to_string());
         // A counter far ahead of the clock (written by a later clock).
-        fs::write(&path, format!("{}\n", u64::MAX >> 17)).unwrap();
-        let (first, error) = for_this_start(Some(&path));
-        assert!(error.is_none(), "{error:?}");
+        let ahead = LATEST_PLAUSIBLE - 10;
+        fs::write(&path, format!("{ahead}\n")).unwrap();
+        let (first, warnings) = for_this_start(Some(&path));
+        assert!(warnings.is_empty(), "{warnings:?}");
         let (second, _) = for_this_start(Some(&path));
-        assert_eq!(first >> 16, (u64::MAX >> 17) + 1);
+        assert_eq!(first >> 16, ahead + 1);
         assert_eq!(second >> 16, (first >> 16) + 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_counter_past_any_plausible_clock_is_moved_aside_not_saturated() {
+        let dir = std::env::temp_dir().join(format!("l2vip-corrupt-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = counter_path(&dir.join("runtime.json").display().to_string());
+        for corrupt in [(1u64 << 48) - 1, u64::MAX >> 17, LATEST_PLAUSIBLE + 1] {
+            fs::write(&path, format!("{corrupt}\n")).unwrap();
+            let (first, warnings) = for_this_start(Some(&path));
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].contains("moved aside"), "{warnings:?}");
+            let aside = fs::read_to_string(format!("{}.corrupt", path.display())).unwrap();
+            assert_eq!(aside.trim(), corrupt.to_string());
+            // Ordered by the clock, and every later start after it again.
+            assert!(first >> 16 <= clock_seconds());
+            let (second, warnings) = for_this_start(Some(&path));
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert!(second >> 16 > first >> 16, "later starts stay ordered");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 }
