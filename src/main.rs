@@ -126,6 +126,10 @@ fn client_command(command: &str, args: &[String]) -> u8 {
             eprintln!("l2vip: {e}");
             return EXIT_UNREACHABLE;
         }
+        Err(ClientError::TimedOut(e)) => {
+            eprintln!("l2vip: {e}");
+            return EXIT_REFUSED;
+        }
         Err(ClientError::Protocol(e)) => {
             eprintln!("l2vip: {e}");
             return EXIT_REFUSED;
@@ -252,6 +256,10 @@ fn rpcd_command(args: &[String]) -> u8 {
         Err(ClientError::Unreachable(message)) => {
             print(&rpcd::error("unreachable", &message));
             EXIT_UNREACHABLE
+        }
+        Err(ClientError::TimedOut(message)) => {
+            print(&rpcd::error("timeout", &message));
+            EXIT_REFUSED
         }
         Err(ClientError::Protocol(message)) => {
             print(&rpcd::error("protocol", &message));
