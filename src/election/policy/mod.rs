@@ -8,6 +8,10 @@
 //! better candidate is ready, in which case it releases first so the other
 //! claims without a double claim. Two claimants (a healed partition) settle
 //! on the better ranked one.
+//!
+//! This file keeps this node's slots and their evaluation; the peers heard
+//! are `peers`, ranking and the service-list digest `rank`, the heartbeat
+//! this node sends `send`, and what every call returns `outputs`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
