@@ -757,18 +757,23 @@ mod tests {
         assert_eq!(out[..42], ARP_REPLY[..]);
     }
 
-    #[test]
-    fn claims_on_owned_vips_are_judged_counted_and_defended_at_most_every_ten_seconds() {
-        let start = Instant::now();
-        let mut r = responder(start);
-        r.set_judge_after(Duration::from_millis(200));
-        // Node 2's gratuitous ARP claiming 192.0.2.11 (ours).
+    /// Node 2's gratuitous ARP (a reply) claiming 192.0.2.11, which is ours.
+    fn node2_claims_our_vip() -> [u8; ARP_REPLY.len()] {
         let mut claim = ARP_REPLY;
         claim[11] = 2;
         claim[27] = 2;
         claim[31] = 11;
         claim[32..38].copy_from_slice(&[0xff; 6]);
         claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        claim
+    }
+
+    #[test]
+    fn claims_on_owned_vips_are_judged_counted_and_defended_at_most_every_ten_seconds() {
+        let start = Instant::now();
+        let mut r = responder(start);
+        r.set_judge_after(Duration::from_millis(200));
+        let claim = node2_claims_our_vip();
         assert_eq!(
             arp(&mut r, 0, &claim).0,
             Verdict::Drop(DropReason::Conflict)
@@ -848,12 +853,7 @@ mod tests {
         let start = Instant::now();
         let mut r = responder(start);
         r.set_judge_after(Duration::from_secs(2));
-        let mut claim = ARP_REPLY;
-        claim[11] = 2;
-        claim[27] = 2;
-        claim[31] = 11;
-        claim[32..38].copy_from_slice(&[0xff; 6]);
-        claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        let claim = node2_claims_our_vip();
         let mut logged = 0;
         for tick in 0..1150u64 {
             let now = start + Duration::from_millis(20 * tick);
@@ -878,10 +878,7 @@ mod tests {
         let start = Instant::now();
         let mut r = responder(start);
         r.set_judge_after(Duration::from_millis(10));
-        let mut claim = ARP_REPLY;
-        claim[31] = 11;
-        claim[32..38].copy_from_slice(&[0xff; 6]);
-        claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
+        let mut claim = node2_claims_our_vip();
         let (mut lines, mut summed) = (0, 0);
         // A claim from a fresh MAC every 20 ms for 20 s, then quiet.
         for tick in 0..1500u64 {
