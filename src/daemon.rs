@@ -202,8 +202,9 @@ impl Supervisor {
         let (mut actions, actions_mailbox) =
             ActionsThread::new(config, notify, responder_mailbox.clone())
                 .map_err(|e| e.to_string())?;
-        let counter = config.state_file.as_deref().map(incarnation::counter_path);
-        let (incarnation, warnings) = incarnation::for_this_start(counter.as_deref());
+        let counter =
+            incarnation::counter_path(config.state_file.as_deref(), &config.control.socket);
+        let (incarnation, warnings) = incarnation::for_this_start(&counter);
         for warning in warnings {
             warn!("{warning}");
         }

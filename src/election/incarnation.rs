@@ -25,9 +25,14 @@ pub fn incarnation(start: u64, random: u16) -> u64 {
     (start << 16) | u64::from(random)
 }
 
-/// Where the start counter of a node with `state_file` lives: beside it.
-pub fn counter_path(state_file: &str) -> PathBuf {
-    PathBuf::from(format!("{state_file}.incarnation"))
+/// Where the start counter lives: beside the state file; with none,
+/// beside the control socket (the runtime directory, which outlives a
+/// restart of the daemon if not a reboot).
+pub fn counter_path(state_file: Option<&str>, socket: &str) -> PathBuf {
+    match state_file {
+        Some(state_file) => PathBuf::from(format!("{state_file}.incarnation")),
+        None => Path::new(socket).with_file_name("l2vip.incarnation"),
+    }
 }
 
 /// No clock reads later than this (the start of the year 2400): a counter
@@ -78,28 +83,29 @@ fn clock_seconds() -> u64 {
         .unwrap_or(0)
 }
 
-/// This start's incarnation: the counter at `path` (if any) is read,
-/// advanced and written back before the first heartbeat. Returns the
-/// warnings to log: a counter that cannot be kept leaves the clock alone
-/// to order starts; an implausible one is moved aside.
-pub fn for_this_start(path: Option<&Path>) -> (u64, Vec<String>) {
+/// This start's incarnation: the counter at `path` is read, advanced and
+/// written back before the first heartbeat. Returns the warnings to log: a
+/// counter that cannot be kept leaves the clock alone to order starts; an
+/// implausible one is moved aside.
+pub fn for_this_start(path: &Path) -> (u64, Vec<String>) {
     let mut warnings = Vec::new();
-    let kept = match path.map(read_counter) {
-        Some(Ok(kept)) => kept,
-        Some(Err(warning)) => {
-            warnings.push(warning);
-            None
-        }
-        None => None,
-    };
+    let kept = read_counter(path).unwrap_or_else(|warning| {
+        warnings.push(warning);
+        None
+    });
     let start = next_start(kept, clock_seconds());
-    if let Some(path) = path {
-        if let Err(e) = crate::files::write_atomically(path, format!("{start}\n").as_bytes()) {
-            warnings.push(format!(
-                "cannot keep the start counter in {}: {e}; starts are ordered by the clock alone",
-                path.display()
-            ));
-        }
+    let written = match path.parent() {
+        Some(dir) => fs::create_dir_all(dir),
+        None => Ok(()),
+    }
+    .and_then(|()| crate::files::write_atomically(path, format!("{start}\n").as_bytes()));
+    if let Err(e) = written {
+        warnings.push(format!(
+            "CANNOT KEEP THE START COUNTER in {}: {e}; starts are ordered by the clock \
+             alone, and after a restart with the clock behind, peers do not hear this \
+             node for a lease",
+            path.display()
+        ));
     }
     (incarnation(start, random16()), warnings)
 }
@@ -127,17 +133,33 @@ mod tests {
     }
 
     #[test]
+    fn without_a_state_file_the_counter_lives_beside_the_control_socket() {
+        assert_eq!(
+            counter_path(None, "/var/run/l2vip/control.sock"),
+            PathBuf::from("/var/run/l2vip/l2vip.incarnation")
+        );
+        assert_eq!(
+            counter_path(Some("/etc/l2vip/runtime.json"), "/run/l2vip/control.sock"),
+            PathBuf::from("/etc/l2vip/runtime.json.incarnation")
+        );
+        // One that cannot be written is said loudly.
+        let (_, warnings) = for_this_start(Path::new("/dev/null/l2vip.incarnation"));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("CANNOT KEEP THE START COUNTER in /dev/null/"));
+    }
+
+    #[test]
     fn the_counter_is_kept_across_starts() {
         let dir = std::env::temp_dir().join(format!("l2vip-incarnation-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let path = counter_path(&dir.join("runtime.json").display().to_string());
+        let path = counter_path(Some(&dir.join("runtime.json").display().to_string()), "");
         // A counter far ahead of the clock (written by a later clock).
         let ahead = LATEST_PLAUSIBLE - 10;
         fs::write(&path, format!("{ahead}\n")).unwrap();
-        let (first, warnings) = for_this_start(Some(&path));
+        let (first, warnings) = for_this_start(&path);
         assert!(warnings.is_empty(), "{warnings:?}");
-        let (second, _) = for_this_start(Some(&path));
+        let (second, _) = for_this_start(&path);
         assert_eq!(first >> 16, ahead + 1);
         assert_eq!(second >> 16, (first >> 16) + 1);
         let _ = fs::remove_dir_all(&dir);
@@ -148,17 +170,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("l2vip-corrupt-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let path = counter_path(&dir.join("runtime.json").display().to_string());
+        let path = counter_path(Some(&dir.join("runtime.json").display().to_string()), "");
         for corrupt in [(1u64 << 48) - 1, u64::MAX >> 17, LATEST_PLAUSIBLE + 1] {
             fs::write(&path, format!("{corrupt}\n")).unwrap();
-            let (first, warnings) = for_this_start(Some(&path));
+            let (first, warnings) = for_this_start(&path);
             assert_eq!(warnings.len(), 1, "{warnings:?}");
             assert!(warnings[0].contains("moved aside"), "{warnings:?}");
             let aside = fs::read_to_string(format!("{}.corrupt", path.display())).unwrap();
             assert_eq!(aside.trim(), corrupt.to_string());
             // Ordered by the clock, and every later start after it again.
             assert!(first >> 16 <= clock_seconds());
-            let (second, warnings) = for_this_start(Some(&path));
+            let (second, warnings) = for_this_start(&path);
             assert!(warnings.is_empty(), "{warnings:?}");
             assert!(second >> 16 > first >> 16, "later starts stay ordered");
         }

@@ -1,6 +1,7 @@
 //! Whole clusters of `Policy` state machines on a simulated network with a
 //! virtual clock: loss, duplication, delay (so reordering), partitions,
-//! crashes, restarts and graceful leaves, drains, failing health checks and
+//! crashes, restarts and graceful leaves, clock steps (with and without a
+//! start counter), drains, failing health checks and
 //! hand-overs, all drawn from a seed. Every heartbeat goes through the real
 //! wire format. In a quarter of the seeds, each node's incremental
 //! evaluation is checked against a whole one after every step.
@@ -45,8 +46,13 @@ struct Node {
     name: String,
     priority: u8,
     policy: Option<Policy>,
-    /// How often it started.
-    starts: u64,
+    /// Its start counter, as the last start left it.
+    counter: Option<u64>,
+    /// Whether the counter survives a restart (`state_file` null on a
+    /// read-only `/etc`: it does not, and the clock alone orders starts).
+    keeps_counter: bool,
+    /// Its wall clock's error, in seconds: a step back or forward.
+    clock_error: i64,
     /// What its policy returned since its last turn.
     outputs: Outputs,
     down_until: Option<Instant>,
@@ -112,6 +118,9 @@ const RECORDED: usize = 512;
 
 const LATENCY: Duration = Duration::from_micros(300);
 
+/// The wall clock at the simulation's start, in seconds.
+const WALL_CLOCK: i64 = 1_790_000_000;
+
 impl Sim {
     fn new(seed: u64, nodes: usize, services: usize, settings: Settings) -> Sim {
         let mut rng = Rng(seed);
@@ -135,7 +144,9 @@ impl Sim {
                 priority: 50 + rng.below(100) as u8,
                 name,
                 policy: None,
-                starts: 0,
+                counter: None,
+                keeps_counter: true,
+                clock_error: 0,
                 down_until: None,
                 outputs: Outputs::default(),
                 scratch: Scratch::default(),
@@ -183,9 +194,14 @@ impl Sim {
             priority: node.priority,
             ..self.settings.clone()
         };
-        // Ordered as the daemon's are: a later start, random low bits.
-        node.starts += 1;
-        let incarnation = incarnation::incarnation(node.starts, self.rng.next() as u16);
+        // Ordered as the daemon's are: the start counter (when kept) and
+        // the wall clock (with its error), random low bits.
+        let elapsed = (self.now - self.start).as_secs() as i64;
+        let clock = (WALL_CLOCK + elapsed + node.clock_error).max(0) as u64;
+        let kept = node.counter.filter(|_| node.keeps_counter);
+        let start = incarnation::next_start(kept, clock);
+        node.counter = Some(start);
+        let incarnation = incarnation::incarnation(start, self.rng.next() as u16);
         node.policy = Some(Policy::new(
             settings,
             self.services.clone(),
@@ -301,6 +317,18 @@ impl Sim {
                 self.ownerless_since[service] = None;
             }
         }
+    }
+
+    /// `index`'s clock steps back or forward by up to an hour and it
+    /// restarts (a board whose RTC was wrong, a bad NTP answer): without
+    /// its start counter, a step back gives it an older incarnation.
+    fn step_clock(&mut self, index: usize) {
+        let step = 1 + self.rng.below(3600) as i64;
+        let step = if self.rng.chance(0.7) { -step } else { step };
+        let name = self.nodes[index].name.clone();
+        self.nodes[index].clock_error += step;
+        self.note(format!("{name}'s clock steps {step:+} s"));
+        self.crash(index, false);
     }
 
     fn send(&mut self, from: usize) {
@@ -650,6 +678,10 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
         settings(mode, rng.chance(0.3), interval, lease),
     );
     sim.adversary = adversary;
+    // Some nodes keep no start counter.
+    for node in sim.nodes.iter_mut() {
+        node.keeps_counter = rng.chance(0.5);
+    }
     let settle = sim.settings.lease + 2 * sim.settings.interval;
     for round in 0..4 {
         // A chaotic stretch.
@@ -663,7 +695,7 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
         ));
         while sim.now < chaos_end {
             let step_end = (sim.now + sim.rng.millis(200, 1500)).min(chaos_end);
-            match sim.rng.below(9) {
+            match sim.rng.below(10) {
                 0 => {
                     let victim = sim.rng.below(nodes as u64) as usize;
                     sim.crash(victim, false);
@@ -703,6 +735,10 @@ fn chaos_with(seed: u64, adversary: bool) -> Result<(), String> {
                 7 => {
                     let service = sim.rng.below(services as u64) as usize;
                     sim.handover(service);
+                }
+                8 => {
+                    let node = sim.rng.below(nodes as u64) as usize;
+                    sim.step_clock(node);
                 }
                 _ => {}
             }

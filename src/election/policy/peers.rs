@@ -17,7 +17,8 @@ pub enum Reject {
     Own,
     /// Another process uses our node name.
     DuplicateNode,
-    /// Sequence not newer within its incarnation, or a retired incarnation.
+    /// Sequence not newer than what was heard of its incarnation, or an
+    /// older incarnation never heard while the newer one is alive.
     Replay,
     /// Digest matches but the service count does not.
     Inconsistent,
@@ -30,8 +31,9 @@ pub enum Reject {
 /// The same bound holds for nodes only witnessed.
 pub const MAX_KNOWN_PEERS: usize = 64;
 
-/// Old incarnations remembered per peer, so their heartbeats never count again.
-const RETIRED: usize = 8;
+/// Earlier incarnations remembered per peer, each with the last sequence
+/// heard of it, so what was heard of them never counts again.
+const EARLIER: usize = 8;
 
 /// A peer as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +79,9 @@ pub(super) struct Peer {
     pub(super) draining: bool,
     pub(super) leaving: bool,
     pub(super) joining: bool,
-    retired: Vec<u64>,
+    /// Its earlier incarnations and the last sequence heard of each, the
+    /// most recently left last.
+    earlier: Vec<(u64, u64)>,
 }
 
 /// What of a peer counts for every service at once: when any of it
@@ -373,7 +377,7 @@ impl Peer {
             draining: false,
             leaving: false,
             joining: true,
-            retired: Vec::new(),
+            earlier: Vec::new(),
         }
     }
 
@@ -388,24 +392,28 @@ impl Peer {
             }
             return Ok(!self.leaving && !live);
         }
-        // Incarnations are ordered (the start counter and clock of
-        // `incarnation.rs`): an older one while the newer is alive is a
-        // replay from an earlier run, and never retires it.
-        let older = beat.incarnation < self.incarnation;
-        if self.retired.contains(&beat.incarnation) || (older && live) {
-            return Err(Reject::Replay);
-        }
-        // A later incarnation: the peer restarted, and the old one never
-        // counts again. An older one, after a lease of silence: a restart
-        // whose counter and clock went back, or a replay while the live
-        // process is cut off; the newer one is not retired, so it is heard
-        // again the moment it speaks.
-        if !older {
-            if self.retired.len() == RETIRED {
-                self.retired.remove(0);
+        if let Some(at) = self.earlier.iter().position(|e| e.0 == beat.incarnation) {
+            // A run heard before, past the last sequence heard of it: that
+            // process is alive (the one that took its place may have been
+            // a replay, or an older run after a clock step), so it counts
+            // again, and the other keeps its own last sequence.
+            if beat.sequence <= self.earlier[at].1 {
+                return Err(Reject::Replay);
             }
-            self.retired.push(self.incarnation);
+            self.earlier.remove(at);
+        } else {
+            // Incarnations are ordered (the start counter and clock of
+            // `incarnation.rs`): an older one never heard, while the newer
+            // is alive, is a replay from an earlier run. After a lease of
+            // silence it is a restart whose counter and clock went back.
+            if beat.incarnation < self.incarnation && live {
+                return Err(Reject::Replay);
+            }
+            if self.earlier.len() == EARLIER {
+                self.earlier.remove(0);
+            }
         }
+        self.earlier.push((self.incarnation, self.sequence));
         self.incarnation = beat.incarnation;
         self.sequence = 0;
         Ok(false)
@@ -533,13 +541,15 @@ mod tests {
             Err(Reject::Replay)
         );
 
-        // a restarts: the new incarnation counts, the old one never again.
+        // a restarts: the new incarnation counts, and what b heard of the
+        // old one never again.
         let mut a2 = node("a", 200, false, t0);
         a2.incarnation = a.incarnation + 77;
         deliver(&mut a2, &mut b, t0).unwrap();
-        let mut later = Repr::parse(&first).unwrap();
-        later.sequence = 1000;
-        assert_eq!(b.on_heartbeat(t0, &later), Err(Reject::Replay));
+        assert_eq!(
+            b.on_heartbeat(t0, &Repr::parse(&first).unwrap()),
+            Err(Reject::Replay)
+        );
 
         let mut other = Repr::parse(&first).unwrap();
         other.cluster = "elsewhere";
@@ -583,12 +593,52 @@ mod tests {
         a3.incarnation = a1.incarnation - 1;
         assert_eq!(deliver(&mut a3, &mut b, later), Err(Reject::Replay));
         let silent = later + LEASE;
-        assert_eq!(deliver(&mut a3, &mut b, silent), Ok(()));
-        // ...but a2 is not retired by it: if a2 was only cut off (and a3 a
-        // replay), a2 is heard again at its next heartbeat, and a3 never again.
+        let from_a3 = beat(&mut a3, silent);
+        assert_eq!(
+            b.on_heartbeat(silent, &Repr::parse(&from_a3).unwrap()),
+            Ok(())
+        );
+        // ...but a2 is not forgotten: if a2 was only cut off (and a3 a
+        // replay), a2 is heard again at its next heartbeat, and what b
+        // heard of a3 never again.
         let back = silent + INTERVAL;
         assert_eq!(deliver(&mut a2, &mut b, back), Ok(()));
-        assert_eq!(deliver(&mut a3, &mut b, back), Err(Reject::Replay));
+        let replayed = Repr::parse(&from_a3).unwrap();
+        assert_eq!(b.on_heartbeat(back, &replayed), Err(Reject::Replay));
+    }
+
+    #[test]
+    fn a_replay_of_the_newer_run_after_a_restart_with_the_clock_behind_is_refused() {
+        let t0 = Instant::now();
+        let (mut a1, mut b, last) = settled(t0);
+        // One heartbeat of a's run that b heard, one that b missed.
+        let heard = beat(&mut a1, last);
+        b.on_heartbeat(last, &Repr::parse(&heard).unwrap()).unwrap();
+        let missed = beat(&mut a1, last + INTERVAL);
+        // a restarts with its clock behind and no counter: an older
+        // incarnation, heard once the newer one was silent for a lease.
+        let mut a2 = node("a", 200, false, t0);
+        a2.incarnation = a1.incarnation - 1;
+        let restarted = last + LEASE + INTERVAL;
+        b.on_tick(restarted);
+        let mut now = exchange(&mut a2, &mut b, restarted, 10);
+        // The capture b heard is replayed: refused, and b keeps hearing
+        // every heartbeat of the live run.
+        let replayed = Repr::parse(&heard).unwrap();
+        assert_eq!(b.on_heartbeat(now, &replayed), Err(Reject::Replay));
+        now = exchange(&mut a2, &mut b, now, 30);
+        // One b missed counts once, as a sign of life of that run, and the
+        // live run's next heartbeat counts again.
+        let unheard = Repr::parse(&missed).unwrap();
+        assert_eq!(b.on_heartbeat(now, &unheard), Ok(()));
+        assert_eq!(b.on_heartbeat(now, &unheard), Err(Reject::Replay));
+        now = exchange(&mut a2, &mut b, now, 30);
+        assert!(b.peer_states(now).iter().any(|p| p.node == "a" && p.alive));
+        // One owner per service.
+        let mut both = owned(&a2);
+        both.extend(owned(&b));
+        both.sort();
+        assert_eq!(both, vec![0, 1]);
     }
 
     #[test]
