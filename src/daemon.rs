@@ -1,6 +1,7 @@
 //! The supervisor: loads the configuration, starts the threads in order,
 //! turns signals into messages and stops everything cleanly.
 
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -91,6 +92,37 @@ fn drop_privileges(user: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// One daemon per network namespace: two would each remove the other's
+/// macvlans and routes at start as left over from a crash, and restore
+/// the ARP sysctls under the other's VIPs. The daemon holds an abstract
+/// Unix socket for its life: the kernel scopes abstract names to the
+/// network namespace and frees the name when the process ends, however
+/// it ends, so there is no file to go stale. A second daemon finds the
+/// name taken and says which process holds it.
+fn one_per_namespace() -> Result<UnixListener, String> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let name = SocketAddr::from_abstract_name(INSTANCE_NAME).map_err(|e| e.to_string())?;
+    let error = match UnixListener::bind_addr(&name) {
+        Ok(listener) => return Ok(listener),
+        Err(e) => e,
+    };
+    if error.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(format!("cannot hold this host's l2vip name: {error}"));
+    }
+    let holder = UnixStream::connect_addr(&name)
+        .and_then(|stream| crate::sys::cred::peer(&stream))
+        .map(|c| format!(" (pid {}, uid {})", c.pid, c.uid))
+        .unwrap_or_default();
+    Err(format!(
+        "another l2vip runs on this host (in this network namespace){holder}: \
+         one daemon serves every interface's services; stop that one first"
+    ))
+}
+
+/// The abstract socket name `one_per_namespace` holds.
+const INSTANCE_NAME: &[u8] = b"l2vip";
+
 /// The catalogue at start: the file's services and those the state file
 /// kept from an earlier run.
 fn restore(config: &Config) -> Catalogue {
@@ -163,6 +195,8 @@ struct Supervisor {
     link: Mailbox<LinkCommand>,
     control: Mailbox<ControlEvent>,
     handles: Vec<(&'static str, JoinHandle<()>)>,
+    /// Held until the process ends: see `one_per_namespace`.
+    _instance: UnixListener,
 }
 
 impl Supervisor {
@@ -173,6 +207,7 @@ impl Supervisor {
         notify: Option<String>,
         signals: SignalFd,
     ) -> Result<Supervisor, String> {
+        let instance = one_per_namespace()?;
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         poll.registry()
             .register(
@@ -281,6 +316,7 @@ impl Supervisor {
             interfaces.len()
         );
         Ok(Supervisor {
+            _instance: instance,
             poll,
             signals,
             ends,

@@ -6,13 +6,15 @@ use std::os::fd::AsRawFd;
 
 use super::syscall;
 
-/// The peer's user and primary group.
+/// The peer's user, primary group and process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Credentials {
     /// User id.
     pub uid: u32,
     /// Primary group id.
     pub gid: u32,
+    /// Process id (when it connected or listened).
+    pub pid: u32,
 }
 
 /// Reads the credentials of the process that connected `socket`.
@@ -34,6 +36,7 @@ pub fn peer(socket: &impl AsRawFd) -> io::Result<Credentials> {
     Ok(Credentials {
         uid: cred.uid,
         gid: cred.gid,
+        pid: cred.pid as u32,
     })
 }
 
