@@ -6,8 +6,9 @@
 //! answers or asks ARP/NDP on it), no IPv6 addresses (no link-local, so no
 //! DAD and no MLD from it), no IPv4 addresses (no IGMP). Heartbeats and
 //! multicast joins stay on the interface itself. Its name is `l2v` and the
-//! MAC's six bytes in hex; one left by a crashed run is removed at start,
-//! as stale routes are.
+//! MAC's six bytes in hex, its alias `l2vip`: one left by a crashed run is
+//! removed at start, as stale routes are, and only links with that alias
+//! (macvlans on a configured interface) are ever removed.
 
 use std::io;
 use std::sync::Arc;
@@ -29,34 +30,33 @@ pub fn macvlan_name(mac: EthernetAddress) -> String {
     name
 }
 
-/// Whether `name` is one `macvlan_name` makes, or one the versions before
-/// made (`l2v` and the last four bytes), which a crash may have left.
-fn is_macvlan_name(name: &str) -> bool {
-    matches!(name.len(), 11 | 15)
-        && name.starts_with("l2v")
-        && name[3..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 impl Routes {
-    /// Removes the macvlans an earlier run left (by their names); returns
-    /// how many.
-    pub fn remove_stale_macvlans(&mut self) -> io::Result<usize> {
-        let mut stale = Vec::new();
+    /// The links that are macvlans l2vip made (their alias is
+    /// `netlink::MARK`), with their parent's index.
+    fn our_macvlans(&mut self) -> io::Result<Vec<(String, u32)>> {
+        let mut ours = Vec::new();
         self.dump(
             netlink::RTM_GETLINK,
             netlink::AF_UNSPEC,
             "link dump",
             |message| {
                 if let Message::Link(link) = message {
-                    if is_macvlan_name(&link.name) {
-                        stale.push(link.name);
+                    if let Some(parent) = link.ours_on {
+                        ours.push((link.name, parent));
                     }
                 }
             },
         )?;
-        for name in &stale {
+        Ok(ours)
+    }
+
+    /// Removes the macvlans an earlier run left on `parents` (interface
+    /// indexes): only links l2vip made, whatever their name, never an
+    /// administrator's; returns how many.
+    pub fn remove_stale_macvlans(&mut self, parents: &[u32]) -> io::Result<usize> {
+        let mut stale = self.our_macvlans()?;
+        stale.retain(|(_, parent)| parents.contains(parent));
+        for (name, _) in &stale {
             match self.delete_link(name) {
                 Ok(()) => info!("removed {name}, a macvlan an earlier run left"),
                 Err(e) => warn!("cannot remove {name}, a macvlan an earlier run left: {e}"),
@@ -79,8 +79,14 @@ impl Routes {
         let seq = self.next_seq();
         netlink::macvlan_request(&mut self.out, name, index, mac, seq);
         match self.request(seq) {
-            // Someone's link of that name, or ours from before: replaced.
+            // Ours from before: replaced. Someone else's: left alone.
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if !self.our_macvlans()?.iter().any(|(ours, _)| ours == name) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("a link named {name} exists and l2vip did not make it"),
+                    ));
+                }
                 self.delete_link(name)?;
                 let seq = self.next_seq();
                 netlink::macvlan_request(&mut self.out, name, index, mac, seq);
@@ -176,12 +182,8 @@ mod tests {
             assert_ne!(name_a, name_b);
             for name in [&name_a, &name_b] {
                 assert_eq!(name.len(), 15, "{name} fits IFNAMSIZ");
-                assert!(is_macvlan_name(name), "{name}");
             }
         }
         assert_eq!(macvlan_name(given[0]), "l2v0200aabbccdd");
-        // What an earlier version left after a crash is still found.
-        assert!(is_macvlan_name("l2vaabbccdd"));
-        assert!(!is_macvlan_name("l2vlan0"));
     }
 }

@@ -50,7 +50,9 @@ pub struct RouteTo {
     pub interface: Arc<str>,
     /// The route's metric (0 for local routes).
     pub metric: u32,
-    /// The interface's index when the route was added (0 in a wish).
+    /// The interface's index when the route was added (0 in a wish, and
+    /// for a route the kernel already had from someone else: noted so it
+    /// is not tried again, never shown or removed as l2vip's).
     pub ifindex: u32,
 }
 
@@ -203,10 +205,11 @@ impl Routes {
         Ok(stale.len())
     }
 
-    /// The routes in place now: (VIP, table, interface).
+    /// The routes l2vip put in place: (VIP, table, interface).
     pub fn installed(&self) -> impl Iterator<Item = (IpAddr, u32, &str)> {
         self.installed
             .iter()
+            .filter(|(_, to)| to.ifindex != 0)
             .map(|((ip, table), to)| (*ip, *table, &*to.interface))
     }
 
@@ -253,17 +256,23 @@ impl Routes {
                 table,
                 metric: *metric,
             };
-            match self.change(true, route) {
-                Ok(()) => info!("{ip}: {what} added on {interface}"),
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => warn!(
-                    "{ip}: the kernel already has a {what} for it (is it an address on this \
-                     host, or routed by someone else?)"
-                ),
+            let ifindex = match self.change(true, route) {
+                Ok(()) => {
+                    info!("{ip}: {what} added on {interface}");
+                    ifindex
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    warn!(
+                        "{ip}: the kernel already has a {what} for it (is it an address on \
+                         this host, or routed by someone else?); left as it is"
+                    );
+                    0
+                }
                 Err(e) => {
                     warn!("{ip}: cannot add a {what} on {interface}: {e}");
                     continue;
                 }
-            }
+            };
             self.installed.insert(
                 key,
                 RouteTo {
@@ -283,6 +292,11 @@ impl Routes {
         else {
             return true;
         };
+        if ifindex == 0 {
+            // Someone else's: not ours to remove.
+            self.installed.remove(&key);
+            return true;
+        }
         let (ip, table) = key;
         let route = VipRoute {
             ip,

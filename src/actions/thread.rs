@@ -116,7 +116,12 @@ impl ActionsThread {
             Ok(count) => info!("removed {count} l2vip routes left by an earlier run"),
             Err(e) => warn!("cannot look for stale l2vip routes: {e}"),
         }
-        if let Err(e) = routes.remove_stale_macvlans() {
+        let parents: Vec<u32> = config
+            .services
+            .iter()
+            .filter_map(|s| crate::sys::iface::index(&s.interface))
+            .collect();
+        if let Err(e) = routes.remove_stale_macvlans(&parents) {
             warn!("cannot look for stale l2vip macvlans: {e}");
         }
         // Beside the control socket: on a run directory that a reboot empties,

@@ -78,6 +78,7 @@ const RTMSG_LEN: usize = 12;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINK: u16 = 5;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
@@ -178,23 +179,24 @@ pub fn macvlan_request(out: &mut Vec<u8>, name: &str, parent: u32, mac: Ethernet
         .finish();
 }
 
+/// The alias l2vip gives the links it makes (`ip link` shows it), so that
+/// only those are ever removed as its own.
+pub const MARK: &str = "l2vip";
+
 /// `RTM_NEWLINK` changing link `name`: `IFF_UP` set (`up`) or not, and,
-/// when `no_ipv6_addresses`, IPv6 address generation off (no link-local
-/// address, so no DAD and no MLD from the link).
-pub fn link_change_request(
-    out: &mut Vec<u8>,
-    name: &str,
-    up: bool,
-    no_ipv6_addresses: bool,
-    seq: u32,
-) {
+/// when `make_ours`, IPv6 address generation off (no link-local address,
+/// so no DAD and no MLD from the link) and the alias `MARK` (the kernel
+/// takes neither when it creates a link).
+pub fn link_change_request(out: &mut Vec<u8>, name: &str, up: bool, make_ours: bool, seq: u32) {
     let builder = Builder::new(out, RTM_NEWLINK, NLM_F_ACK, seq)
         .bytes(&ifinfo(if up { IFF_UP } else { 0 }, IFF_UP))
         .attribute(IFLA_IFNAME, &name_bytes(name));
-    let builder = if no_ipv6_addresses {
+    let builder = if make_ours {
         let inet6 = tlv(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
         let spec = tlv(u16::from(AF_INET6) | NLA_F_NESTED, &inet6);
-        builder.attribute(IFLA_AF_SPEC | NLA_F_NESTED, &spec)
+        builder
+            .attribute(IFLA_AF_SPEC | NLA_F_NESTED, &spec)
+            .attribute(IFLA_IFALIAS, MARK.as_bytes())
     } else {
         builder
     };
@@ -303,6 +305,9 @@ pub struct Link {
     pub flags: u32,
     /// Its hardware address, when it has a 6-byte one.
     pub mac: Option<EthernetAddress>,
+    /// When it is a macvlan that l2vip made (alias `MARK`): its parent's
+    /// index.
+    pub ours_on: Option<u32>,
 }
 
 impl Link {
@@ -415,6 +420,11 @@ fn ip_from(family: u8, value: &[u8]) -> Result<IpAddr, Error> {
     }
 }
 
+/// A string attribute's bytes, up to its NUL.
+fn text(value: &[u8]) -> &[u8] {
+    value.split(|b| *b == 0).next().unwrap_or_default()
+}
+
 fn parse_link(body: &[u8]) -> Result<Link, Error> {
     let fixed = body.get(..IFINFO_LEN).ok_or(Error::Truncated)?;
     let index = u32_at(fixed, 4)?;
@@ -424,13 +434,22 @@ fn parse_link(body: &[u8]) -> Result<Link, Error> {
         name: String::new(),
         flags,
         mac: None,
+        ours_on: None,
     };
+    let (mut parent, mut macvlan, mut marked) = (None, false, false);
     for attribute in attributes(&body[IFINFO_LEN..]) {
         let (kind, value) = attribute?;
         match kind {
+            IFLA_LINK => parent = Some(u32_at(value, 0)?),
+            IFLA_IFALIAS => marked = text(value) == MARK.as_bytes(),
+            IFLA_LINKINFO => {
+                for info in attributes(value) {
+                    let (kind, value) = info?;
+                    macvlan |= kind == IFLA_INFO_KIND && text(value) == b"macvlan";
+                }
+            }
             IFLA_IFNAME => {
-                let name = value.split(|b| *b == 0).next().unwrap_or_default();
-                link.name = std::str::from_utf8(name)
+                link.name = std::str::from_utf8(text(value))
                     .map_err(|_| Error::Malformed)?
                     .to_string();
             }
@@ -441,6 +460,7 @@ fn parse_link(body: &[u8]) -> Result<Link, Error> {
     if link.name.is_empty() {
         return Err(Error::Malformed);
     }
+    link.ours_on = parent.filter(|_| macvlan && marked);
     Ok(link)
 }
 
@@ -654,6 +674,7 @@ mod tests {
                     name: "eth1".into(),
                     flags: IFF_UP | IFF_LOWER_UP,
                     mac: Some(EthernetAddress([2, 0x4c, 0x32, 0, 1, 1])),
+                    ours_on: None,
                 }),
                 Message::Address {
                     added: false,
@@ -676,6 +697,25 @@ mod tests {
             unreachable!()
         };
         assert!(link.usable());
+    }
+
+    #[test]
+    fn only_a_macvlan_with_l2vips_alias_is_l2vips() {
+        let link = |kind: &[u8], alias: &[u8]| {
+            let mut body = vec![0u8; IFINFO_LEN];
+            body.extend(attribute(IFLA_IFNAME, b"l2v0200aabbccdd\0"));
+            body.extend(attribute(IFLA_LINK, &7u32.to_ne_bytes()));
+            body.extend(attribute(IFLA_IFALIAS, alias));
+            let info = attribute(IFLA_INFO_KIND, kind);
+            body.extend(attribute(IFLA_LINKINFO | NLA_F_NESTED, &info));
+            parse_link(&body).unwrap().ours_on
+        };
+        assert_eq!(link(b"macvlan\0", b"l2vip\0"), Some(7));
+        assert_eq!(link(b"macvlan", b"l2vip"), Some(7));
+        // An administrator's dummy, bridge or unmarked macvlan of that name.
+        assert_eq!(link(b"dummy\0", b"l2vip\0"), None);
+        assert_eq!(link(b"macvlan\0", b"uplink\0"), None);
+        assert_eq!(link(b"macvlan\0", b"l2vip2\0"), None);
     }
 
     #[test]
