@@ -277,13 +277,19 @@ impl Responder {
             // interface gets the frame untagged.
             return Err(DropReason::VlanTagged);
         }
-        let source = frame.source();
-        if self.interfaces.iter().any(|ours| ours.mac == source)
-            || self.own_macs.iter().any(|&(_, _, mac)| mac == source)
+        Ok(frame)
+    }
+
+    /// Whether `mac` is one this node answers with: a frame whose ARP
+    /// sender or NDP link-layer address it is (what hosts learn, whatever
+    /// the Ethernet source) is our own, never a claim.
+    fn is_ours(&self, mac: EthernetAddress) -> Result<(), DropReason> {
+        if self.interfaces.iter().any(|ours| ours.mac == mac)
+            || self.own_macs.iter().any(|&(_, _, own)| own == mac)
         {
             return Err(DropReason::OwnFrame);
         }
-        Ok(frame)
+        Ok(())
     }
 
     /// The MAC `ip` is answered with on `slot`.
@@ -326,6 +332,7 @@ impl Responder {
         if !request.source_hardware_addr.is_unicast() {
             return Err(DropReason::BadSender);
         }
+        self.is_ours(request.source_hardware_addr)?;
         // RFC 5227 §2.4: any ARP with a VIP we own as its sender address,
         // from another MAC (ours were dropped above), is a claim on it; so
         // is a probe for it (RFC 5227 §2.1.1: sender 0.0.0.0), which is
@@ -446,6 +453,7 @@ impl Responder {
                 ..
             }) => {
                 let mac = target_lladdr.unwrap_or_else(|| frame.source());
+                self.is_ours(mac)?;
                 return Err(self.advertised(slot, target, mac));
             }
             Err(Error::Unsupported) => return Err(DropReason::NotRequest),
@@ -462,20 +470,27 @@ impl Responder {
         if source_lladdr.is_some_and(|mac| !mac.is_unicast()) || !frame.source().is_unicast() {
             return Err(DropReason::BadSender);
         }
-        self.check_owned(slot, IpAddr::V6(target))?;
+        // What the solicited host learns for the source address.
+        let solicitor = source_lladdr.unwrap_or_else(|| frame.source());
+        self.is_ours(solicitor)?;
+        // An NS from a VIP we own (RFC 4861 §7.2.3: its receiver updates
+        // its cache for the source) is a claim on it, as an ARP's sender.
+        let from_vip = self
+            .owned
+            .binary_search(&(slot, IpAddr::V6(source)))
+            .is_ok();
+        if from_vip {
+            self.conflicts.suspect(slot, IpAddr::V6(source), solicitor);
+        }
+        match self.check_owned(slot, IpAddr::V6(target)) {
+            Err(_) if from_vip => return Err(DropReason::Conflict),
+            other => other?,
+        }
         if dad {
             // Someone's duplicate address detection for a VIP we own.
-            self.conflicts
-                .suspect(slot, IpAddr::V6(target), frame.source());
+            self.conflicts.suspect(slot, IpAddr::V6(target), solicitor);
         }
-        Ok(self.neighbor_advert(
-            out,
-            slot,
-            target,
-            dad,
-            source,
-            source_lladdr.unwrap_or_else(|| frame.source()),
-        ))
+        Ok(self.neighbor_advert(out, slot, target, dad, source, solicitor))
     }
 }
 
@@ -655,8 +670,9 @@ mod tests {
         plen16_full[19] = 16;
         check(0, &plen16_full, DropReason::ArpFormat);
 
+        // Our MAC as the ARP sender, whatever the Ethernet source.
         let mut own = ARP_REQUEST;
-        own[6..12].copy_from_slice(NODE.as_bytes());
+        own[22..28].copy_from_slice(NODE.as_bytes());
         check(0, &own, DropReason::OwnFrame);
 
         let mut multicast_sender = ARP_REQUEST;
@@ -743,7 +759,7 @@ mod tests {
             .any(|(kind, mac)| kind == &[0x08, 0x06] && mac == NODE.as_bytes()));
         // A frame from that MAC is ours (a split brain's other half).
         let mut from_vmac = ARP_REQUEST;
-        from_vmac[6..12].copy_from_slice(VMAC.as_bytes());
+        from_vmac[22..28].copy_from_slice(VMAC.as_bytes());
         assert_eq!(
             arp(&mut r, 0, &from_vmac).0,
             Verdict::Drop(DropReason::OwnFrame)
@@ -766,6 +782,46 @@ mod tests {
         claim[32..38].copy_from_slice(&[0xff; 6]);
         claim[38..42].copy_from_slice(&[192, 0, 2, 11]);
         claim
+    }
+
+    #[test]
+    fn a_claim_is_judged_on_the_address_hosts_learn_not_the_ethernet_source() {
+        let start = Instant::now();
+        let mut r = responder(start);
+        r.set_judge_after(Duration::from_millis(200));
+        let rogue = EthernetAddress([0x02, 0x4c, 0x32, 0x00, 0x00, 0x09]);
+        let drop = |reason| Verdict::Drop(reason);
+        // Our Ethernet source, a foreign ARP sender claiming our VIP: hosts
+        // learn the ARP sender, so it is a claim by it.
+        let mut claim = node2_claims_our_vip();
+        claim[6..12].copy_from_slice(NODE.as_bytes());
+        claim[22..28].copy_from_slice(rogue.as_bytes());
+        assert_eq!(arp(&mut r, 0, &claim).0, drop(DropReason::Conflict));
+        // The reverse says the VIP is at our MAC: no claim.
+        let mut ours = node2_claims_our_vip();
+        ours[22..28].copy_from_slice(NODE.as_bytes());
+        assert_eq!(arp(&mut r, 0, &ours).0, drop(DropReason::OwnFrame));
+        // An NS sent from our IPv6 VIP for another address, its Source
+        // Link-Layer Address foreign: its receiver learns the VIP there.
+        let mut from_vip = NS;
+        from_vip[22..38].copy_from_slice(&NS[62..78]);
+        from_vip[77] = 0x99;
+        from_vip[80..86].copy_from_slice(rogue.as_bytes());
+        refill(&mut from_vip);
+        assert_eq!(ndp(&mut r, 0, &from_vip).0, drop(DropReason::Conflict));
+        let judged = start + Duration::from_millis(200);
+        r.judge_claims(start);
+        let logged = r.judge_claims(judged).log;
+        let claimed: Vec<(String, EthernetAddress)> =
+            logged.iter().map(|c| (c.ip.to_string(), c.mac)).collect();
+        assert_eq!(
+            claimed,
+            [
+                ("192.0.2.11".to_string(), rogue),
+                ("2001:db8::11".to_string(), rogue)
+            ]
+        );
+        assert_eq!(r.counters.conflicts, 2);
     }
 
     #[test]
@@ -945,7 +1001,11 @@ mod tests {
         // Another host advertising our VIP: a claim.
         let mut advert = NA;
         advert[11] = 2;
+        advert[85] = 2;
+        refill(&mut advert);
         check(0, &advert, DropReason::Conflict);
+        // Our own advertisement, looped back from a bridge: ours.
+        check(0, &NA, DropReason::OwnFrame);
         // Advertising an address we do not own: nothing to do.
         check(1, &advert, DropReason::NotRequest);
         let mut version = NS;

@@ -97,7 +97,7 @@ pub const NEIGHBOR_SOLICIT: [Instruction; 12] = [
 ];
 
 /// The most addresses `arp_for` and `neighbor_solicit_for` list: two
-/// instructions each, twice for ARP, within the kernel's 4096.
+/// instructions each, twice (target and sender), within the kernel's 4096.
 pub const MAX_LISTED: usize = 1000;
 
 /// The start of a narrowed program of `capacity` instructions: drop our
@@ -157,14 +157,14 @@ pub fn arp_for(owned: &[u32]) -> Option<Vec<Instruction>> {
 /// For a socket bound to ETH_P_IPV6 on an interface where this node owns
 /// IPv6 addresses whose last four bytes (`u32::from_be_bytes`) are `owned`:
 /// as `NEIGHBOR_SOLICIT`, and a full-length solicitation or advertisement
-/// only when its target ends in one of them (userspace compares the whole
-/// address).
+/// only when its target or its source (a claim) ends in one of them
+/// (userspace compares the whole address).
 /// `None` past `MAX_LISTED`.
 pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
     if owned.len() > MAX_LISTED {
         return None;
     }
-    let mut program = prologue(20 + 2 * owned.len(), NS_FRAME_LEN, ETHERTYPE_IPV6);
+    let mut program = prologue(22 + 4 * owned.len(), NS_FRAME_LEN, ETHERTYPE_IPV6);
     program.extend([
         stmt(LD | B | ABS, IPV6_NEXT_HEADER),
         jump(JMP | JEQ | K, ICMPV6, 1, 0),
@@ -176,6 +176,9 @@ pub fn neighbor_solicit_for(owned: &[u32]) -> Option<Vec<Instruction>> {
         // NS and NA have their target at the same place.
         stmt(LD | W | ABS, NS_TARGET_LAST_WORD),
     ]);
+    pass_if_listed(&mut program, owned);
+    // Sent from one of them (an NS from a VIP is a claim on it).
+    program.push(stmt(LD | W | ABS, IPV6_SOURCE_LAST_WORD));
     pass_if_listed(&mut program, owned);
     program.push(stmt(RET | K, 0));
     Some(program)
@@ -192,6 +195,8 @@ const ARP_ETHERNET_IPV4: u32 =
 const ARP_LENGTHS: u32 = (6 << 8) | 4;
 /// An untagged frame holding an NS up to the end of its target address.
 const NS_FRAME_LEN: u32 = L3 + icmpv6::MESSAGE_LEN as u32;
+/// The last four bytes of the IPv6 source address.
+const IPV6_SOURCE_LAST_WORD: u32 = L2 + ipv6::SOURCE_END as u32 - 4;
 /// The last four bytes of an NS's (or NA's) target address.
 const NS_TARGET_LAST_WORD: u32 = L3 + icmpv6::TARGET_OFFSET as u32 + 12;
 
@@ -317,6 +322,13 @@ mod tests {
             SNAP_LEN,
             "and advertisements"
         );
+        // An NS sent from an owned address, for any target: a claim.
+        let mut from_vip = NS.to_vec();
+        from_vip[34..38].copy_from_slice(&NS[74..78]);
+        from_vip[77] = 0x99;
+        assert_eq!(run(&ns, &from_vip, PACKET_HOST), SNAP_LEN);
+        from_vip[37] = 0x98;
+        assert_eq!(run(&ns, &from_vip, PACKET_HOST), 0);
         let mut redirect = NS.to_vec();
         redirect[54] = 137;
         assert_eq!(run(&ns, &redirect, PACKET_HOST), 0, "nothing else");

@@ -22,6 +22,8 @@ mod field {
 pub const HEADER_LEN: usize = field::DESTINATION.end;
 /// Where the Next Header field is (for socket filters).
 pub const NEXT_HEADER_OFFSET: usize = field::NEXT_HEADER;
+/// Where the source address ends (for socket filters).
+pub const SOURCE_END: usize = field::SOURCE.end;
 
 /// A view of an IPv6 packet.
 #[derive(Debug, Clone, Copy)]
