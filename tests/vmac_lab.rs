@@ -510,3 +510,51 @@ fn a_rogue_host_claiming_a_vip_is_reported_and_defended_at_most_every_ten_second
     let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(status["data"]["conflicts"], serde_json::json!([]));
 }
+
+/// Reverse-path filtering on the node's interfaces by default (systemd's
+/// sysctl.d sets `default` and every interface to 2, many guides to 1):
+/// the client's traffic to a VIP with a MAC of its own arrives on the
+/// macvlan, which has no address, while the route back leads out of its
+/// parent, so the kernel would drop it under any filter inherited from
+/// `default`. l2vip turns the macvlan's own off, and the VIP is reached;
+/// with `all` on, which no interface can lower, it says so in the log.
+#[test]
+fn a_vip_with_its_own_mac_is_reached_under_reverse_path_filtering() {
+    if !lab::available("a_vip_with_its_own_mac_is_reached_under_reverse_path_filtering") {
+        return;
+    }
+    let sysctl = |lab: &Lab, host: &str, setting: &str| {
+        let out = lab.run(host, &["sysctl", "-q", "-w", setting]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    let lab = Lab::up(2, false);
+    for host in ["n1", "n2"] {
+        sysctl(&lab, host, "net.ipv4.conf.default.rp_filter=1");
+        sysctl(&lab, host, "net.ipv4.conf.eth0.rp_filter=1");
+    }
+    let (n1, n2) = pair(&lab, "eth0", "virtual");
+    let held = macvlans(&lab, "n1");
+    assert_eq!(held.len(), 2, "{}", n1.log());
+    for (name, _, _) in &held {
+        let key = format!("net.ipv4.conf.{name}.rp_filter");
+        assert_eq!(lab.text("n1", &["sysctl", "-n", &key]).trim(), "0", "{key}");
+    }
+    let ping = lab.text("c", &["ping", "-c", "3", "-i", "0.2", "-W", "1", VIP4]);
+    assert!(ping.contains(" 3 received"), "{ping}\n{}", n1.log());
+    assert!(!n1.log().contains("rp_filter"), "{}", n1.log());
+    drop(n2);
+    drop(n1);
+    drop(lab);
+
+    // `all` on: the warning names the setting.
+    let lab = Lab::up(2, false);
+    sysctl(&lab, "n1", "net.ipv4.conf.all.rp_filter=2");
+    let (n1, n2) = pair(&lab, "eth0", "virtual");
+    assert!(
+        n1.wait_for_log("net.ipv4.conf.all.rp_filter is 2", Duration::from_secs(2)),
+        "{}",
+        n1.log()
+    );
+    drop(n2);
+    drop(n1);
+}

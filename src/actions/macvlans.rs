@@ -30,6 +30,22 @@ pub fn macvlan_name(mac: EthernetAddress) -> String {
     name
 }
 
+/// The macvlan's own reverse-path filter is off (see
+/// `netlink::link_change_request`), but the kernel filters with the higher
+/// of it and `all`'s: with `all` on, the VIP's traffic arriving on the
+/// macvlan, which has no address, is dropped. Said once per macvlan made.
+fn warn_of_rp_filter(name: &str) {
+    let all = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter");
+    if let Some(value) = all.ok().filter(|v| v.trim() != "0") {
+        warn!(
+            "{name}: net.ipv4.conf.all.rp_filter is {}: the kernel drops the VIP's IPv4 \
+             traffic arriving on its macvlan; set it to 0 (each interface's own filter \
+             still applies)",
+            value.trim()
+        );
+    }
+}
+
 impl Routes {
     /// The links that are macvlans l2vip made (their alias is
     /// `netlink::MARK`), with their parent's index.
@@ -133,6 +149,7 @@ impl Routes {
                 match self.add_macvlan(*mac, parent, &name) {
                     Ok(()) => {
                         info!("{name}: {} on {parent}", mac);
+                        warn_of_rp_filter(&name);
                         self.macvlans.push((*mac, Arc::clone(parent), name));
                     }
                     Err(e) => warn!("{parent}: cannot add macvlan {name} for {}: {e}", mac),

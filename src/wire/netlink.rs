@@ -86,6 +86,9 @@ const IFLA_MACVLAN_MODE: u16 = 1;
 const MACVLAN_MODE_PRIVATE: u32 = 1;
 const IFLA_AF_SPEC: u16 = 26;
 const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+/// In `IFLA_AF_SPEC`'s `AF_INET`: the IPv4 settings (`net.ipv4.conf.X`).
+const IFLA_INET_CONF: u16 = 1;
+const IPV4_DEVCONF_RP_FILTER: u16 = 8;
 const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 /// `IFF_NOARP`: the kernel does no ARP or neighbour discovery on the link.
@@ -185,15 +188,21 @@ pub const MARK: &str = "l2vip";
 
 /// `RTM_NEWLINK` changing link `name`: `IFF_UP` set (`up`) or not, and,
 /// when `make_ours`, IPv6 address generation off (no link-local address,
-/// so no DAD and no MLD from the link) and the alias `MARK` (the kernel
-/// takes neither when it creates a link).
+/// so no DAD and no MLD from the link), no reverse-path filter of its own
+/// (the VIP's traffic arrives on the link, which has no address, while
+/// the route back leads out of its parent: the kernel drops it under any
+/// filter, strict or loose, such as one inherited from `default`) and the
+/// alias `MARK` (the kernel takes none of these when it creates a link).
 pub fn link_change_request(out: &mut Vec<u8>, name: &str, up: bool, make_ours: bool, seq: u32) {
     let builder = Builder::new(out, RTM_NEWLINK, NLM_F_ACK, seq)
         .bytes(&ifinfo(if up { IFF_UP } else { 0 }, IFF_UP))
         .attribute(IFLA_IFNAME, &name_bytes(name));
     let builder = if make_ours {
         let inet6 = tlv(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
-        let spec = tlv(u16::from(AF_INET6) | NLA_F_NESTED, &inet6);
+        let mut spec = tlv(u16::from(AF_INET6) | NLA_F_NESTED, &inet6);
+        let off = tlv(IPV4_DEVCONF_RP_FILTER, &0u32.to_ne_bytes());
+        let inet = tlv(IFLA_INET_CONF | NLA_F_NESTED, &off);
+        spec.extend(tlv(u16::from(AF_INET) | NLA_F_NESTED, &inet));
         builder
             .attribute(IFLA_AF_SPEC | NLA_F_NESTED, &spec)
             .attribute(IFLA_IFALIAS, MARK.as_bytes())
