@@ -845,3 +845,90 @@ fn heartbeats_from_beyond_the_link_move_nothing() {
     let (_, status, _) = n2.cli(&["status", "--json"]);
     assert!(status.contains("\"alive\": true"), "{status}");
 }
+
+/// n1 keeps no start counter (`state_file` null, and the file beside its
+/// control socket cannot be written) and restarts with its clock an hour
+/// behind: its new run is an older incarnation, which n2 hears once the
+/// newer one has been silent for a lease. One heartbeat of the newer run,
+/// captured on the multicast group before the restart and sent again once,
+/// must not make n2 take the dead run for the live one: n2 would refuse
+/// every heartbeat of n1, take the VIPs after a lease, and both would own
+/// them (preempt brings them back to n1).
+#[test]
+fn a_replay_after_a_restart_with_the_clock_behind_never_cuts_off_the_node() {
+    if !lab::available("a_replay_after_a_restart_with_the_clock_behind_never_cuts_off_the_node") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let key = lab.write("key", "lab-secret-0123456789abcdef\n", 0o600);
+    // n1's counter beside its socket is a directory: it cannot be kept.
+    let n1_dir = lab.dir.join("n1-run");
+    std::fs::create_dir_all(n1_dir.join("l2vip.incarnation")).expect("n1's run directory");
+    let n1_config = keyed_config(
+        1,
+        &key,
+        &format!(
+            r#", "preempt": true, "state_file": null, "control": {{"socket": "{}"}}"#,
+            n1_dir.join("control.sock").display()
+        ),
+    );
+    let mut n1 = lab.daemon(1, &n1_config);
+    let n2 = lab.daemon(2, &keyed_config(2, &key, r#", "preempt": true"#));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    assert!(
+        n1.log().contains("CANNOT KEEP THE START COUNTER"),
+        "{}",
+        n1.log()
+    );
+    let captured: Vec<Vec<u8>> = lab
+        .listen_heartbeats(GROUP, 0.5)
+        .into_iter()
+        .filter(|(source, _)| source == "192.0.2.11")
+        .map(|(_, datagram)| datagram)
+        .collect();
+    let captured = captured.first().expect("a heartbeat of n1").clone();
+
+    // n1 crashes; n2 takes the VIPs; n1 comes back an hour behind.
+    let _ = n1.stop_with("KILL", Duration::from_secs(2));
+    assert!(
+        n2.wait_for_log("acquired web6", FAILOVER_BOUND),
+        "{}",
+        n2.log()
+    );
+    let behind = lab::Start {
+        wrapper: vec!["faketime".into(), "-f".into(), "-1h".into()],
+        env: vec![("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into())],
+        ..lab::Start::default()
+    };
+    let n1 = lab.daemon_with(1, &n1_config, &behind);
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND + FAILOVER_BOUND),
+        "n1 did not take the VIPs back:\n{}\n{}",
+        n1.log(),
+        n2.log()
+    );
+    std::thread::sleep(Duration::from_millis(LEASE_MS));
+    assert_sole_owner(&lab, 1);
+
+    // The capture, once: refused, and n2 goes on hearing n1.
+    let before = n2.counters();
+    lab.send_heartbeats(GROUP, &[captured]);
+    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
+    let after = n2.counters();
+    assert_eq!(
+        after["heartbeat_rejected.replay"] - before["heartbeat_rejected.replay"],
+        1,
+        "{after:?}"
+    );
+    let (_, status, _) = n2.cli(&["status", "--json"]);
+    assert!(
+        status.contains("\"alive\": true"),
+        "n2 no longer hears n1: {status}\n{}",
+        n2.log()
+    );
+    assert_sole_owner(&lab, 1);
+}
