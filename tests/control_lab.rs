@@ -1236,3 +1236,81 @@ fn a_check_killed_by_a_remove_is_reaped() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(zombies_of(daemon.pid()), Vec::<String>::new());
 }
+
+/// A second daemon on one host (one network namespace), for another
+/// cluster, refuses to start and names the one that runs; the first one's
+/// macvlan and local route stay, and it goes on answering. (Before, the
+/// second removed both at start as left over from a crash.)
+#[test]
+fn a_second_daemon_on_one_host_refuses_to_start_and_touches_nothing() {
+    if !lab::available("a_second_daemon_on_one_host_refuses_to_start_and_touches_nothing") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let first = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "services": [{{"name": "web", "ip": "{VIP4}",
+              "interface": "eth0", "mac": "virtual"}}]}}"#
+        ),
+    );
+    assert!(
+        first.wait_for_log("answering for 1 VIPs", Duration::from_secs(5)),
+        "{}",
+        first.log()
+    );
+    let held = || {
+        (
+            lab.text("n1", &["ip", "-o", "link", "show", "type", "macvlan"]),
+            lab.text(
+                "n1",
+                &["ip", "route", "show", "table", "local", "proto", "76"],
+            ),
+        )
+    };
+    let before = held();
+    assert!(
+        before.0.contains("l2v") && before.1.contains(VIP4),
+        "{before:?}"
+    );
+    let socket = lab.dir.join("second.sock");
+    let second = lab.write(
+        "second.json",
+        &format!(
+            r#"{{"node": "other", "cluster": "second", "state_file": null,
+              "control": {{"socket": "{}"}},
+              "services": [{{"name": "db", "ip": "192.0.2.210", "interface": "eth0",
+                             "mac": "virtual"}}]}}"#,
+            socket.display()
+        ),
+        0o644,
+    );
+    let out = lab.run(
+        "n1",
+        &[
+            "timeout",
+            "10",
+            env!("CARGO_BIN_EXE_l2vip"),
+            "daemon",
+            "-c",
+            &second.display().to_string(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another l2vip runs on this host (in this network namespace) (pid {}, uid 0)",
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    assert!(!socket.exists());
+    assert_eq!(held(), before);
+    assert_eq!(
+        arp_answerers(&lab, VIP4),
+        std::collections::BTreeSet::from([l2vip::config::virtual_mac("l2vip", "web").to_string()])
+    );
+    assert!(!first.log().contains("removed"), "{}", first.log());
+    drop(first);
+}

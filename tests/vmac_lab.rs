@@ -558,3 +558,182 @@ fn a_vip_with_its_own_mac_is_reached_under_reverse_path_filtering() {
     drop(n2);
     drop(n1);
 }
+
+/// A host poisoning caches hard: 50 gratuitous ARPs a second for an owned
+/// VIP for 10 s. Every claim is counted and merged into one conflict
+/// entry, logged, and defended at most once per 10 s (before, claims this
+/// fast pushed each other out of the queue unjudged, and none was).
+#[test]
+fn a_host_claiming_a_vip_fifty_times_a_second_is_counted_logged_and_defended() {
+    if !lab::available("a_host_claiming_a_vip_fifty_times_a_second_is_counted_logged_and_defended")
+    {
+        return;
+    }
+    let lab = Lab::up(3, false);
+    let (n1, n2) = pair(&lab, "eth0", "interface");
+    // The acquisition burst (3 rounds, 1.1 s apart) is over.
+    std::thread::sleep(Duration::from_millis(3000));
+    let rogue = lab::node_mac(3);
+    let sent = 500;
+    // A gratuitous ARP request from n3: sender and target the VIP.
+    let mac: Vec<u8> = rogue
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap_or(0))
+        .collect();
+    let vip = [192u8, 0, 2, 200];
+    let mut frame = vec![0xffu8; 6];
+    frame.extend(&mac);
+    frame.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    frame.extend(&mac);
+    frame.extend(vip);
+    frame.extend([0u8; 6]);
+    frame.extend(vip);
+    frame.resize(60, 0);
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let paced = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('eth0', 0))\n\
+         frame = bytes.fromhex('{hex}')\n\
+         start = time.monotonic()\n\
+         for i in range({sent}):\n\
+         \x20   s.send(frame)\n\
+         \x20   time.sleep(max(0, start + (i + 1) / 50 - time.monotonic()))\n"
+    );
+    let out = lab.run("n3", &["timeout", "30", "python3", "-c", &paced]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Judged two intervals after the first claim of each entry.
+    std::thread::sleep(Duration::from_millis(4 * INTERVAL_MS));
+    let (code, out, _) = n1.cli(&["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let conflicts = status["data"]["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(conflicts.len(), 1, "{status}");
+    assert_eq!(conflicts[0]["mac"], rogue.as_str());
+    let counted = conflicts[0]["count"].as_u64().unwrap_or(0);
+    // Every claim that reached n1 (a few may be lost on a loaded bridge).
+    assert!(counted >= sent * 9 / 10, "{counted} of {sent}: {status}");
+    let counters = n1.counters();
+    assert_eq!(counters["conflicts"], counted, "{counters:?}");
+    // 10 s of claims: one defence at the first, perhaps one more at 10 s.
+    assert!(
+        (1..=2).contains(&counters["conflict_defences"]),
+        "{counters:?}"
+    );
+    let lines = n1
+        .log()
+        .lines()
+        .filter(|l| l.contains(&format!("conflict: {rogue} claims {VIP4}")))
+        .count();
+    assert!((1..=4).contains(&lines), "{lines} lines:\n{}", n1.log());
+    assert!(!n2.log().contains("acquired web"), "{}", n2.log());
+}
+
+/// Two VIPs whose MACs differ only in their first bytes: each gets a
+/// macvlan of its own, and the client reaches each VIP at its MAC (before,
+/// both mapped to one link name, and taking the second deleted the first).
+#[test]
+fn two_macs_that_end_alike_each_get_their_macvlan_and_are_answered() {
+    if !lab::available("two_macs_that_end_alike_each_get_their_macvlan_and_are_answered") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let (mac_a, mac_b) = ("02:00:aa:bb:cc:dd", "06:00:aa:bb:cc:dd");
+    let n1 = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}}},
+  "services": [{{"name": "a", "ip": "192.0.2.201", "interface": "eth0", "mac": "{mac_a}"}},
+               {{"name": "b", "ip": "192.0.2.202", "interface": "eth0", "mac": "{mac_b}"}}]}}"#
+        ),
+    );
+    assert!(
+        Lab::wait_until(Duration::from_secs(5), || macvlans(&lab, "n1").len() == 2),
+        "{}",
+        n1.log()
+    );
+    let held: BTreeSet<(String, String)> = macvlans(&lab, "n1")
+        .into_iter()
+        .map(|(name, mac, _)| (name, mac))
+        .collect();
+    assert_eq!(
+        held,
+        BTreeSet::from([
+            ("l2v0200aabbccdd".to_string(), mac_a.to_string()),
+            ("l2v0600aabbccdd".to_string(), mac_b.to_string()),
+        ])
+    );
+    for (ip, mac) in [("192.0.2.201", mac_a), ("192.0.2.202", mac_b)] {
+        assert_eq!(arp_answerers(&lab, ip), only(mac), "{ip}");
+        let ping = lab.text("c", &["ping", "-c", "2", "-i", "0.2", "-W", "1", ip]);
+        assert!(ping.contains(" 2 received"), "{ip}: {ping}\n{}", n1.log());
+    }
+    drop(n1);
+}
+
+/// An administrator's links named like l2vip's (a macvlan it did not make
+/// with the very name of a VIP's, and a veth pair) survive l2vip's start
+/// and its acquire: only links carrying l2vip's alias are ever removed.
+/// The VIP whose name is taken gets no macvlan, and the log says why.
+#[test]
+fn an_administrators_links_named_like_l2vips_survive_its_start() {
+    if !lab::available("an_administrators_links_named_like_l2vips_survive_its_start") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let taken = format!("l2v{}", vmac("web").replace(':', ""));
+    let made = [
+        vec![
+            "ip", "link", "add", "link", "eth0", "name", &taken, "type", "macvlan",
+        ],
+        vec![
+            "ip",
+            "link",
+            "add",
+            "l2v0a0b0c0d",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "l2vpeer",
+        ],
+    ];
+    for command in &made {
+        let out = lab.run("n1", command);
+        assert!(out.status.success(), "{command:?}: {out:?}");
+    }
+    let mut n1 = lab.daemon(1, &config(1, 1, "eth0", "virtual"));
+    assert!(
+        n1.wait_for_log(
+            &format!("a link named {taken} exists and l2vip did not make it"),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        n1.log()
+    );
+    // web6's macvlan is made beside them.
+    assert!(
+        Lab::wait_until(Duration::from_secs(2), || macvlans(&lab, "n1").len() == 2),
+        "{}",
+        n1.log()
+    );
+    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    for name in [taken.as_str(), "l2v0a0b0c0d", "l2vpeer"] {
+        let out = lab.run("n1", &["ip", "link", "show", name]);
+        assert!(out.status.success(), "{name} is gone");
+    }
+    // l2vip's own went at exit; the administrator's macvlan is still there.
+    let left: Vec<String> = macvlans(&lab, "n1")
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
+    assert_eq!(left, [taken.clone()]);
+}
