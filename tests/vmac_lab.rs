@@ -735,5 +735,5 @@ fn an_administrators_links_named_like_l2vips_survive_its_start() {
         .into_iter()
         .map(|(n, _, _)| n)
         .collect();
-    assert_eq!(left, [taken.clone()]);
+    assert_eq!(left, [taken]);
 }
