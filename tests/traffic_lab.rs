@@ -593,3 +593,77 @@ fn hooks_run_with_their_environment_and_a_hanging_one_is_killed() {
     let (_, status, _) = daemons[0].cli(&["status"]);
     assert!(status.contains("failing: exit 1"), "{status}");
 }
+
+/// The VIP is also an address of the node (an administrator's): the
+/// kernel's local route for it is left as it is, never counted as
+/// l2vip's, and still there after l2vip stops; a route l2vip put in
+/// place after its interface came back (protocol 76) stays l2vip's and
+/// goes at exit.
+#[test]
+fn a_local_route_the_kernel_already_had_is_left_alone() {
+    if !lab::available("a_local_route_the_kernel_already_had_is_left_alone") {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let out = lab.run(
+        "n1",
+        &["ip", "addr", "add", &format!("{VIP4}/32"), "dev", "eth0"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut n1 = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0"}}]}}"#
+        ),
+    );
+    assert!(
+        n1.wait_for_log(
+            &format!("{VIP4}: the kernel already has a local route for it"),
+            START_BOUND
+        ),
+        "{}",
+        n1.log()
+    );
+    let routes = |proto: &str| {
+        lab.text(
+            "n1",
+            &[
+                "ip", "-4", "route", "show", "table", "local", "proto", proto,
+            ],
+        )
+    };
+    assert!(!routes("76").contains(VIP4), "{}", routes("76"));
+    // The link goes down and up: l2vip's IPv6 route is added again as its
+    // own; the address's route is not taken for one.
+    for state in ["down", "up"] {
+        let out = lab.run("n1", &["ip", "link", "set", "eth0", state]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert!(
+        Lab::wait_until(START_BOUND, || {
+            lab.text(
+                "n1",
+                &["ip", "-6", "route", "show", "table", "local", "proto", "76"],
+            )
+            .contains(VIP6)
+        }),
+        "{}",
+        n1.log()
+    );
+    let stopped = n1.stop_with("TERM", Duration::from_secs(3));
+    assert!(stopped.is_some_and(|(status, _)| status.success()));
+    let log = n1.log();
+    assert!(!log.contains("routes left in place"), "{log}");
+    assert!(
+        !log.contains(&format!("{VIP4}: local route removed")),
+        "{log}"
+    );
+    assert!(routes("kernel").contains(VIP4), "{}", routes("kernel"));
+    let left = lab.text(
+        "n1",
+        &["ip", "-6", "route", "show", "table", "local", "proto", "76"],
+    );
+    assert!(!left.contains(VIP6), "{left}");
+}

@@ -261,12 +261,23 @@ impl Routes {
                     info!("{ip}: {what} added on {interface}");
                     ifindex
                 }
+                // Ours (protocol 76: only ours can be deleted this way),
+                // e.g. added again after its interface came back: put back
+                // and kept as ours. Someone else's: left as it is.
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    warn!(
-                        "{ip}: the kernel already has a {what} for it (is it an address on \
-                         this host, or routed by someone else?); left as it is"
-                    );
-                    0
+                    if self.change(false, route).is_ok() {
+                        if let Err(e) = self.change(true, route) {
+                            warn!("{ip}: cannot add a {what} on {interface}: {e}");
+                            continue;
+                        }
+                        ifindex
+                    } else {
+                        warn!(
+                            "{ip}: the kernel already has a {what} for it (is it an address \
+                             on this host, or routed by someone else?); left as it is"
+                        );
+                        0
+                    }
                 }
                 Err(e) => {
                     warn!("{ip}: cannot add a {what} on {interface}: {e}");
