@@ -374,3 +374,72 @@ fn an_openwrt_reload_restarts_only_when_the_daemon_says_a_change_needs_it() {
     // Disabled since: stop.
     assert_eq!(did("reload-disabled"), ["stop", "status 0"]);
 }
+
+/// The Debian package as `cross/debian/build` makes it (from the test's
+/// binary, stripped): the daemon, the systemd unit, the configuration as a
+/// conffile, the man page, its library dependencies, maintainer scripts,
+/// and nothing lintian calls an error or a warning.
+#[test]
+fn the_debian_package_holds_what_users_install_and_lintian_passes_it() {
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (tests/need test installs it)"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let errors = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{program} {args:?}: {text}\n{errors}");
+        text
+    };
+    let dir = std::env::temp_dir().join(format!("l2vip-deb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("work directory");
+    let binary = dir.join("l2vip").display().to_string();
+    run("strip", &["-o", &binary, env!("CARGO_BIN_EXE_l2vip")]);
+    let out = dir.join("out").display().to_string();
+    let built = run(
+        &format!("{ROOT}/cross/debian/build"),
+        &["--binary", &binary, "--out", &out],
+    );
+    let deb = built.trim();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        deb.contains(&format!("/l2vip_{version}_")) && deb.ends_with(".deb"),
+        "{deb}"
+    );
+
+    let contents = run("dpkg-deb", &["--contents", deb]);
+    for path in [
+        "./usr/sbin/l2vip",
+        "./lib/systemd/system/l2vip.service",
+        "./etc/l2vip/config.json",
+        "./usr/share/man/man8/l2vip.8.gz",
+        "./usr/share/doc/l2vip/copyright",
+        "./usr/share/doc/l2vip/changelog.gz",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{contents}"
+        );
+    }
+    let field = |name: &str| run("dpkg-deb", &["--field", deb, name]).trim().to_string();
+    assert_eq!(field("Package"), "l2vip");
+    assert_eq!(field("Version"), version);
+    assert!(
+        field("Depends").contains("libc6 (>="),
+        "{}",
+        field("Depends")
+    );
+    let control = dir.join("control");
+    run(
+        "dpkg-deb",
+        &["--control", deb, &control.display().to_string()],
+    );
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap_or_default();
+    assert_eq!(conffiles, "/etc/l2vip/config.json\n");
+    for script in ["postinst", "prerm", "postrm"] {
+        assert!(control.join(script).exists(), "{script}");
+    }
+    run("lintian", &["--fail-on", "error,warning", deb]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
