@@ -1,0 +1,167 @@
+//! l2vip on virtual machines as users run it: Debian 12 with systemd and
+//! its own kernel (see `tests/vm/mod.rs`), l2vip installed from its Debian
+//! package, the lab's client namespace on the same bridge.
+
+#[path = "lab/mod.rs"]
+mod lab;
+#[path = "vm/mod.rs"]
+mod vm;
+
+use std::time::Duration;
+
+use lab::Lab;
+use vm::Vm;
+
+const VIP4: &str = "192.0.2.230";
+const VIP6: &str = "2001:db8::230";
+
+/// The package, built as `cross/debian/build` makes it, in the lab's share.
+fn package(lab: &Lab) -> String {
+    let share = lab.dir.join("share");
+    std::fs::create_dir_all(&share).expect("share");
+    let binary = lab.dir.join("l2vip.stripped").display().to_string();
+    let stripped = std::process::Command::new("strip")
+        .args(["-o", &binary, env!("CARGO_BIN_EXE_l2vip")])
+        .status()
+        .expect("strip");
+    assert!(stripped.success());
+    let out =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/cross/debian/build"))
+            .args(["--binary", &binary, "--out"])
+            .arg(&share)
+            .output()
+            .expect("cross/debian/build");
+    assert!(out.status.success(), "{out:?}");
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = deb.rsplit('/').next().unwrap_or_default();
+    format!("/mnt/host/{name}")
+}
+
+/// A configuration for VM `index` (peers: the other VMs' addresses).
+fn config(index: usize, peers: &[usize], extra_service: &str) -> String {
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|i| format!("\"192.0.2.{}\"", 20 + i))
+        .collect();
+    format!(
+        r#"{{"node": "vm{index}", "priority": {},
+  "heartbeat": {{"interval_ms": 200, "lease_ms": 1000, "peers": [{}], "key_file": "/etc/l2vip/key"}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0", "mac": "virtual"}}{extra_service}]}}"#,
+        200 - 10 * index,
+        peers.join(", ")
+    )
+}
+
+/// Writes `text` to `path` in the VM.
+fn put(vm: &Vm, path: &str, text: &str) {
+    vm.ok(&format!("cat > {path} <<'L2VIP_EOF'\n{text}\nL2VIP_EOF"));
+}
+
+/// The client pings `ip` until one answer comes back, within `limit`.
+fn reaches(lab: &Lab, ip: &str, limit: Duration) -> bool {
+    Lab::wait_until(limit, || {
+        lab.run("c", &["ping", "-c", "1", "-W", "1", ip])
+            .status
+            .success()
+    })
+}
+
+/// `apt install ./l2vip_*.deb` in a VM, a configuration and a key dropped
+/// in, `systemctl restart l2vip`: active, running as l2vip with exactly
+/// CAP_NET_RAW and CAP_NET_ADMIN, the client reaches both VIPs; `systemctl
+/// reload` applies a new service; after a reboot the service is back and
+/// its state file kept what `add` added; `apt remove` leaves no macvlan,
+/// route or ARP setting behind; `apt purge` removes the user and
+/// `/etc/l2vip`.
+#[test]
+fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_in_a_vm() {
+    if !lab::available(
+        "the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_in_a_vm",
+    ) {
+        return;
+    }
+    let lab = Lab::up(1, false);
+    let deb = package(&lab);
+    let vm = Vm::boot(&lab, 1);
+
+    // apt installs from a file of its own (not from the read-only share).
+    vm.ok(&format!("cp {deb} /root/"));
+    let name = deb.rsplit('/').next().unwrap_or_default();
+    let installed = vm.ok(&format!("cd /root && apt-get install -y -q ./{name} 2>&1"));
+    assert!(
+        installed.contains("does not fit this host yet"),
+        "{installed:?}\n{}",
+        vm.ok("dpkg -l l2vip; ls -la /root; echo hello")
+    );
+    assert_eq!(
+        vm.ok("getent passwd l2vip | cut -d: -f7").trim(),
+        "/usr/sbin/nologin"
+    );
+    put(&vm, "/etc/l2vip/config.json", &config(1, &[2], ""));
+    vm.ok("head -c 32 /dev/urandom | base64 > /etc/l2vip/key && chown l2vip /etc/l2vip/key && chmod 600 /etc/l2vip/key");
+    vm.ok("systemctl restart l2vip");
+    let journal = |vm: &Vm| {
+        vm.run_for("journalctl -b -u l2vip --no-pager", vm::AGENT_LIMIT)
+            .1
+    };
+    let (_, active) = vm.run_for("systemctl is-active l2vip", vm::AGENT_LIMIT);
+    assert_eq!(active.trim(), "active", "{}", journal(&vm));
+    let pid = vm
+        .ok("systemctl show -p MainPID --value l2vip")
+        .trim()
+        .to_string();
+    let status = vm.ok(&format!("cat /proc/{pid}/status"));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    // CAP_NET_ADMIN (12) and CAP_NET_RAW (13), nothing else.
+    assert_eq!(field("CapEff:"), "0000000000003000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000003000", "{status}");
+    assert_eq!(field("CapAmb:"), "0000000000000000", "{status}");
+    assert_eq!(vm.ok(&format!("ps -o user= -p {pid}")).trim(), "l2vip");
+    // Lease + hold, with slack for an emulated CPU.
+    let bound = Duration::from_secs(15);
+    assert!(reaches(&lab, VIP4, bound), "{}", journal(&vm));
+    assert!(reaches(&lab, VIP6, bound), "{}", journal(&vm));
+
+    // A new service by reload.
+    let extra = r#", {"name": "api", "ip": "192.0.2.231", "interface": "eth0"}"#;
+    put(&vm, "/etc/l2vip/config.json", &config(1, &[2], extra));
+    vm.ok("systemctl reload l2vip");
+    assert!(reaches(&lab, "192.0.2.231", bound), "{}", journal(&vm));
+
+    // A service added at runtime, then a reboot.
+    vm.ok("l2vip add dns 192.0.2.232 eth0");
+    vm.run_for("systemctl reboot", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(vm.wait_up(vm::BOOT_LIMIT), "{}", vm.console_text());
+    assert_eq!(vm.ok("systemctl is-active l2vip").trim(), "active");
+    assert!(vm.ok("cat /etc/l2vip/runtime.json").contains("192.0.2.232"));
+    assert!(reaches(&lab, "192.0.2.232", bound), "{}", journal(&vm));
+    let services = vm.ok("l2vip services");
+    assert!(services.contains("dns"), "{services}");
+
+    // Removed: nothing of l2vip's left in the kernel; the user and the
+    // configuration stay.
+    assert!(vm.ok("ip -o link show type macvlan").contains("l2v"));
+    vm.ok("apt-get remove -y -q l2vip 2>&1");
+    assert_eq!(vm.ok("ip -o link show type macvlan").trim(), "");
+    assert_eq!(vm.ok("ip route show table local proto 76").trim(), "");
+    assert_eq!(vm.ok("ip -6 route show table local proto 76").trim(), "");
+    assert_eq!(vm.ok("sysctl -n net.ipv4.conf.all.arp_ignore").trim(), "0");
+    assert_eq!(
+        vm.ok("sysctl -n net.ipv4.conf.all.arp_announce").trim(),
+        "0"
+    );
+    assert!(!reaches(&lab, VIP4, Duration::from_secs(2)));
+    vm.ok("getent passwd l2vip && test -f /etc/l2vip/config.json && test -f /etc/l2vip/key");
+    // Purged: gone.
+    vm.ok("apt-get purge -y -q l2vip 2>&1");
+    vm.ok("! getent passwd l2vip && ! getent group l2vip && test ! -e /etc/l2vip");
+}
