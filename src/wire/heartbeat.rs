@@ -503,4 +503,47 @@ mod tests {
         assert_eq!(bitmap_len(0), 0);
         assert_eq!(bitmap_len(9), 2);
     }
+
+    /// A heartbeat of every version a release still reads (see
+    /// docs/compatibility.md), kept as bytes: version 1, as the first
+    /// release sends it (node r1 of cluster l2vip, priority 150, 2
+    /// services, the first owned, one witness, signed with the lab key).
+    const VERSION_1: [u8; 88] = [
+        0x4c, 0x32, 0x56, 0x48, 0x01, 0x04, 0x96, 0x00, 0x00, 0x00, 0x6b, 0x13, 0xb2, 0x1e, 0x42,
+        0xc1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x12, 0x67, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+        0xcd, 0xef, 0x00, 0x02, 0x05, 0x02, 0x6c, 0x32, 0x76, 0x69, 0x70, 0x72, 0x31, 0x80, 0xc0,
+        0x01, 0x0f, 0x54, 0x02, 0x65, 0x6b, 0x13, 0xb2, 0x1e, 0x03, 0x48, 0xf5, 0x4e, 0x7a, 0x4b,
+        0x3d, 0xae, 0xac, 0x72, 0x72, 0x18, 0xcd, 0x76, 0x19, 0x14, 0x0d, 0xd9, 0x0e, 0xbb, 0x3b,
+        0x99, 0x67, 0x95, 0x0e, 0x19, 0x95, 0xc2, 0x77, 0xb9, 0xb4, 0xcd, 0x77, 0x99,
+    ];
+
+    #[test]
+    fn a_heartbeat_of_every_supported_version_is_still_understood() {
+        let beat = Repr::parse(&VERSION_1).expect("version 1 parses");
+        assert!(verify(&VERSION_1, b"lab-secret-0123456789abcdef"));
+        assert_eq!(
+            (beat.cluster, beat.node, beat.priority),
+            ("l2vip", "r1", 150)
+        );
+        assert_eq!((beat.incarnation, beat.sequence), (0x6b13_b21e_42c1, 4711));
+        assert_eq!(
+            (beat.digest, beat.service_count),
+            (0x0123_4567_89ab_cdef, 2)
+        );
+        assert_eq!((beat.claims, beat.eligible), (&[0x80][..], &[0xc0][..]));
+        assert!(!beat.draining && !beat.leaving && !beat.joining);
+        let witnesses: Vec<Witness> = beat.witnesses().collect();
+        assert_eq!(witnesses.len(), 1);
+        let witness = witnesses[0];
+        assert_eq!(
+            (witness.node, witness.incarnation, witness.age_ms),
+            (name_hash("r2"), 0x6b13_b21e, 840)
+        );
+        // And this release still writes it byte for byte.
+        let mut out = [0u8; MAX_LEN];
+        let len = beat
+            .emit(&mut out, Some(b"lab-secret-0123456789abcdef"))
+            .expect("emits");
+        assert_eq!(out[..len], VERSION_1[..]);
+    }
 }
