@@ -242,3 +242,129 @@ fn a_power_loss_of_the_owner_vm_fails_over_within_the_lease() {
     assert_eq!(answerers(&lab).len(), 1, "{:?}", answerers(&lab));
     assert!(!answerers(&lab).contains(&owner));
 }
+
+/// The release this one must work beside (docs/compatibility.md): the
+/// commit its binary is built from, and the version it is packaged as.
+const PREVIOUS: (&str, &str) = ("1067c1decd93e24f3ae398ad29aeaf02bc6d06d2", "0.1.0");
+
+/// The previous release's package, in the lab's share.
+fn previous_package(lab: &Lab) -> String {
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vm/previous"))
+        .arg(PREVIOUS.0)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("tests/vm/previous");
+    assert!(out.status.success(), "the previous release did not build");
+    let binary = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let share = lab.dir.join("share");
+    let out =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/cross/debian/build"))
+            .args(["--binary", &binary, "--version", PREVIOUS.1, "--out"])
+            .arg(&share)
+            .output()
+            .expect("cross/debian/build");
+    assert!(out.status.success(), "{out:?}");
+    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    format!("/mnt/host/{}", deb.rsplit('/').next().unwrap_or_default())
+}
+
+/// A rolling upgrade: three VMs on the previous release, a client pinging
+/// the VIP every 10 ms, each node upgraded in turn with `apt install`
+/// (its old daemon hands over on SIGTERM): never two MACs answering for the
+/// VIP, and the longest gap a hand-over's. Then the same back (a downgrade,
+/// which apt does only when told to).
+#[test]
+#[ignore = "fails today: never two owners, but the client goes 33 s without an answer during the upgrade; run with --ignored"]
+fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
+    if !lab::available("a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners") {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up(1, false);
+    let new = package(&lab);
+    let old = previous_package(&lab);
+    let key = "vm-lab-secret-0123456789abcdef";
+    let vms: Vec<Vm> = std::thread::scope(|scope| {
+        let booting: Vec<_> = (1..=3)
+            .map(|i| {
+                let lab = &lab;
+                scope.spawn(move || Vm::boot(lab, i))
+            })
+            .collect();
+        booting
+            .into_iter()
+            .map(|b| b.join().expect("a VM boots"))
+            .collect()
+    });
+    for (i, vm) in vms.iter().enumerate() {
+        let index = i + 1;
+        let others: Vec<usize> = (1..=3).filter(|&j| j != index).collect();
+        install(vm, &old, &config(index, &others, ""), key);
+        let status = vm.ok("dpkg -s l2vip");
+        assert!(
+            status.contains(&format!("Version: {}", PREVIOUS.1)),
+            "{status}"
+        );
+    }
+    assert!(
+        Lab::wait_until(Duration::from_secs(30), || answerers(&lab).len() == 1),
+        "{:?}",
+        answerers(&lab)
+    );
+    for (to, deb, allow) in [
+        ("upgrade", &new, ""),
+        ("downgrade", &old, " --allow-downgrades"),
+    ] {
+        let name = deb.rsplit('/').next().unwrap_or_default().to_string();
+        for vm in &vms {
+            vm.ok(&format!("cp {deb} /root/"));
+        }
+        let ping = lab::start_ping(&lab, "c", VIP4, 600);
+        let mut seen = std::collections::BTreeSet::new();
+        for vm in &vms {
+            if allow.is_empty() {
+                // apt itself never downgrades unasked.
+            } else {
+                let (status, out) = vm.run_for(
+                    &format!("cd /root && apt-get install -y -q ./{name} 2>&1"),
+                    vm::AGENT_LIMIT,
+                );
+                assert_ne!(status, 0, "a downgrade unasked: {out}");
+                assert!(out.contains("downgrade"), "{out}");
+            }
+            vm.ok(&format!(
+                "cd /root && apt-get install -y -q{allow} ./{name} 2>&1"
+            ));
+            assert_eq!(vm.ok("systemctl is-active l2vip").trim(), "active");
+            // Every node's answer for a while after each step: one MAC.
+            for _ in 0..3 {
+                let now = answerers(&lab);
+                assert!(now.len() <= 1, "{to}: two owners {now:?}");
+                seen.extend(now);
+            }
+        }
+        lab::signal(ping.0.id(), "INT");
+        let (gap, replies) = lab::longest_gap(ping);
+        eprintln!(
+            "rolling {to} of 3 VMs ({}): longest gap {} ms, {replies} replies, owners {seen:?}",
+            vms[0].accel,
+            gap.as_millis()
+        );
+        // Hand-overs, not failovers: well under the lease.
+        let states: Vec<String> = vms
+            .iter()
+            .map(|vm| {
+                vm.run_for(
+                    "l2vip status; journalctl -b -u l2vip --no-pager | tail -25",
+                    vm::AGENT_LIMIT,
+                )
+                .1
+            })
+            .collect();
+        assert!(
+            gap < Duration::from_millis(1000),
+            "{to}: gap {gap:?}\n{}",
+            states.join("\n----\n")
+        );
+    }
+}

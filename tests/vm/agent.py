@@ -7,6 +7,7 @@ Exits with the command's status; 255 when the agent did not answer within
 SECONDS (the VM is not up yet, or the command took longer).
 """
 import base64
+import os
 import socket
 import sys
 
@@ -20,16 +21,25 @@ def main() -> int:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(seconds)
         sock.connect(path)
-        sock.sendall(base64.b64encode(command.encode()) + b"\n")
-        answer = b""
-        while not answer.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                return 255
-            answer += chunk
+        # An id per request: an answer to a request given up on earlier
+        # (the agent still ran it) may come first, and is skipped.
+        ident = os.urandom(8).hex().encode()
+        sock.sendall(ident + b" " + base64.b64encode(command.encode()) + b"\n")
+        buffered = b""
+        while True:
+            while b"\n" not in buffered:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return 255
+                buffered += chunk
+            line, _, buffered = buffered.partition(b"\n")
+            fields = line.strip().split(b" ")
+            if len(fields) >= 2 and fields[0] == ident:
+                break
     except OSError:
         return 255
-    status, _, output = answer.strip().partition(b" ")
+    status = fields[1]
+    output = fields[2] if len(fields) > 2 else b""
     sys.stdout.write(base64.b64decode(output).decode(errors="replace"))
     return int(status)
 

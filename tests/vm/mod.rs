@@ -31,6 +31,11 @@ fn cache() -> PathBuf {
 
 /// The cached image's directory (built on first use: about a minute).
 pub fn image() -> PathBuf {
+    static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(build_image).clone()
+}
+
+fn build_image() -> PathBuf {
     let out = Command::new(here().join("image"))
         .arg(cache())
         .stderr(Stdio::inherit())
