@@ -183,6 +183,19 @@ fn install(vm: &Vm, deb: &str, config: &str, key: &str) {
     vm.ok("chown l2vip /etc/l2vip/key && chmod 600 /etc/l2vip/key && systemctl restart l2vip");
 }
 
+/// VMs 1, 2 and 3, booted side by side.
+fn boot_three(lab: &Lab) -> Vec<Vm> {
+    std::thread::scope(|scope| {
+        let booting: Vec<_> = (1..=3)
+            .map(|i| scope.spawn(move || Vm::boot(lab, i)))
+            .collect();
+        booting
+            .into_iter()
+            .map(|b| b.join().expect("a VM boots"))
+            .collect()
+    })
+}
+
 /// Which VMs answer ARP for VIP4, as the client sees it (MACs).
 fn answerers(lab: &Lab) -> std::collections::BTreeSet<String> {
     lab::arp_answerers(lab, VIP4)
@@ -201,18 +214,7 @@ fn a_power_loss_of_the_owner_vm_fails_over_within_the_lease() {
     let lab = Lab::up(1, false);
     let deb = package(&lab);
     let key = "vm-lab-secret-0123456789abcdef";
-    let mut vms: Vec<Vm> = std::thread::scope(|scope| {
-        let booting: Vec<_> = (1..=3)
-            .map(|i| {
-                let lab = &lab;
-                scope.spawn(move || Vm::boot(lab, i))
-            })
-            .collect();
-        booting
-            .into_iter()
-            .map(|b| b.join().expect("a VM boots"))
-            .collect()
-    });
+    let mut vms = boot_three(&lab);
     for (i, vm) in vms.iter().enumerate() {
         let index = i + 1;
         let others: Vec<usize> = (1..=3).filter(|&j| j != index).collect();
@@ -284,18 +286,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
     let new = package(&lab);
     let old = previous_package(&lab);
     let key = "vm-lab-secret-0123456789abcdef";
-    let vms: Vec<Vm> = std::thread::scope(|scope| {
-        let booting: Vec<_> = (1..=3)
-            .map(|i| {
-                let lab = &lab;
-                scope.spawn(move || Vm::boot(lab, i))
-            })
-            .collect();
-        booting
-            .into_iter()
-            .map(|b| b.join().expect("a VM boots"))
-            .collect()
-    });
+    let vms = boot_three(&lab);
     for (i, vm) in vms.iter().enumerate() {
         let index = i + 1;
         let others: Vec<usize> = (1..=3).filter(|&j| j != index).collect();
