@@ -618,6 +618,20 @@ fn heartbeats_over_ipv6_elect_one_owner() {
     assert_eq!(nd_answerers(&lab, VIP6), only(&node_mac(2)));
 }
 
+/// Sends `captured` once on the group and waits a lease and a failover:
+/// `n2` counts exactly one more replay.
+fn send_once_and_see_it_refused(lab: &Lab, n2: &Daemon, captured: Vec<u8>) {
+    let before = n2.counters();
+    lab.send_heartbeats(GROUP, &[captured]);
+    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
+    let after = n2.counters();
+    assert_eq!(
+        after["heartbeat_rejected.replay"] - before["heartbeat_rejected.replay"],
+        1,
+        "{after:?}"
+    );
+}
+
 /// A signed heartbeat captured in an earlier run of n1, sent once after both
 /// nodes restarted, must not make n2 take it for a newer n1: n2 would stop
 /// hearing the live n1 and both would own the VIPs.
@@ -680,15 +694,7 @@ fn a_heartbeat_replayed_from_an_earlier_run_moves_nothing() {
     assert_sole_owner(&lab, 1);
 
     // The capture, once: n2 knows n1's live, later incarnation and refuses it.
-    let before = n2.counters();
-    lab.send_heartbeats(GROUP, &[earlier]);
-    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
-    let after = n2.counters();
-    assert_eq!(
-        after["heartbeat_rejected.replay"] - before["heartbeat_rejected.replay"],
-        1,
-        "{after:?}"
-    );
+    send_once_and_see_it_refused(&lab, &n2, earlier);
     let (_, status, _) = n2.cli(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     let n1_seen = status["data"]["peers"]
@@ -915,15 +921,7 @@ fn a_replay_after_a_restart_with_the_clock_behind_never_cuts_off_the_node() {
     assert_sole_owner(&lab, 1);
 
     // The capture, once: refused, and n2 goes on hearing n1.
-    let before = n2.counters();
-    lab.send_heartbeats(GROUP, &[captured]);
-    std::thread::sleep(Duration::from_millis(LEASE_MS) + FAILOVER_BOUND);
-    let after = n2.counters();
-    assert_eq!(
-        after["heartbeat_rejected.replay"] - before["heartbeat_rejected.replay"],
-        1,
-        "{after:?}"
-    );
+    send_once_and_see_it_refused(&lab, &n2, captured);
     let (_, status, _) = n2.cli(&["status", "--json"]);
     assert!(
         status.contains("\"alive\": true"),

@@ -196,6 +196,14 @@ fn boot_three(lab: &Lab) -> Vec<Vm> {
     })
 }
 
+/// `deb` installed and started in each of `vms`, a cluster of them all.
+fn install_cluster(vms: &[Vm], deb: &str, key: &str) {
+    for vm in vms {
+        let others: Vec<usize> = (1..=vms.len()).filter(|&j| j != vm.index).collect();
+        install(vm, deb, &config(vm.index, &others, ""), key);
+    }
+}
+
 /// Which VMs answer ARP for VIP4, as the client sees it (MACs).
 fn answerers(lab: &Lab) -> std::collections::BTreeSet<String> {
     lab::arp_answerers(lab, VIP4)
@@ -215,11 +223,7 @@ fn a_power_loss_of_the_owner_vm_fails_over_within_the_lease() {
     let deb = package(&lab);
     let key = "vm-lab-secret-0123456789abcdef";
     let mut vms = boot_three(&lab);
-    for (i, vm) in vms.iter().enumerate() {
-        let index = i + 1;
-        let others: Vec<usize> = (1..=3).filter(|&j| j != index).collect();
-        install(vm, &deb, &config(index, &others, ""), key);
-    }
+    install_cluster(&vms, &deb, key);
     // vm1 ranks best and owns the VIPs once every node has started.
     let owner = "02:4c:32:00:10:01".to_string();
     assert!(
@@ -287,10 +291,8 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
     let old = previous_package(&lab);
     let key = "vm-lab-secret-0123456789abcdef";
     let vms = boot_three(&lab);
-    for (i, vm) in vms.iter().enumerate() {
-        let index = i + 1;
-        let others: Vec<usize> = (1..=3).filter(|&j| j != index).collect();
-        install(vm, &old, &config(index, &others, ""), key);
+    install_cluster(&vms, &old, key);
+    for vm in &vms {
         let status = vm.ok("dpkg -s l2vip");
         assert!(
             status.contains(&format!("Version: {}", PREVIOUS.1)),
