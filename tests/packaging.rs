@@ -416,6 +416,7 @@ fn the_debian_package_holds_what_users_install_and_lintian_passes_it() {
         "./usr/share/man/man8/l2vip.8.gz",
         "./usr/share/doc/l2vip/copyright",
         "./usr/share/doc/l2vip/changelog.gz",
+        "./usr/share/doc/l2vip/configuration.md.gz",
     ] {
         assert!(
             contents.lines().any(|l| l.ends_with(path)),
@@ -440,6 +441,27 @@ fn the_debian_package_holds_what_users_install_and_lintian_passes_it() {
     for script in ["postinst", "prerm", "postrm"] {
         assert!(control.join(script).exists(), "{script}");
     }
+    // The conffile as shipped: commented, and read by the binary beside it.
+    let unpacked = dir.join("unpacked");
+    run("dpkg-deb", &["-x", deb, &unpacked.display().to_string()]);
+    let conffile = unpacked.join("etc/l2vip/config.json");
+    let text = std::fs::read_to_string(&conffile).unwrap_or_default();
+    assert!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count()
+            >= 10,
+        "{text}"
+    );
+    run(
+        &unpacked.join("usr/sbin/l2vip").display().to_string(),
+        &[
+            "check-config",
+            "--offline",
+            "-c",
+            &conffile.display().to_string(),
+        ],
+    );
     run("lintian", &["--fail-on", "error,warning", deb]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,13 +70,16 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
         line: None,
         message: NOT_A_CONFIG.into(),
     };
-    let start = text.trim_start();
+    // Comments (`#` or `//` to the end of a line, outside strings) become
+    // spaces, so lines and columns stay where the file has them.
+    let json = blank_comments(text);
+    let start = json.trim_start();
     // Text to a value, then the value to the model: one deserializer for
     // the model, shared with UCI files, `add` and the state file (a second,
     // from text, costs ~18 KB of router binary). Syntax errors carry their
     // line from the first step; errors of the second are traced to their key.
     let (value, source) = if start.starts_with('{') {
-        let value = serde_json::from_str::<Value>(text).map_err(|e| {
+        let value = serde_json::from_str::<Value>(&json).map_err(|e| {
             let suffix = format!(" at line {} column {}", e.line(), e.column());
             let message = e.to_string();
             let message = message
@@ -88,7 +91,7 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
                 message,
             }
         })?;
-        (value, Source::Json(text.to_string()))
+        (value, Source::Json(json))
     } else if start.is_empty() || start.starts_with('[') {
         // serde would also take an array for a struct; a config is an object.
         return Err(not_a_config());
@@ -107,6 +110,33 @@ pub fn parse_source(text: &str, hostname: Option<&str>) -> Result<(Config, Sourc
     let fail = |path: &[Step<'_>], message| source.fail(path, message);
     let config = build(&raw, &services, hostname, &fail)?;
     Ok((config, source))
+}
+
+/// `text` with every comment (`#` or `//` to the end of the line, outside
+/// a string) turned into spaces: JSON has no comments, but a file in
+/// `/etc` is read by people, and keepalived's has them.
+fn blank_comments(text: &str) -> String {
+    let mut out = text.as_bytes().to_vec();
+    let (mut string, mut escaped, mut comment) = (false, false, false);
+    for i in 0..out.len() {
+        let byte = out[i];
+        if comment {
+            comment = byte != b'\n';
+            if comment {
+                out[i] = b' ';
+            }
+        } else if string {
+            string = escaped || byte != b'"';
+            escaped = !escaped && byte == b'\\';
+        } else if byte == b'"' {
+            string = true;
+        } else if byte == b'#' || (byte == b'/' && out.get(i + 1) == Some(&b'/')) {
+            comment = true;
+            out[i] = b' ';
+        }
+    }
+    // Only whole UTF-8 sequences were replaced, each byte by a space.
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 /// `value` (at `base` in the file) as a `T`; an error names the key at
@@ -344,6 +374,26 @@ mod tests {
         // Syntax errors keep the parser's line.
         let syntax = error("{\"node\": \"a\",\n \"priority\": }");
         assert_eq!(syntax.line, Some(2));
+    }
+
+    #[test]
+    fn comments_are_read_as_spaces_and_errors_keep_their_lines() {
+        let text = "# l2vip\n{\n  // who\n  \"node\": \"a\", # this node\n  \
+                    \"hooks\": {\"on_acquire\": \"logger '#1' http://x\\\" //\"},\n  \
+                    \"services\": []\n}\n# end";
+        let config = parse(text, None).expect("a commented configuration");
+        assert_eq!(config.node, "a");
+        assert_eq!(
+            config.hooks.on_acquire.as_deref(),
+            Some("logger '#1' http://x\" //")
+        );
+        let bad = error("// one\n{\"node\": \"a\", # two\n \"colour\": 1}");
+        assert_eq!(bad.line, Some(3));
+        assert!(bad.message.contains("unknown field `colour`"), "{bad}");
+        // A UCI file's comments are its own.
+        let uci = parse("# router\nconfig l2vip 'main'\n\toption node 'r1'\n", None);
+        assert_eq!(uci.expect("UCI").node, "r1");
+        assert_eq!(error("# only a comment\n").message, NOT_A_CONFIG);
     }
 
     #[test]

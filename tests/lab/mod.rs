@@ -716,13 +716,28 @@ pub fn first_gratuitous(decoded: &str, vip: &str) -> Option<f64> {
         .ok()
 }
 
+/// A ping running in the background (`start_ping`).
+pub struct Ping {
+    child: Child,
+    started: f64,
+    /// Its output, read as it comes: ping blocks on a full pipe (64 KiB,
+    /// about 800 replies) and sends nothing more until it is read.
+    output: std::thread::JoinHandle<String>,
+}
+
+impl Ping {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// `ping` every 10 ms from `host` for `seconds`, with receive stamps; also
 /// when it started (seconds since the epoch). `longest_gap` reads it. A
 /// count rather than a deadline (`-w`), with which ping would stop at the
 /// first ICMP error (a router without a route for a while).
-pub fn start_ping(lab: &Lab, host: &str, ip: &str, seconds: u32) -> (Child, f64) {
+pub fn start_ping(lab: &Lab, host: &str, ip: &str, seconds: u32) -> Ping {
     let started = epoch_now();
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.ns(host)])
         .args(["ping", "-D", "-n", "-i", "0.01", "-W", "1", "-c"])
         .arg((seconds * 100).to_string())
@@ -731,21 +746,31 @@ pub fn start_ping(lab: &Lab, host: &str, ip: &str, seconds: u32) -> (Child, f64)
         .stderr(Stdio::null())
         .spawn()
         .expect("ping");
-    (child, started)
+    let mut stdout = child.stdout.take().expect("ping's stdout");
+    let output = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    Ping {
+        child,
+        started,
+        output,
+    }
 }
 
 /// The longest time without a reply (from the start, between replies, to
 /// the end), and the number of replies.
-pub fn longest_gap((ping, started): (Child, f64)) -> (Duration, usize) {
-    let out = ping.wait_with_output().expect("ping output");
+pub fn longest_gap(mut ping: Ping) -> (Duration, usize) {
+    let _ = ping.child.wait();
     let ended = epoch_now();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ping.output.join().unwrap_or_default();
     let replies: Vec<f64> = text
         .lines()
         .filter(|l| l.contains("bytes from"))
         .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
         .collect();
-    let mut stamps = vec![started];
+    let mut stamps = vec![ping.started];
     stamps.extend(&replies);
     stamps.push(ended);
     let gap = stamps
