@@ -7,6 +7,7 @@ mod lab;
 #[path = "vm/mod.rs"]
 mod vm;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lab::Lab;
@@ -17,6 +18,8 @@ use vm::Vm;
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const VIP4: &str = "192.0.2.230";
+/// The cluster's heartbeat key.
+const KEY: &str = "vm-lab-secret-0123456789abcdef";
 const VIP6: &str = "2001:db8::230";
 
 /// The package, built as `cross/debian/build` makes it, in the lab's share.
@@ -41,15 +44,18 @@ fn package(lab: &Lab) -> String {
     format!("/mnt/host/{name}")
 }
 
-/// A configuration for VM `index` (peers: the other VMs' addresses).
-fn config(index: usize, peers: &[usize], extra_service: &str) -> String {
-    let peers: Vec<String> = peers
-        .iter()
-        .map(|i| format!("\"192.0.2.{}\"", 20 + i))
-        .collect();
+/// VM `index`'s address on the lab's segment.
+fn address(index: usize) -> String {
+    format!("192.0.2.{}", 20 + index)
+}
+
+/// A configuration for VM `index`, with heartbeat `peers` (addresses),
+/// interval 200 ms and lease `lease_ms`.
+fn config(index: usize, peers: &[String], lease_ms: u32, extra_service: &str) -> String {
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     format!(
         r#"{{"node": "vm{index}", "priority": {},
-  "heartbeat": {{"interval_ms": 200, "lease_ms": 1000, "peers": [{}], "key_file": "/etc/l2vip/key"}},
+  "heartbeat": {{"interval_ms": 200, "lease_ms": {lease_ms}, "peers": [{}], "key_file": "/etc/l2vip/key"}},
   "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
                {{"name": "web6", "ip": "{VIP6}", "interface": "eth0", "mac": "virtual"}}{extra_service}]}}"#,
         200 - 10 * index,
@@ -103,8 +109,11 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
         vm.ok("getent passwd l2vip | cut -d: -f7").trim(),
         "/usr/sbin/nologin"
     );
-    put(&vm, "/etc/l2vip/config.json", &config(1, &[2], ""));
-    vm.ok("head -c 32 /dev/urandom | base64 > /etc/l2vip/key && chown l2vip /etc/l2vip/key && chmod 600 /etc/l2vip/key");
+    // Its peer: n1 of the namespace lab, which starts later.
+    let peer = ["192.0.2.11".to_string()];
+    put(&vm, "/etc/l2vip/config.json", &config(1, &peer, 1000, ""));
+    put(&vm, "/etc/l2vip/key", KEY);
+    vm.ok("chown l2vip /etc/l2vip/key && chmod 600 /etc/l2vip/key");
     vm.ok("systemctl restart l2vip");
     let journal = |vm: &Vm| {
         vm.run_for("journalctl -b -u l2vip --no-pager", vm::AGENT_LIMIT)
@@ -135,22 +144,68 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
     assert!(reaches(&lab, VIP4, bound), "{}", journal(&vm));
     assert!(reaches(&lab, VIP6, bound), "{}", journal(&vm));
 
-    // A new service by reload.
-    let extra = r#", {"name": "api", "ip": "192.0.2.231", "interface": "eth0"}"#;
-    put(&vm, "/etc/l2vip/config.json", &config(1, &[2], extra));
+    // n1 joins, ranked below the VM: the VM keeps its VIPs.
+    let key_file = lab.dir.join("key");
+    std::fs::write(&key_file, KEY).expect("key");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("key mode");
+    let _n1 = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "priority": 100,
+  "heartbeat": {{"interval_ms": 200, "lease_ms": 1000, "peers": ["{}"], "key_file": "{}"}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0", "mac": "virtual"}}]}}"#,
+            address(1),
+            key_file.display()
+        ),
+    );
+    let peers_alive = || vm.ok("l2vip status").contains("alive");
+    assert!(Lab::wait_until(bound, peers_alive), "{}", journal(&vm));
+    let vm_mac = "02:4c:32:00:10:01".to_string();
+    assert_eq!(answerers(&lab), BTreeSet::from([vm_mac.clone()]));
+
+    // A new service by reload (with a MAC of its own: a macvlan).
+    let extra = r#", {"name": "api", "ip": "192.0.2.231", "interface": "eth0", "mac": "virtual"}"#;
+    put(
+        &vm,
+        "/etc/l2vip/config.json",
+        &config(1, &peer, 1000, extra),
+    );
     vm.ok("systemctl reload l2vip");
     assert!(reaches(&lab, "192.0.2.231", bound), "{}", journal(&vm));
 
-    // A service added at runtime, then a reboot.
+    // A service added at runtime, then a reboot: n1 takes web over.
     vm.ok("l2vip add dns 192.0.2.232 eth0");
     vm.run_for("systemctl reboot", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(3));
+    let n1_mac = lab::node_mac(1);
+    assert!(
+        Lab::wait_until(bound, || answerers(&lab)
+            == BTreeSet::from([n1_mac.clone()])),
+        "{:?}",
+        answerers(&lab)
+    );
     assert!(vm.wait_up(vm::BOOT_LIMIT), "{}", vm.console_text());
     assert_eq!(vm.ok("systemctl is-active l2vip").trim(), "active");
     assert!(vm.ok("cat /etc/l2vip/runtime.json").contains("192.0.2.232"));
     assert!(reaches(&lab, "192.0.2.232", bound), "{}", journal(&vm));
     let services = vm.ok("l2vip services");
     assert!(services.contains("dns"), "{services}");
+    // Sticky: back, and better ranked, the VM takes nothing from n1 (over
+    // several leases).
+    for _ in 0..4 {
+        assert_eq!(answerers(&lab), BTreeSet::from([n1_mac.clone()]));
+    }
+    let status = vm.ok("l2vip status");
+    let web = status
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default();
+    assert!(web.contains(" n1 ") && web.contains("standby"), "{status}");
 
     // Removed: nothing of l2vip's left in the kernel; the user and the
     // configuration stay.
@@ -164,22 +219,23 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
         vm.ok("sysctl -n net.ipv4.conf.all.arp_announce").trim(),
         "0"
     );
-    assert!(!reaches(&lab, VIP4, Duration::from_secs(2)));
+    assert!(!reaches(&lab, "192.0.2.231", Duration::from_secs(2)));
+    assert!(reaches(&lab, VIP4, bound), "n1 still serves web");
     vm.ok("getent passwd l2vip && test -f /etc/l2vip/config.json && test -f /etc/l2vip/key");
     // Purged: gone.
     vm.ok("apt-get purge -y -q l2vip 2>&1");
     vm.ok("! getent passwd l2vip && ! getent group l2vip && test ! -e /etc/l2vip");
 }
 
-/// Installs the package in `vm` with `config` and the cluster's `key`,
-/// and starts it.
-fn install(vm: &Vm, deb: &str, config: &str, key: &str) {
+/// Installs the package in `vm` with `config` and the cluster's key, and
+/// starts it.
+fn install(vm: &Vm, deb: &str, config: &str) {
     let name = deb.rsplit('/').next().unwrap_or_default();
     vm.ok(&format!(
         "cp {deb} /root/ && cd /root && apt-get install -y -q ./{name} 2>&1"
     ));
     put(vm, "/etc/l2vip/config.json", config);
-    put(vm, "/etc/l2vip/key", key);
+    put(vm, "/etc/l2vip/key", KEY);
     vm.ok("chown l2vip /etc/l2vip/key && chmod 600 /etc/l2vip/key && systemctl restart l2vip");
 }
 
@@ -196,16 +252,21 @@ fn boot_three(lab: &Lab) -> Vec<Vm> {
     })
 }
 
-/// `deb` installed and started in each of `vms`, a cluster of them all.
-fn install_cluster(vms: &[Vm], deb: &str, key: &str) {
+/// `deb` installed and started in each of `vms`, a cluster of them all
+/// serving VIP4, VIP6 and `extra` services.
+fn install_cluster(vms: &[Vm], deb: &str, lease_ms: u32, extra: &str) {
     for vm in vms {
-        let others: Vec<usize> = (1..=vms.len()).filter(|&j| j != vm.index).collect();
-        install(vm, deb, &config(vm.index, &others, ""), key);
+        let others: Vec<String> = vms
+            .iter()
+            .filter(|other| other.index != vm.index)
+            .map(|other| address(other.index))
+            .collect();
+        install(vm, deb, &config(vm.index, &others, lease_ms, extra));
     }
 }
 
 /// Which VMs answer ARP for VIP4, as the client sees it (MACs).
-fn answerers(lab: &Lab) -> std::collections::BTreeSet<String> {
+fn answerers(lab: &Lab) -> BTreeSet<String> {
     lab::arp_answerers(lab, VIP4)
 }
 
@@ -221,14 +282,13 @@ fn a_power_loss_of_the_owner_vm_fails_over_within_the_lease() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up(1, false);
     let deb = package(&lab);
-    let key = "vm-lab-secret-0123456789abcdef";
     let mut vms = boot_three(&lab);
-    install_cluster(&vms, &deb, key);
+    install_cluster(&vms, &deb, 1000, "");
     // vm1 ranks best and owns the VIPs once every node has started.
     let owner = "02:4c:32:00:10:01".to_string();
     assert!(
         Lab::wait_until(Duration::from_secs(30), || answerers(&lab)
-            == std::collections::BTreeSet::from([owner.clone()])),
+            == BTreeSet::from([owner.clone()])),
         "{:?}",
         answerers(&lab)
     );
@@ -247,6 +307,194 @@ fn a_power_loss_of_the_owner_vm_fails_over_within_the_lease() {
     );
     assert_eq!(answerers(&lab).len(), 1, "{:?}", answerers(&lab));
     assert!(!answerers(&lab).contains(&owner));
+}
+
+/// The VLAN's addresses: VM `index` on VLAN 10 (198.51.100.0/24 and
+/// 2001:db8:10::/64), its interface `eth0.10`.
+fn on_vlan(vm: &Vm) {
+    let host = 20 + vm.index;
+    vm.ok(&format!(
+        "ip link add link eth0 name eth0.10 type vlan id 10 && \
+         ip addr add 198.51.100.{host}/24 dev eth0.10 && \
+         ip -6 addr add 2001:db8:10::{host}/64 dev eth0.10 nodad && \
+         ip link set eth0.10 up"
+    ));
+}
+
+/// The MACs that answer ARP for `ip` on `interface` of the client VM.
+fn vlan_arp(client: &Vm, interface: &str, source: &str, ip: &str) -> BTreeSet<String> {
+    let (_, out) = client.run_for(
+        &format!("arping -c 2 -w 3 -I {interface} -s {source} {ip}"),
+        vm::AGENT_LIMIT,
+    );
+    out.lines()
+        .filter(|l| l.contains(&format!("reply from {ip} [")))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The MACs that answer a Neighbor Solicitation for `ip` on `interface` of
+/// the client VM.
+fn vlan_nd(client: &Vm, interface: &str, ip: &str) -> BTreeSet<String> {
+    let (_, out) = client.run_for(
+        &format!("ndisc6 -m -r 2 -w 500 {ip} {interface}"),
+        vm::AGENT_LIMIT,
+    );
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Target link-layer address: "))
+        .map(|mac| mac.trim().to_lowercase())
+        .collect()
+}
+
+/// The MAC `status` on `vm` shows for service `name`.
+fn status_mac(vm: &Vm, name: &str) -> String {
+    let status = vm.ok("l2vip status");
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// VIPs on an 802.1Q VLAN: vm1 and vm2 serve three VIPs on `eth0.10`
+/// (IPv4 with the node's MAC, IPv4 and IPv6 with MACs of their own) beside
+/// VIP4 on the untagged `eth0`; vm3 is the client, on VLAN 10 through the
+/// lab's bridge (which forwards the tags). Each VIP is answered on the
+/// VLAN only, with the right MAC, and reached; when the owner VM loses its
+/// power, vm2 answers on the VLAN within lease + interval + slack (as in
+/// the power-loss test), with the virtual MACs unchanged.
+#[test]
+fn vips_on_an_8021q_vlan_are_answered_on_the_vlan_only_and_fail_over() {
+    if !lab::available("vips_on_an_8021q_vlan_are_answered_on_the_vlan_only_and_fail_over") {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up(1, false);
+    let deb = package(&lab);
+    let mut vms = boot_three(&lab);
+    let client = vms.pop().expect("vm3");
+    for vm in vms.iter().chain([&client]) {
+        on_vlan(vm);
+    }
+    let extra = r#",
+    {"name": "lan", "ip": "198.51.100.230", "interface": "eth0.10"},
+    {"name": "lanv", "ip": "198.51.100.231", "interface": "eth0.10", "mac": "virtual"},
+    {"name": "lan6", "ip": "2001:db8:10::230", "interface": "eth0.10", "mac": "virtual"}"#;
+    install_cluster(&vms, &deb, 1000, extra);
+    let vm1 = "02:4c:32:00:10:01".to_string();
+    let owned = || vlan_arp(&client, "eth0.10", "198.51.100.23", "198.51.100.230");
+    assert!(
+        Lab::wait_until(Duration::from_secs(30), || owned()
+            == BTreeSet::from([vm1.clone()])),
+        "{:?}",
+        owned()
+    );
+    let lanv = status_mac(&vms[0], "lanv");
+    let lan6 = status_mac(&vms[0], "lan6");
+    assert!(
+        lanv.len() == 17 && lan6.len() == 17 && lanv != lan6,
+        "{lanv} {lan6}"
+    );
+    assert_eq!(
+        vlan_arp(&client, "eth0.10", "198.51.100.23", "198.51.100.231"),
+        BTreeSet::from([lanv.clone()])
+    );
+    assert_eq!(
+        vlan_nd(&client, "eth0.10", "2001:db8:10::230"),
+        BTreeSet::from([lan6.clone()])
+    );
+    // On the VLAN only: nothing answers for them untagged, and the
+    // untagged VIP is not answered on the VLAN.
+    assert_eq!(
+        vlan_arp(&client, "eth0", "192.0.2.23", "198.51.100.230"),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        vlan_arp(&client, "eth0", "192.0.2.23", "198.51.100.231"),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        vlan_nd(&client, "eth0", "2001:db8:10::230"),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        vlan_arp(&client, "eth0.10", "198.51.100.23", VIP4),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        vlan_arp(&client, "eth0", "192.0.2.23", VIP4),
+        BTreeSet::from([vm1.clone()])
+    );
+    for ip in ["198.51.100.230", "198.51.100.231", "2001:db8:10::230"] {
+        client.ok(&format!("ping -c 1 -W 2 {ip}"));
+    }
+
+    // The owner's power goes: vm2 answers on the VLAN.
+    client.ok("date +%s.%N > /tmp/ping.start && \
+         (setsid ping -D -n -i 0.01 -W 1 -c 1500 198.51.100.231 \
+            >/tmp/ping.out 2>&1 </dev/null & echo $! > /tmp/ping.pid)");
+    // What crosses the bridge from here on: ARP and NDP, tagged or not.
+    let capture = lab.capture("br", "br0", "arp or icmp6 or (vlan 10 and (arp or icmp6))");
+    std::thread::sleep(Duration::from_secs(3));
+    vms[0].power_off();
+    std::thread::sleep(Duration::from_secs(6));
+    let out = client.ok(
+        "kill -INT $(cat /tmp/ping.pid); sleep 1.5; date +%s.%N; cat /tmp/ping.start /tmp/ping.out",
+    );
+    let mut lines = out.lines();
+    let ended: f64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    let started: f64 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    let (gap, replies) = lab::gap_in(&out, started, ended);
+    eprintln!(
+        "power loss of the owner VM on VLAN 10 ({}): longest gap {} ms, {replies} replies",
+        vms[1].accel,
+        gap.as_millis()
+    );
+    assert!(
+        replies > 100 && gap <= Duration::from_millis(1000 + 200 + 2000),
+        "gap {gap:?}, {replies} replies:\n{out}"
+    );
+    let vm2 = "02:4c:32:00:10:02".to_string();
+    assert_eq!(
+        vlan_arp(&client, "eth0.10", "198.51.100.23", "198.51.100.230"),
+        BTreeSet::from([vm2])
+    );
+    assert_eq!(
+        vlan_arp(&client, "eth0.10", "198.51.100.23", "198.51.100.231"),
+        BTreeSet::from([lanv])
+    );
+    assert_eq!(
+        vlan_nd(&client, "eth0.10", "2001:db8:10::230"),
+        BTreeSet::from([lan6])
+    );
+    client.ok("ping -c 1 -W 2 2001:db8:10::230");
+    // Every frame about a VLAN VIP (answers, vm2's gratuitous ARPs and
+    // unsolicited NAs) carried tag 10; none about VIP4 did.
+    let text = capture.stop();
+    let mut frames: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match frames.last_mut() {
+            Some(frame) if !line.starts_with(|c: char| c.is_ascii_digit()) => frame.push_str(line),
+            _ => frames.push(line.to_string()),
+        }
+    }
+    let about = |frame: &String, ips: &[&str]| ips.iter().any(|ip| frame.contains(ip));
+    let vlan_vips = ["198.51.100.230", "198.51.100.231", "2001:db8:10::230"];
+    let gratuitous = frames
+        .iter()
+        .filter(|f| f.contains("Request who-has 198.51.100.230 tell 198.51.100.230"))
+        .count();
+    assert!(gratuitous > 0, "{text}");
+    for frame in &frames {
+        if about(frame, &vlan_vips) {
+            assert!(frame.contains("vlan 10,"), "untagged: {frame}");
+        }
+        if about(frame, &[&format!("{VIP4} ")]) {
+            assert!(!frame.contains("vlan"), "tagged: {frame}");
+        }
+    }
 }
 
 /// The release this one must work beside (docs/compatibility.md): the
@@ -281,6 +529,9 @@ fn previous_package(lab: &Lab) -> String {
 /// which apt does only when told to).
 #[test]
 fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
+    // A lease long enough that a failover (a lease and more) is never
+    // taken for a hand-over slowed down by emulated CPUs running apt.
+    const LEASE_MS: u32 = 3000;
     if !lab::available("a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners") {
         return;
     }
@@ -288,9 +539,8 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
     let lab = Lab::up(1, false);
     let new = package(&lab);
     let old = previous_package(&lab);
-    let key = "vm-lab-secret-0123456789abcdef";
     let vms = boot_three(&lab);
-    install_cluster(&vms, &old, key);
+    install_cluster(&vms, &old, LEASE_MS, "");
     for vm in &vms {
         let status = vm.ok("dpkg -s l2vip");
         assert!(
@@ -312,7 +562,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
             vm.ok(&format!("cp {deb} /root/"));
         }
         let ping = lab::start_ping(&lab, "c", VIP4, 600);
-        let mut seen = std::collections::BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for vm in &vms {
             if allow.is_empty() {
                 // apt itself never downgrades unasked.
@@ -342,7 +592,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
             vms[0].accel,
             gap.as_millis()
         );
-        // Hand-overs, not failovers: well under the lease.
+        // Hand-overs, not failovers (which take a lease and more).
         let states: Vec<String> = vms
             .iter()
             .map(|vm| {
@@ -354,7 +604,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_vms_never_has_two_owners() {
             })
             .collect();
         assert!(
-            gap < Duration::from_millis(1000),
+            gap < Duration::from_millis(u64::from(LEASE_MS) / 2),
             "{to}: gap {gap:?}\n{}",
             states.join("\n----\n")
         );

@@ -765,12 +765,19 @@ pub fn longest_gap(mut ping: Ping) -> (Duration, usize) {
     let _ = ping.child.wait();
     let ended = epoch_now();
     let text = ping.output.join().unwrap_or_default();
+    gap_in(&text, ping.started, ended)
+}
+
+/// The longest time without a reply in the output of `ping -D` that ran
+/// from `started` to `ended` (seconds since the epoch), and the number of
+/// replies.
+pub fn gap_in(text: &str, started: f64, ended: f64) -> (Duration, usize) {
     let replies: Vec<f64> = text
         .lines()
         .filter(|l| l.contains("bytes from"))
         .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
         .collect();
-    let mut stamps = vec![ping.started];
+    let mut stamps = vec![started];
     stamps.extend(&replies);
     stamps.push(ended);
     let gap = stamps
