@@ -80,10 +80,11 @@ fn reaches(lab: &Lab, ip: &str, limit: Duration) -> bool {
 /// `apt install ./l2vip_*.deb` in a VM, a configuration and a key dropped
 /// in, `systemctl restart l2vip`: active, running as l2vip with exactly
 /// CAP_NET_RAW and CAP_NET_ADMIN, the client reaches both VIPs; `systemctl
-/// reload` applies a new service; after a reboot the service is back and
-/// its state file kept what `add` added; `apt remove` leaves no macvlan,
-/// route or ARP setting behind; `apt purge` removes the user and
-/// `/etc/l2vip`.
+/// reload` applies a new service. With n1 of the namespace lab beside it
+/// (ranked lower): after a reboot the service is back, its state file kept
+/// what `add` added, and it takes nothing back from n1 (sticky) until n1
+/// leaves. `apt remove` leaves no macvlan, route or ARP setting behind;
+/// `apt purge` removes the user and `/etc/l2vip`.
 #[test]
 fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_in_a_vm() {
     if !lab::available(
@@ -144,31 +145,8 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
     assert!(reaches(&lab, VIP4, bound), "{}", journal(&vm));
     assert!(reaches(&lab, VIP6, bound), "{}", journal(&vm));
 
-    // n1 joins, ranked below the VM: the VM keeps its VIPs.
-    let key_file = lab.dir.join("key");
-    std::fs::write(&key_file, KEY).expect("key");
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .expect("key mode");
-    let _n1 = lab.daemon(
-        1,
-        &format!(
-            r#"{{"node": "n1", "priority": 100,
-  "heartbeat": {{"interval_ms": 200, "lease_ms": 1000, "peers": ["{}"], "key_file": "{}"}},
-  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
-               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0", "mac": "virtual"}}]}}"#,
-            address(1),
-            key_file.display()
-        ),
-    );
-    let peers_alive = || vm.ok("l2vip status").contains("alive");
-    assert!(Lab::wait_until(bound, peers_alive), "{}", journal(&vm));
-    let vm_mac = "02:4c:32:00:10:01".to_string();
-    assert_eq!(answerers(&lab), BTreeSet::from([vm_mac.clone()]));
-
-    // A new service by reload (with a MAC of its own: a macvlan).
+    // A new service by reload (with a MAC of its own: a macvlan), and one
+    // added at runtime.
     let extra = r#", {"name": "api", "ip": "192.0.2.231", "interface": "eth0", "mac": "virtual"}"#;
     put(
         &vm,
@@ -177,12 +155,45 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
     );
     vm.ok("systemctl reload l2vip");
     assert!(reaches(&lab, "192.0.2.231", bound), "{}", journal(&vm));
-
-    // A service added at runtime, then a reboot: n1 takes web over.
     vm.ok("l2vip add dns 192.0.2.232 eth0");
+    assert!(reaches(&lab, "192.0.2.232", bound), "{}", journal(&vm));
+
+    // n1 joins with the same services, ranked below the VM: the VM keeps
+    // its VIPs.
+    let key_file = lab.dir.join("key");
+    std::fs::write(&key_file, KEY).expect("key");
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("key mode");
+    let mut n1 = lab.daemon(
+        1,
+        &format!(
+            r#"{{"node": "n1", "priority": 100,
+  "heartbeat": {{"interval_ms": 200, "lease_ms": 1000, "peers": ["{}"], "key_file": "{}"}},
+  "services": [{{"name": "web", "ip": "{VIP4}", "interface": "eth0"}},
+               {{"name": "web6", "ip": "{VIP6}", "interface": "eth0", "mac": "virtual"}}{extra},
+               {{"name": "dns", "ip": "192.0.2.232", "interface": "eth0"}}]}}"#,
+            address(1),
+            key_file.display()
+        ),
+    );
+    let n1_alive = || {
+        let status = vm.ok("l2vip status");
+        status
+            .lines()
+            .any(|l| l.starts_with("n1 ") && l.contains("alive"))
+    };
+    assert!(Lab::wait_until(bound, n1_alive), "{}", journal(&vm));
+    let vm_mac = "02:4c:32:00:10:01".to_string();
+    let n1_mac = lab::node_mac(1);
+    assert_eq!(answerers(&lab), BTreeSet::from([vm_mac.clone()]));
+
+    // A reboot: n1 takes the VIPs over, and the VM comes back with its
+    // service and its state file.
     vm.run_for("systemctl reboot", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(3));
-    let n1_mac = lab::node_mac(1);
     assert!(
         Lab::wait_until(bound, || answerers(&lab)
             == BTreeSet::from([n1_mac.clone()])),
@@ -192,20 +203,37 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
     assert!(vm.wait_up(vm::BOOT_LIMIT), "{}", vm.console_text());
     assert_eq!(vm.ok("systemctl is-active l2vip").trim(), "active");
     assert!(vm.ok("cat /etc/l2vip/runtime.json").contains("192.0.2.232"));
-    assert!(reaches(&lab, "192.0.2.232", bound), "{}", journal(&vm));
     let services = vm.ok("l2vip services");
     assert!(services.contains("dns"), "{services}");
     // Sticky: back, and better ranked, the VM takes nothing from n1 (over
     // several leases).
+    assert!(Lab::wait_until(bound, n1_alive), "{}", journal(&vm));
     for _ in 0..4 {
         assert_eq!(answerers(&lab), BTreeSet::from([n1_mac.clone()]));
     }
     let status = vm.ok("l2vip status");
-    let web = status
-        .lines()
-        .find(|l| l.starts_with("web "))
-        .unwrap_or_default();
-    assert!(web.contains(" n1 ") && web.contains("standby"), "{status}");
+    for name in ["web", "web6", "api", "dns"] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_default();
+        assert!(
+            line.contains(" n1 ") && line.contains("standby"),
+            "{status}"
+        );
+    }
+    // n1 leaves (SIGTERM): it hands every VIP to the VM.
+    n1.stop_with("TERM", Duration::from_secs(5));
+    assert!(
+        Lab::wait_until(bound, || answerers(&lab)
+            == BTreeSet::from([vm_mac.clone()])),
+        "{:?}\n{}",
+        answerers(&lab),
+        journal(&vm)
+    );
+    for ip in ["192.0.2.231", "192.0.2.232", VIP6] {
+        assert!(reaches(&lab, ip, bound), "{ip}\n{}", journal(&vm));
+    }
 
     // Removed: nothing of l2vip's left in the kernel; the user and the
     // configuration stay.
@@ -219,8 +247,7 @@ fn the_debian_package_installs_starts_reloads_survives_a_reboot_and_is_removed_i
         vm.ok("sysctl -n net.ipv4.conf.all.arp_announce").trim(),
         "0"
     );
-    assert!(!reaches(&lab, "192.0.2.231", Duration::from_secs(2)));
-    assert!(reaches(&lab, VIP4, bound), "n1 still serves web");
+    assert!(!reaches(&lab, VIP4, Duration::from_secs(2)));
     vm.ok("getent passwd l2vip && test -f /etc/l2vip/config.json && test -f /etc/l2vip/key");
     // Purged: gone.
     vm.ok("apt-get purge -y -q l2vip 2>&1");
