@@ -5,6 +5,8 @@
 
 pub(crate) mod fitness;
 pub(crate) mod incarnation;
+#[cfg(test)]
+mod model;
 pub mod policy;
 #[cfg(test)]
 mod simulation;

@@ -679,6 +679,74 @@ impl Policy {
         self.peers.states(now)
     }
 
+    /// Still listening after its start: claims nothing, is nobody's
+    /// candidate yet.
+    #[cfg(test)]
+    pub(crate) fn listening(&self, now: Instant) -> bool {
+        self.joining(now)
+    }
+
+    /// Admits other incarnations by 0.1.0's rule (see `Peers`), to show
+    /// what it lets happen.
+    #[cfg(test)]
+    pub(crate) fn with_retired_rule(mut self) -> Policy {
+        self.peers.retired_rule = true;
+        self
+    }
+
+    /// Feeds this node's whole election state into `state`, every instant
+    /// as its distance from `now` in milliseconds, clamped to `horizon`:
+    /// two states that differ only by when they happened, or by how long
+    /// ago something beyond the horizon happened, feed the same. Sound for
+    /// a horizon longer than any span the policy adds to an instant or
+    /// compares with one (lease, hold, two intervals): beyond it every
+    /// comparison with `now` comes out alike. The model checker's state.
+    #[cfg(test)]
+    pub(crate) fn fingerprint<H: std::hash::Hasher>(
+        &self,
+        now: Instant,
+        horizon: Duration,
+        state: &mut H,
+    ) {
+        use std::hash::Hash;
+        let at = |t: Instant| relative(t, now, horizon);
+        let s = &self.settings;
+        (
+            s.priority,
+            s.preempt,
+            self.digest,
+            self.incarnation,
+            self.sequence,
+        )
+            .hash(state);
+        (
+            at(self.hold_until),
+            at(self.joining_until),
+            at(self.next_send),
+        )
+            .hash(state);
+        (
+            at(self.settled_at),
+            self.send_now,
+            self.stale_all,
+            &self.stale,
+        )
+            .hash(state);
+        (
+            self.draining,
+            self.leaving,
+            self.burst_left,
+            self.was_joining,
+        )
+            .hash(state);
+        for slot in &self.slots {
+            let unfit = slot.unfit.map(Unfit::as_str);
+            (slot.eligible, unfit, slot.claimed, slot.contested).hash(state);
+            (slot.handing_over.map(at), slot.acquired_at.is_some()).hash(state);
+        }
+        self.peers.fingerprint(now, horizon, state);
+    }
+
     /// Checks that evaluating only what changed left nothing undone: a
     /// whole evaluation now, on a copy, changes nothing. For tests.
     #[cfg(test)]
@@ -701,6 +769,18 @@ impl Policy {
             ))
         }
     }
+}
+
+/// `t` as milliseconds from `now`, within plus or minus `horizon`.
+#[cfg(test)]
+fn relative(t: Instant, now: Instant, horizon: Duration) -> i64 {
+    let limit = horizon.as_millis() as i64;
+    let ms = if t >= now {
+        (t - now).as_millis() as i64
+    } else {
+        -((now - t).as_millis() as i64)
+    };
+    ms.clamp(-limit, limit)
 }
 
 #[cfg(test)]

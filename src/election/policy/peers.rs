@@ -82,6 +82,9 @@ pub(super) struct Peer {
     /// Its earlier incarnations and the last sequence heard of each, the
     /// most recently left last.
     earlier: Vec<(u64, u64)>,
+    /// Admits as 0.1.0 did (`Peers::retired_rule`).
+    #[cfg(test)]
+    retired_rule: bool,
 }
 
 /// What of a peer counts for every service at once: when any of it
@@ -128,6 +131,11 @@ pub(super) struct Peers {
     /// Witnessed nodes not heard ourselves, by name hash: until when such
     /// a node may hold services.
     unknown: Vec<(u32, Instant)>,
+    /// For the model checker: admit as 0.1.0 did (an incarnation another
+    /// replaced never counts again, no sequence kept of earlier runs), to
+    /// show what that rule lets happen.
+    #[cfg(test)]
+    pub(super) retired_rule: bool,
 }
 
 impl Peers {
@@ -136,6 +144,8 @@ impl Peers {
             lease,
             by_name: BTreeMap::new(),
             unknown: Vec::new(),
+            #[cfg(test)]
+            retired_rule: false,
         }
     }
 
@@ -215,6 +225,13 @@ impl Peers {
                 self.make_room(now)?;
                 self.by_name
                     .insert(beat.node.to_string(), Peer::new(now, beat, digest_ok));
+                #[cfg(test)]
+                {
+                    let rule = self.retired_rule;
+                    if let Some(peer) = self.by_name.get_mut(beat.node) {
+                        peer.retired_rule = rule;
+                    }
+                }
                 false
             }
         };
@@ -360,6 +377,45 @@ impl Peers {
     }
 }
 
+#[cfg(test)]
+impl Peers {
+    /// Feeds what this table is into `state`, each instant as its distance
+    /// from `now` clamped to `horizon` (see `Policy::fingerprint`).
+    pub(super) fn fingerprint<H: std::hash::Hasher>(
+        &self,
+        now: Instant,
+        horizon: Duration,
+        state: &mut H,
+    ) {
+        use std::hash::Hash;
+        let at = |t: Instant| super::relative(t, now, horizon);
+        for (name, p) in &self.by_name {
+            name.hash(state);
+            (
+                p.incarnation,
+                p.sequence,
+                p.priority,
+                at(p.heard),
+                at(p.seen),
+            )
+                .hash(state);
+            (
+                &p.claims,
+                &p.eligible,
+                p.digest_ok,
+                p.draining,
+                p.leaving,
+                p.joining,
+            )
+                .hash(state);
+            p.earlier.hash(state);
+        }
+        for (hash, until) in &self.unknown {
+            (hash, at(*until)).hash(state);
+        }
+    }
+}
+
 impl Peer {
     /// A peer first heard now, through `beat`.
     fn new(now: Instant, beat: &Repr<'_>, digest_ok: bool) -> Peer {
@@ -378,6 +434,8 @@ impl Peer {
             leaving: false,
             joining: true,
             earlier: Vec::new(),
+            #[cfg(test)]
+            retired_rule: false,
         }
     }
 
@@ -391,6 +449,10 @@ impl Peer {
                 return Err(Reject::Replay);
             }
             return Ok(!self.leaving && !live);
+        }
+        #[cfg(test)]
+        if self.retired_rule {
+            return self.order_retired(beat, live);
         }
         if let Some(at) = self.earlier.iter().position(|e| e.0 == beat.incarnation) {
             // A run heard before, past the last sequence heard of it: that
@@ -414,6 +476,26 @@ impl Peer {
             }
         }
         self.earlier.push((self.incarnation, self.sequence));
+        self.incarnation = beat.incarnation;
+        self.sequence = 0;
+        Ok(false)
+    }
+
+    /// 0.1.0's rule for another incarnation than the one heard: one that
+    /// was replaced never counts again; an older one only after a lease of
+    /// silence, and it replaces nothing.
+    #[cfg(test)]
+    fn order_retired(&mut self, beat: &Repr<'_>, live: bool) -> Result<bool, Reject> {
+        let older = beat.incarnation < self.incarnation;
+        if self.earlier.iter().any(|e| e.0 == beat.incarnation) || (older && live) {
+            return Err(Reject::Replay);
+        }
+        if !older {
+            if self.earlier.len() == EARLIER {
+                self.earlier.remove(0);
+            }
+            self.earlier.push((self.incarnation, self.sequence));
+        }
         self.incarnation = beat.incarnation;
         self.sequence = 0;
         Ok(false)
