@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use stateright::{Model, Property};
 
-use super::policy::{Policy, Scratch, ServiceSpec, Settings};
+use super::policy::{Policy, Rule, Scratch, ServiceSpec, Settings};
 use crate::config::Mode;
 use crate::message::Unfit;
 use crate::wire::heartbeat::{self, Repr};
@@ -79,8 +79,9 @@ pub struct Bounds {
     pub events: u8,
     /// Which kinds of event the checker may choose (`faults::*`).
     pub faults: u16,
-    /// Peers admit other incarnations by 0.1.0's rule.
-    pub retired_rule: bool,
+    /// How peers admit heartbeats: today's rule, or one to show what it
+    /// lets happen.
+    pub rule: Rule,
 }
 
 /// Kinds of event, for `Bounds::faults`.
@@ -95,7 +96,12 @@ pub mod faults {
     pub const DRAIN: u16 = 128;
     pub const FAIL: u16 = 256;
     pub const REORDER: u16 = 512;
-    pub const ALL: u16 = 1023;
+    pub const HANDOVER: u16 = 1024;
+    /// A node's link goes down (and up again).
+    pub const LINK: u16 = 2048;
+    /// The network splits in two (and heals).
+    pub const PARTITION: u16 = 4096;
+    pub const ALL: u16 = 8191;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +127,15 @@ pub enum Action {
         node: usize,
         service: usize,
     },
+    Handover {
+        node: usize,
+        service: usize,
+    },
+    LinkDown(usize),
+    LinkUp(usize),
+    /// The nodes of the mask on one side, the rest on the other.
+    Partition(u8),
+    Heal,
 }
 
 #[derive(Debug, Clone)]
@@ -130,13 +145,25 @@ struct Node {
     start: u64,
     drained: bool,
     unfit: Vec<bool>,
+    link_down: bool,
 }
 
 /// A heartbeat in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Flight {
+    from: usize,
     to: usize,
     bytes: Vec<u8>,
+}
+
+/// A heartbeat sent, kept for replays.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Sent {
+    from: usize,
+    incarnation: u64,
+    bytes: Vec<u8>,
+    /// The nodes it was delivered to: to them, it comes again as a replay.
+    heard: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -144,15 +171,21 @@ pub struct State {
     ticks: u32,
     nodes: Vec<Node>,
     flight: Vec<Flight>,
-    /// The last heartbeat of each run of each node: (node, incarnation).
-    archive: Vec<(usize, u64, Vec<u8>)>,
+    /// The last heartbeat of each run of each node, as a replay takes it.
+    archive: Vec<Sent>,
     events: u8,
     /// Ticks since the last fault or delay.
     calm: u32,
+    /// Ticks since the last event that may leave a node's view of a peer
+    /// wrong until a lease passes (a loss, a crash, a restart, a replay,
+    /// a split).
+    fresh: u32,
     /// Per service: calm ticks with a node that may serve it and no owner.
     ownerless: Vec<u32>,
     /// Per service: ticks since a planned move released it, until owned.
     planned: Vec<Option<u32>>,
+    /// The nodes on one side of a partition; 0: none.
+    partition: u8,
 }
 
 impl Hash for State {
@@ -163,15 +196,18 @@ impl Hash for State {
                 Some(policy) => policy.fingerprint(now, HORIZON, state),
                 None => 0u8.hash(state),
             }
-            (node.start, node.drained, &node.unfit).hash(state);
+            (node.start, node.drained, &node.unfit, node.link_down).hash(state);
         }
-        let mut flight = self.flight.clone();
-        flight.sort();
+        // Deliveries to one node keep their order; to different nodes
+        // they interleave freely, so only the order per node counts.
+        let mut flight: Vec<&Flight> = self.flight.iter().collect();
+        flight.sort_by_key(|f| f.to);
         flight.hash(state);
+        self.partition.hash(state);
         self.archive.hash(state);
         // Past what any property compares, a count is all the same.
         let cap = |n: u32| n.min(SETTLE + 1);
-        (self.events, cap(self.calm)).hash(state);
+        (self.events, cap(self.calm), cap(self.fresh)).hash(state);
         for n in &self.ownerless {
             cap(*n).hash(state);
         }
@@ -195,6 +231,17 @@ impl Eq for State {}
 impl State {
     fn now(&self) -> Instant {
         origin() + TICK * self.ticks
+    }
+
+    /// Whether a heartbeat from `a` reaches `b`.
+    fn connected(&self, a: usize, b: usize) -> bool {
+        let side = |n: usize| self.partition >> n & 1;
+        !self.nodes[a].link_down && !self.nodes[b].link_down && side(a) == side(b)
+    }
+
+    /// A link down or a partition: heartbeats are lost.
+    fn split(&self) -> bool {
+        self.partition != 0 || self.nodes.iter().any(|n| n.link_down)
     }
 
     /// Which running nodes own service `index`.
@@ -264,11 +311,10 @@ impl Cluster {
             incarnation,
             state.now(),
         );
-        state.nodes[node].policy = Some(if self.bounds.retired_rule {
-            policy.with_retired_rule()
-        } else {
-            policy
-        });
+        state.nodes[node].policy = Some(policy.with_rule(self.bounds.rule));
+        if state.nodes[node].link_down {
+            self.link(state, node, false);
+        }
     }
 
     /// Node `from` sends its heartbeat to every other node.
@@ -287,10 +333,19 @@ impl Cluster {
         bytes.truncate(len);
         state
             .archive
-            .retain(|(n, i, _)| (*n, *i) != (from, incarnation));
-        state.archive.push((from, incarnation, bytes.clone()));
-        for to in (0..state.nodes.len()).filter(|&to| to != from) {
+            .retain(|s| (s.from, s.incarnation) != (from, incarnation));
+        state.archive.push(Sent {
+            from,
+            incarnation,
+            bytes: bytes.clone(),
+            heard: 0,
+        });
+        let reached: Vec<usize> = (0..state.nodes.len())
+            .filter(|&to| to != from && state.connected(from, to))
+            .collect();
+        for to in reached {
             state.flight.push(Flight {
+                from,
                 to,
                 bytes: bytes.clone(),
             });
@@ -300,6 +355,9 @@ impl Cluster {
     /// `bytes` reach node `to`, as the election thread hands them over.
     fn deliver(&self, state: &mut State, to: usize, bytes: &[u8]) {
         let now = state.now();
+        if let Some(sent) = state.archive.iter_mut().find(|s| s.bytes == bytes) {
+            sent.heard |= 1 << to;
+        }
         let Some(policy) = state.nodes[to].policy.as_mut() else {
             return;
         };
@@ -314,11 +372,11 @@ impl Cluster {
         }
     }
 
-    /// What a call returned: planned releases start their clock, and a
-    /// heartbeat due goes at once.
+    /// What a call returned: planned releases start their clock (when
+    /// every view is fresh), and a heartbeat due goes at once.
     fn absorb(&self, state: &mut State, node: usize, outputs: super::policy::Outputs) {
         for change in &outputs.changes {
-            if !change.acquired && change.planned {
+            if !change.acquired && change.planned && state.fresh >= SETTLE {
                 state.planned[change.service] = Some(0);
             }
         }
@@ -327,16 +385,52 @@ impl Cluster {
         }
     }
 
+    /// Node `node`'s link goes down (`up` false) or comes back: its
+    /// services are unfit meanwhile (unless a health check failed too),
+    /// and what is in flight to or from it is lost.
+    fn link(&self, state: &mut State, node: usize, up: bool) {
+        let now = state.now();
+        state.nodes[node].link_down = !up;
+        self.lose_unconnected(state);
+        for service in 0..self.bounds.services {
+            let reason = if state.nodes[node].unfit[service] {
+                Some(Unfit::HealthFailing)
+            } else {
+                (!up).then_some(Unfit::LinkDown)
+            };
+            if let Some(policy) = state.nodes[node].policy.as_mut() {
+                let outputs = policy.set_unfit(now, service, reason);
+                self.absorb(state, node, outputs);
+            }
+        }
+    }
+
+    /// What is in flight between nodes no longer connected is lost.
+    fn lose_unconnected(&self, state: &mut State) {
+        let flight = std::mem::take(&mut state.flight);
+        state.flight = flight
+            .into_iter()
+            .filter(|f| state.connected(f.from, f.to))
+            .collect();
+    }
+
     fn fault(&self, state: &mut State) {
         state.calm = 0;
         state.ownerless.iter_mut().for_each(|n| *n = 0);
         state.planned.iter_mut().for_each(|p| *p = None);
     }
 
+    /// A fault after which a node may count a peer alive that is not, or
+    /// not hear one that is, until a lease passes.
+    fn stale(&self, state: &mut State) {
+        self.fault(state);
+        state.fresh = 0;
+    }
+
     fn tick(&self, state: &mut State) {
         if !state.flight.is_empty() {
             // Whatever is in flight arrives later than this tick.
-            self.fault(state);
+            self.stale(state);
         }
         state.ticks += 1;
         let now = state.now();
@@ -346,7 +440,11 @@ impl Cluster {
                 self.absorb(state, node, outputs);
             }
         }
-        state.calm += 1;
+        // Split, the cluster cannot agree, and a planned move may find its
+        // candidates on the other side: neither is asked of it.
+        let split = state.split();
+        state.calm = if split { 0 } else { state.calm + 1 };
+        state.fresh = if split { 0 } else { state.fresh + 1 };
         for index in 0..self.bounds.services {
             let owned = !state.owners(index).is_empty();
             state.ownerless[index] = if owned || state.candidates(index) == 0 {
@@ -355,7 +453,7 @@ impl Cluster {
                 state.ownerless[index] + 1
             };
             state.planned[index] = match state.planned[index] {
-                Some(_) if owned || state.candidates(index) == 0 => None,
+                Some(_) if owned || split || state.candidates(index) == 0 => None,
                 Some(n) => Some(n + 1),
                 None => None,
             };
@@ -377,6 +475,7 @@ impl Model for Cluster {
                     start: 0,
                     drained: false,
                     unfit: vec![false; b.services],
+                    link_down: false,
                 };
                 b.nodes
             ],
@@ -384,8 +483,10 @@ impl Model for Cluster {
             archive: Vec::new(),
             events: 0,
             calm: 0,
+            fresh: 0,
             ownerless: vec![0; b.services],
             planned: vec![None; b.services],
+            partition: 0,
         };
         for node in 0..b.nodes {
             self.boot(&mut state, node, 1000);
@@ -418,8 +519,9 @@ impl Model for Cluster {
             }
         }
         if may(faults::REPLAY) {
-            for (beat, (from, _, _)) in state.archive.iter().enumerate() {
-                for to in (0..state.nodes.len()).filter(|to| to != from) {
+            for (beat, sent) in state.archive.iter().enumerate() {
+                let reached = |to: &usize| *to != sent.from && !state.nodes[*to].link_down;
+                for to in (0..state.nodes.len()).filter(reached) {
                     actions.push(Action::Replay { beat, to });
                 }
             }
@@ -439,6 +541,10 @@ impl Model for Cluster {
                     if may(faults::FAIL) && !node.unfit[service] {
                         actions.push(Action::Fail { node: i, service });
                     }
+                    let owns = node.policy.as_ref().is_some_and(|p| p.owns(service));
+                    if may(faults::HANDOVER) && owns {
+                        actions.push(Action::Handover { node: i, service });
+                    }
                 }
             } else if may(faults::RESTART) {
                 for counter_kept in [true, false] {
@@ -447,6 +553,22 @@ impl Model for Cluster {
                         counter_kept,
                     });
                 }
+            }
+            if may(faults::LINK) {
+                actions.push(if node.link_down {
+                    Action::LinkUp(i)
+                } else {
+                    Action::LinkDown(i)
+                });
+            }
+        }
+        if may(faults::PARTITION) {
+            if state.partition != 0 {
+                actions.push(Action::Heal);
+            } else {
+                // n0 on the side of the zero bits: each split once.
+                let all = 1u8 << state.nodes.len();
+                actions.extend((2..all).step_by(2).map(Action::Partition));
             }
         }
     }
@@ -471,7 +593,7 @@ impl Model for Cluster {
             }
             Action::Drop(k) => {
                 state.flight.remove(k);
-                self.fault(&mut state);
+                self.stale(&mut state);
             }
             Action::Duplicate(k) => {
                 let flight = state.flight[k].clone();
@@ -479,13 +601,22 @@ impl Model for Cluster {
                 self.fault(&mut state);
             }
             Action::Replay { beat, to } => {
-                let bytes = state.archive[beat].2.clone();
-                self.fault(&mut state);
+                let sent = &state.archive[beat];
+                let bytes = sent.bytes.clone();
+                if sent.heard >> to & 1 == 0 {
+                    // Never delivered there: a late delivery, not a replay.
+                    self.stale(&mut state);
+                } else {
+                    // A replay must not keep a service without an owner,
+                    // nor delay a planned move: those clocks run on.
+                    state.calm = 0;
+                    state.fresh = 0;
+                }
                 self.deliver(&mut state, to, &bytes);
             }
             Action::Crash(node) => {
                 state.nodes[node].policy = None;
-                self.fault(&mut state);
+                self.stale(&mut state);
             }
             Action::Restart { node, counter_kept } => {
                 // Kept: after every earlier start. Lost, with the clock
@@ -493,7 +624,7 @@ impl Model for Cluster {
                 let last = state.nodes[node].start;
                 let start = if counter_kept { last + 1 } else { last - 1 };
                 self.boot(&mut state, node, start);
-                self.fault(&mut state);
+                self.stale(&mut state);
             }
             Action::Leave(node) => {
                 if let Some(policy) = state.nodes[node].policy.as_mut() {
@@ -519,6 +650,25 @@ impl Model for Cluster {
                 }
                 self.fault(&mut state);
             }
+            Action::Handover { node, service } => {
+                let policy = state.nodes[node].policy.as_mut()?;
+                // No other candidate: it refuses, and nothing happened.
+                let outputs = policy.handover(now, service).ok()?;
+                self.absorb(&mut state, node, outputs);
+            }
+            Action::LinkDown(node) | Action::LinkUp(node) => {
+                self.link(&mut state, node, action == Action::LinkUp(node));
+                self.stale(&mut state);
+            }
+            Action::Partition(side) => {
+                state.partition = side;
+                self.lose_unconnected(&mut state);
+                self.stale(&mut state);
+            }
+            Action::Heal => {
+                state.partition = 0;
+                self.stale(&mut state);
+            }
         }
         Some(state)
     }
@@ -528,9 +678,12 @@ impl Model for Cluster {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
+        // In the order of `PROPERTIES`.
         vec![
             Property::always("one owner", |model: &Cluster, s: &State| {
-                s.calm < SETTLE || (0..model.bounds.services).all(|i| s.owners(i).len() <= 1)
+                s.calm < SETTLE
+                    || !s.flight.is_empty()
+                    || (0..model.bounds.services).all(|i| s.owners(i).len() <= 1)
             }),
             Property::always("hearing", |_, s: &State| {
                 let now = s.now();
@@ -557,6 +710,9 @@ impl Model for Cluster {
         ]
     }
 }
+
+/// What is checked in every state, by name.
+pub const PROPERTIES: [&str; 4] = ["one owner", "hearing", "no long gap", "planned moves"];
 
 /// A path the checker found, event by event, with who owns what after
 /// each: what a counterexample reads like.
@@ -602,19 +758,46 @@ mod tests {
 
     use super::*;
 
+    /// Runs the checker over `bounds` on `threads` threads.
+    fn explore(bounds: Bounds, threads: usize) -> impl Checker<Cluster> {
+        Cluster { bounds }
+            .checker()
+            .threads(threads)
+            .spawn_bfs()
+            .join()
+    }
+
     /// Checks every property over `bounds`; the number of distinct states.
-    fn check(bounds: Bounds) -> usize {
+    fn check_on(bounds: Bounds, threads: usize) -> usize {
         let started = std::time::Instant::now();
         let label = format!("{bounds:?}");
-        let checker = Cluster { bounds }.checker().spawn_bfs().join();
-        for name in ["one owner", "hearing", "no long gap", "planned moves"] {
+        let checker = explore(bounds, threads);
+        for name in PROPERTIES {
             if let Some(path) = checker.discovery(name) {
                 panic!("{name} fails:\n{}", trace(&path.into_vec()));
             }
         }
         let states = checker.unique_state_count();
-        eprintln!("model {label}: {states} states, {:?}", started.elapsed());
+        eprintln!(
+            "model {label}: {states} states, depth {}, {:.1?}",
+            checker.max_depth(),
+            started.elapsed()
+        );
         states
+    }
+
+    fn check(bounds: Bounds) -> usize {
+        check_on(bounds, 1)
+    }
+
+    /// The counterexample the checker finds for `property` over `bounds`,
+    /// as a trace.
+    fn counterexample(bounds: Bounds, property: &'static str) -> String {
+        let found = explore(bounds, 1);
+        let path = found.discovery(property).expect("a counterexample");
+        let text = trace(&path.into_vec());
+        eprintln!("{property} fails:\n{text}");
+        text
     }
 
     fn bounds(nodes: usize, services: usize, mode: Mode, keyed: bool) -> Bounds {
@@ -626,7 +809,7 @@ mod tests {
             ticks: 2 * LEASE,
             events: 1,
             faults: faults::ALL,
-            retired_rule: false,
+            rule: Rule::Today,
         }
     }
 
@@ -642,15 +825,24 @@ mod tests {
 
     #[test]
     fn model_three_nodes_one_service_single_keyed() {
-        assert!(check(bounds(3, 1, Mode::Single, true)) > 1000);
+        assert!(check(bounds(3, 1, Mode::Single, true)) > 10_000);
     }
 
     #[test]
-    fn model_two_nodes_two_faults_of_leaving_restarting_and_replaying() {
+    fn model_two_nodes_every_kind_of_event_twice() {
         check(Bounds {
             events: 2,
-            faults: faults::LEAVE | faults::CRASH | faults::RESTART | faults::REPLAY,
             ..bounds(2, 1, Mode::Single, true)
+        });
+    }
+
+    #[test]
+    fn model_three_nodes_two_planned_moves_links_or_partitions() {
+        use faults::*;
+        check(Bounds {
+            events: 2,
+            faults: HANDOVER | DRAIN | LEAVE | LINK | PARTITION,
+            ..bounds(3, 1, Mode::Single, true)
         });
     }
 
@@ -660,37 +852,68 @@ mod tests {
     /// retires the new run: its peer never hears it again.
     #[test]
     fn model_finds_the_old_rule_deaf_to_a_node_restarted_with_its_clock_behind() {
-        let found = Cluster {
-            bounds: Bounds {
-                events: 3,
-                faults: faults::LEAVE | faults::RESTART | faults::REORDER,
-                retired_rule: true,
-                ..bounds(2, 1, Mode::Single, true)
-            },
-        }
-        .checker()
-        .spawn_bfs()
-        .join();
-        let path = found.discovery("hearing").expect("a counterexample");
-        let text = trace(&path.into_vec());
-        eprintln!("{text}");
-        assert!(text.contains("counter_kept: false"), "{text}");
-        // Today's rule: the same bounds hold every property.
-        check(Bounds {
+        let today = Bounds {
             events: 3,
             faults: faults::LEAVE | faults::RESTART | faults::REORDER,
             ..bounds(2, 1, Mode::Single, true)
-        });
+        };
+        let retired = Bounds {
+            rule: Rule::Retired,
+            ..today.clone()
+        };
+        let text = counterexample(retired, "hearing");
+        assert!(text.contains("counter_kept: false"), "{text}");
+        check(today);
     }
 
-    /// Deeper: `cargo test --release --lib model_deep -- --ignored`.
+    /// Without replay memory (no sequence kept), the last heartbeat of an
+    /// owner that crashed, replayed, makes it alive again: its service
+    /// has no owner for a lease after each replay. Today's rule refuses
+    /// the replay, and the survivor takes over within a lease.
+    #[test]
+    fn model_finds_replays_keep_a_dead_owner_alive_without_replay_memory() {
+        let today = Bounds {
+            ticks: 3 * LEASE,
+            events: 2,
+            faults: faults::CRASH | faults::REPLAY,
+            ..bounds(2, 1, Mode::Single, true)
+        };
+        let forgetful = Bounds {
+            rule: Rule::Forgetful,
+            ..today.clone()
+        };
+        let text = counterexample(forgetful, "no long gap");
+        assert!(
+            text.contains("Crash(0)") && text.contains("Replay"),
+            "{text}"
+        );
+        check(today);
+    }
+
+    /// The deep run: `cargo test --release --lib model_deep -- --ignored
+    /// --nocapture` (docs/testing.md has its figures).
     #[test]
     #[ignore]
-    fn model_deep_two_nodes_three_events() {
-        check(Bounds {
-            ticks: 3 * LEASE,
-            events: 3,
-            ..bounds(2, 1, Mode::Single, true)
-        });
+    fn model_deep_two_nodes_every_kind_of_event_three_times() {
+        check_on(
+            Bounds {
+                ticks: 3 * LEASE,
+                events: 3,
+                ..bounds(2, 1, Mode::Single, true)
+            },
+            2,
+        );
+    }
+
+    #[test]
+    #[ignore]
+    fn model_deep_three_nodes_every_kind_of_event_twice() {
+        check_on(
+            Bounds {
+                events: 2,
+                ..bounds(3, 1, Mode::Single, true)
+            },
+            2,
+        );
     }
 }

@@ -23,6 +23,8 @@ use crate::wire::heartbeat::{bit, name_hash, Repr};
 
 mod outputs;
 mod peers;
+#[cfg(test)]
+pub(crate) use peers::Rule;
 mod rank;
 mod send;
 #[cfg(test)]
@@ -86,6 +88,8 @@ struct View {
     better_candidate: bool,
     /// A better ranked peer that booted with us is still listening.
     better_booting: bool,
+    /// Some alive peer could own it now, whatever its rank.
+    other_candidate: bool,
 }
 
 /// The election state of one node.
@@ -403,6 +407,7 @@ impl Policy {
             better_claimant: false,
             better_candidate: false,
             better_booting: false,
+            other_candidate: false,
         };
         for (name, peer) in self.peers.iter() {
             if !self.alive(peer, now) || !peer.digest_ok {
@@ -413,12 +418,10 @@ impl Policy {
                 view.any_claimant = true;
                 view.better_claimant |= better;
             }
-            if better && !peer.draining && bit(&peer.eligible, index) {
-                if peer.joining {
-                    view.better_booting |= booting;
-                } else {
-                    view.better_candidate = true;
-                }
+            if !peer.draining && bit(&peer.eligible, index) {
+                view.other_candidate |= !peer.joining;
+                view.better_booting |= better && peer.joining && booting;
+                view.better_candidate |= better && !peer.joining;
             }
         }
         view
@@ -485,9 +488,10 @@ impl Policy {
     fn evaluate_one(&mut self, now: Instant, index: usize, joining: bool, opaque: bool) {
         let view = self.view(index, now);
         if let Some(until) = self.slots[index].handing_over {
-            // The planned move is over: another node took it, or
+            // The planned move is over: another node took it, none is
+            // left that could (it turned unfit or drained meanwhile), or
             // nobody did within a lease. A candidate again.
-            if now >= until || view.any_claimant {
+            if now >= until || view.any_claimant || !view.other_candidate {
                 self.slots[index].handing_over = None;
                 self.changed();
             }
@@ -626,14 +630,7 @@ impl Policy {
         if !self.owns(index) {
             return Err(HandoverError::NotOwner);
         }
-        let other = self.peers.values().any(|p| {
-            self.alive(p, now)
-                && p.digest_ok
-                && !p.draining
-                && !p.joining
-                && bit(&p.eligible, index)
-        });
-        if !other {
+        if !self.view(index, now).other_candidate {
             return Err(HandoverError::NoCandidate);
         }
         self.slots[index] = Slot {
@@ -686,11 +683,11 @@ impl Policy {
         self.joining(now)
     }
 
-    /// Admits other incarnations by 0.1.0's rule (see `Peers`), to show
-    /// what it lets happen.
+    /// Admits heartbeats by another rule than today's (see `peers::Rule`),
+    /// to show what it lets happen.
     #[cfg(test)]
-    pub(crate) fn with_retired_rule(mut self) -> Policy {
-        self.peers.retired_rule = true;
+    pub(crate) fn with_rule(mut self, rule: peers::Rule) -> Policy {
+        self.peers.rule = rule;
         self
     }
 
@@ -970,6 +967,21 @@ mod tests {
             a.on_tick(now);
         }
         assert_eq!(owned(&a), vec![0, 1]);
+    }
+
+    /// Found by the model checker: the only candidate turns unfit just as
+    /// the owner hands over to it. The owner used to stay out for a
+    /// lease, with nobody serving; it takes the service back as soon as
+    /// it hears that no candidate is left.
+    #[test]
+    fn a_hand_over_whose_candidate_turns_unfit_meanwhile_ends_at_once() {
+        let (mut a, mut b, now) = settled(Instant::now());
+        b.set_unfit(now, 0, Some(Unfit::HealthFailing));
+        a.handover(now, 0).expect("b was a candidate when asked");
+        assert_eq!(owned(&a), vec![1]);
+        deliver(&mut b, &mut a, now).unwrap();
+        assert_eq!(owned(&a), vec![0, 1], "taken back on b's heartbeat");
+        assert!(owned(&b).is_empty());
     }
 
     #[test]

@@ -82,9 +82,23 @@ pub(super) struct Peer {
     /// Its earlier incarnations and the last sequence heard of each, the
     /// most recently left last.
     earlier: Vec<(u64, u64)>,
-    /// Admits as 0.1.0 did (`Peers::retired_rule`).
+    /// How it admits other heartbeats (`Peers::rule`).
     #[cfg(test)]
-    retired_rule: bool,
+    rule: Rule,
+}
+
+/// For the model checker: how peers admit a heartbeat, today's rule or a
+/// rule this code had or could have, to show what that rule lets happen.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Rule {
+    #[default]
+    Today,
+    /// 0.1.0's: an incarnation another replaced never counts again, and
+    /// no sequence is kept of earlier runs.
+    Retired,
+    /// No replay memory: no sequence is kept, of this run or earlier ones.
+    Forgetful,
 }
 
 /// What of a peer counts for every service at once: when any of it
@@ -131,11 +145,9 @@ pub(super) struct Peers {
     /// Witnessed nodes not heard ourselves, by name hash: until when such
     /// a node may hold services.
     unknown: Vec<(u32, Instant)>,
-    /// For the model checker: admit as 0.1.0 did (an incarnation another
-    /// replaced never counts again, no sequence kept of earlier runs), to
-    /// show what that rule lets happen.
+    /// For the model checker: another rule than today's (`Rule`).
     #[cfg(test)]
-    pub(super) retired_rule: bool,
+    pub(super) rule: Rule,
 }
 
 impl Peers {
@@ -145,7 +157,7 @@ impl Peers {
             by_name: BTreeMap::new(),
             unknown: Vec::new(),
             #[cfg(test)]
-            retired_rule: false,
+            rule: Rule::Today,
         }
     }
 
@@ -227,9 +239,9 @@ impl Peers {
                     .insert(beat.node.to_string(), Peer::new(now, beat, digest_ok));
                 #[cfg(test)]
                 {
-                    let rule = self.retired_rule;
+                    let rule = self.rule;
                     if let Some(peer) = self.by_name.get_mut(beat.node) {
-                        peer.retired_rule = rule;
+                        peer.rule = rule;
                     }
                 }
                 false
@@ -435,7 +447,7 @@ impl Peer {
             joining: true,
             earlier: Vec::new(),
             #[cfg(test)]
-            retired_rule: false,
+            rule: Rule::Today,
         }
     }
 
@@ -444,15 +456,20 @@ impl Peer {
     /// Ok(true): heard again after its lease ran out, without a restart.
     fn order(&mut self, now: Instant, beat: &Repr<'_>, lease: Duration) -> Result<bool, Reject> {
         let live = !self.leaving && now < self.seen + lease;
+        #[cfg(test)]
+        match self.rule {
+            Rule::Today => {}
+            Rule::Retired if self.incarnation != beat.incarnation => {
+                return self.order_retired(beat, live);
+            }
+            Rule::Retired => {}
+            Rule::Forgetful => return self.order_forgetful(beat, live),
+        }
         if self.incarnation == beat.incarnation {
             if beat.sequence <= self.sequence {
                 return Err(Reject::Replay);
             }
             return Ok(!self.leaving && !live);
-        }
-        #[cfg(test)]
-        if self.retired_rule {
-            return self.order_retired(beat, live);
         }
         if let Some(at) = self.earlier.iter().position(|e| e.0 == beat.incarnation) {
             // A run heard before, past the last sequence heard of it: that
@@ -495,6 +512,21 @@ impl Peer {
                 self.earlier.remove(0);
             }
             self.earlier.push((self.incarnation, self.sequence));
+        }
+        self.incarnation = beat.incarnation;
+        self.sequence = 0;
+        Ok(false)
+    }
+
+    /// With no replay memory: any heartbeat of the run heard counts, and
+    /// another run replaces it unless it is older while this one is alive.
+    #[cfg(test)]
+    fn order_forgetful(&mut self, beat: &Repr<'_>, live: bool) -> Result<bool, Reject> {
+        if self.incarnation == beat.incarnation {
+            return Ok(!self.leaving && !live);
+        }
+        if beat.incarnation < self.incarnation && live {
+            return Err(Reject::Replay);
         }
         self.incarnation = beat.incarnation;
         self.sequence = 0;
