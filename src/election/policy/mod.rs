@@ -687,7 +687,7 @@ impl Policy {
     /// to show what it lets happen.
     #[cfg(test)]
     pub(crate) fn with_rule(mut self, rule: peers::Rule) -> Policy {
-        self.peers.rule = rule;
+        self.peers.set_rule(rule);
         self
     }
 

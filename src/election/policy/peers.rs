@@ -147,7 +147,7 @@ pub(super) struct Peers {
     unknown: Vec<(u32, Instant)>,
     /// For the model checker: another rule than today's (`Rule`).
     #[cfg(test)]
-    pub(super) rule: Rule,
+    rule: Rule,
 }
 
 impl Peers {
@@ -391,6 +391,12 @@ impl Peers {
 
 #[cfg(test)]
 impl Peers {
+    /// Admits by `rule` from now on, for peers heard already too.
+    pub(super) fn set_rule(&mut self, rule: Rule) {
+        self.rule = rule;
+        self.by_name.values_mut().for_each(|p| p.rule = rule);
+    }
+
     /// Feeds what this table is into `state`, each instant as its distance
     /// from `now` clamped to `horizon` (see `Policy::fingerprint`).
     pub(super) fn fingerprint<H: std::hash::Hasher>(
@@ -753,6 +759,78 @@ mod tests {
         both.extend(owned(&b));
         both.sort();
         assert_eq!(both, vec![0, 1]);
+    }
+
+    /// The model checker's counterexample to 0.1.0's rule, step by step:
+    /// a node leaves and restarts at once with its clock behind, and its
+    /// goodbye reaches a peer after the new run's first heartbeat. 0.1.0
+    /// let the goodbye's (later) incarnation retire the new run for good;
+    /// today the goodbye counts for its own run, the peer takes the node
+    /// as leaving until the new run's next heartbeat, and hears it again.
+    #[test]
+    fn a_goodbye_overtaken_by_the_next_runs_first_heartbeat_leaves_that_run_heard() {
+        let t0 = Instant::now();
+        let mut b = node("b", 50, false, t0);
+        let mut a1 = node("a", 200, false, t0);
+        a1.leave(t0);
+        let goodbye = beat(&mut a1, t0);
+        assert!(Repr::parse(&goodbye).unwrap().leaving);
+        let mut a2 = node("a", 200, false, t0);
+        a2.incarnation = a1.incarnation - 1;
+        deliver(&mut a2, &mut b, t0).unwrap();
+        b.on_heartbeat(t0, &Repr::parse(&goodbye).unwrap()).unwrap();
+        let alive = |b: &Tested, now| b.peer_states(now).iter().any(|p| p.node == "a" && p.alive);
+        assert!(!alive(&b, t0), "a goodbye: leaving");
+        let now = t0 + INTERVAL;
+        deliver(&mut a2, &mut b, now).unwrap();
+        assert!(alive(&b, now), "the new run is heard again");
+        let now = exchange(&mut a2, &mut b, now, 30);
+        assert!(alive(&b, now));
+        let retired = super::super::Policy::new(b.settings.clone(), services(), 1, t0);
+        let retired = retired.with_rule(Rule::Retired);
+        let mut b = Tested::new(retired);
+        let mut a2 = node("a", 200, false, t0);
+        a2.incarnation = a1.incarnation - 1;
+        deliver(&mut a2, &mut b, t0).unwrap();
+        b.on_heartbeat(t0, &Repr::parse(&goodbye).unwrap()).unwrap();
+        for round in 1..=30 {
+            let now = t0 + INTERVAL * round;
+            let heard = deliver(&mut a2, &mut b, now);
+            assert_eq!(heard, Err(Reject::Replay), "0.1.0's rule: deaf to it");
+            assert!(!alive(&b, now));
+        }
+    }
+
+    /// The model checker's counterexample without replay memory: the
+    /// owner crashes, and its last heartbeat, replayed to the survivor
+    /// before the lease runs out, would make it alive for another lease,
+    /// its services owned by nobody. Today the replay is refused and the
+    /// survivor takes over a lease after the last heartbeat it heard.
+    #[test]
+    fn a_replay_of_a_crashed_owners_last_heartbeat_does_not_delay_the_takeover() {
+        for rule in [Rule::Today, Rule::Forgetful] {
+            let t0 = Instant::now();
+            let (mut a, b, mut now) = settled(t0);
+            let mut b = Tested::new(b.policy.clone().with_rule(rule));
+            now += INTERVAL;
+            let last = beat(&mut a, now);
+            b.on_heartbeat(now, &Repr::parse(&last).unwrap()).unwrap();
+            // a crashes; its last heartbeat comes again before the lease
+            // runs out.
+            let crashed = now;
+            let replayed = b.on_heartbeat(crashed + LEASE / 2, &Repr::parse(&last).unwrap());
+            while now < crashed + LEASE + INTERVAL {
+                now += INTERVAL / 4;
+                b.on_tick(now);
+            }
+            if rule == Rule::Today {
+                assert_eq!(replayed, Err(Reject::Replay));
+                assert_eq!(owned(&b), vec![0, 1], "taken over");
+            } else {
+                assert_eq!(replayed, Ok(()));
+                assert!(owned(&b).is_empty(), "no replay memory: still waiting");
+            }
+        }
     }
 
     #[test]
