@@ -784,6 +784,10 @@ mod tests {
 
     use super::*;
 
+    /// More states than this (about 13 GB of fingerprints) and a check
+    /// stops: its bounds are too wide.
+    const LIMIT: usize = 900_000_000;
+
     /// Checks every property over `bounds` on `threads` threads; the
     /// number of distinct states. Depth-first: it keeps a path where
     /// breadth-first keeps a whole level of states, and is several times
@@ -795,11 +799,28 @@ mod tests {
         let model = Cluster {
             bounds: bounds.clone(),
         };
-        let checker = model.checker().threads(threads).spawn_dfs().join();
-        if let Some(name) = PROPERTIES.iter().find(|p| checker.discovery(p).is_some()) {
-            panic!("{name} fails:\n{}", counterexample(bounds, name));
+        let checker = model
+            .checker()
+            .threads(threads)
+            .target_state_count(LIMIT)
+            .spawn_dfs()
+            .join();
+        for name in PROPERTIES {
+            if let Some(path) = checker.discovery(name) {
+                // The shortest, searched again breadth-first, when small.
+                let text = if threads == 1 {
+                    counterexample(bounds, name)
+                } else {
+                    trace(&path.into_vec())
+                };
+                panic!("{name} fails:\n{text}");
+            }
         }
         let states = checker.unique_state_count();
+        assert!(
+            states < LIMIT,
+            "{label}: not exhausted within {LIMIT} states"
+        );
         eprintln!(
             "model {label}: {states} states, depth {}, {:.1?}",
             checker.max_depth(),
@@ -920,6 +941,51 @@ mod tests {
         check_on(
             Bounds {
                 events: 3,
+                ..bounds(2, 1, Mode::Single, true)
+            },
+            2,
+        );
+    }
+
+    /// The long run, on 2 cores: `cargo test --release --lib model_long --
+    /// --ignored --nocapture --test-threads 1` (docs/testing.md has its
+    /// figures).
+    #[test]
+    #[ignore]
+    fn model_long_two_and_three_nodes_spread_over_two_services() {
+        for (nodes, events) in [(2, 3), (3, 2)] {
+            check_on(
+                Bounds {
+                    events,
+                    ..bounds(nodes, 2, Mode::Spread, true)
+                },
+                2,
+            );
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn model_long_three_nodes_three_crashes_restarts_replays_splits_or_hand_overs() {
+        use faults::*;
+        check_on(
+            Bounds {
+                events: 3,
+                faults: CRASH | RESTART | REPLAY | PARTITION | HANDOVER,
+                ..bounds(3, 1, Mode::Single, true)
+            },
+            2,
+        );
+    }
+
+    #[test]
+    #[ignore]
+    fn model_long_two_nodes_four_losses_delays_restarts_or_replays() {
+        use faults::*;
+        check_on(
+            Bounds {
+                events: 4,
+                faults: DROP | DELAY | REORDER | CRASH | RESTART | REPLAY | LEAVE,
                 ..bounds(2, 1, Mode::Single, true)
             },
             2,
