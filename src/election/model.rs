@@ -324,7 +324,13 @@ impl Cluster {
     }
 
     fn boot(&self, state: &mut State, node: usize, start: u64) {
-        let incarnation = super::incarnation::incarnation(start, node as u16);
+        // The low bits are random in a real start: two starts with one
+        // counter (a kept counter after a start with the clock behind can
+        // come back to an earlier value) still differ. Each start of a
+        // node here gets its own.
+        let runs = state.archive.iter().filter(|s| s.from == node).count();
+        let random = (node * 64 + runs % 64) as u16;
+        let incarnation = super::incarnation::incarnation(start, random);
         state.nodes[node].start = start;
         state.nodes[node].drained = false;
         state.nodes[node].unfit.iter_mut().for_each(|u| *u = false);
