@@ -10,6 +10,11 @@ import base64
 import os
 import socket
 import sys
+import time
+
+# A request not acknowledged within this is sent again (the agent runs a
+# request it receives twice once).
+ACK_WAIT = 5.0
 
 
 def main() -> int:
@@ -17,6 +22,7 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     path, seconds, command = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    deadline = time.monotonic() + seconds
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(seconds)
@@ -24,18 +30,36 @@ def main() -> int:
         # An id per request: an answer to a request given up on earlier
         # (the agent still ran it) may come first, and is skipped.
         ident = os.urandom(8).hex().encode()
-        sock.sendall(ident + b" " + base64.b64encode(command.encode()) + b"\n")
+        request = ident + b" " + base64.b64encode(command.encode()) + b"\n"
+        sock.sendall(request)
+        acknowledged = False
+        resend = time.monotonic() + ACK_WAIT
         buffered = b""
         while True:
             while b"\n" not in buffered:
-                chunk = sock.recv(65536)
+                now = time.monotonic()
+                if now >= deadline:
+                    return 255
+                if not acknowledged and now >= resend:
+                    sock.sendall(request)
+                    resend = now + ACK_WAIT
+                until = deadline if acknowledged else min(deadline, resend)
+                sock.settimeout(max(until - now, 0.01))
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    continue
                 if not chunk:
                     return 255
                 buffered += chunk
             line, _, buffered = buffered.partition(b"\n")
             fields = line.strip().split(b" ")
-            if len(fields) >= 2 and fields[0] == ident:
-                break
+            if len(fields) < 2 or fields[0] != ident:
+                continue
+            if fields[1] == b"-":
+                acknowledged = True
+                continue
+            break
     except OSError:
         return 255
     status = fields[1]

@@ -207,6 +207,15 @@ impl Vm {
     /// Runs `command` and returns its output; fails the test if it fails.
     pub fn ok(&self, command: &str) -> String {
         let (status, out) = self.run_for(command, AGENT_LIMIT);
+        if status == 255 {
+            let console = self.console_text();
+            let tail = console.len().saturating_sub(4000);
+            panic!(
+                "vm{}: {command}: no answer within {AGENT_LIMIT:?}; console:\n{}",
+                self.index,
+                console.get(tail..).unwrap_or(&console)
+            );
+        }
         assert_eq!(status, 0, "vm{}: {command}: {out}", self.index);
         out
     }
