@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::channel::Mailbox;
 use crate::config::{Bind, Defaults, Hooks, Mode, Service};
 pub use crate::counters::Counters as ResponderCounters;
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, Role};
 use crate::wire::EthernetAddress;
 
 /// What the other threads learn about one interface (the link thread).
@@ -104,6 +104,9 @@ pub struct Tuning {
     pub key: Option<Vec<u8>>,
     /// How long a planned hand-over keeps the VIP's route here.
     pub linger: Duration,
+    /// The services whose ownership makes this node primary (`hooks.group`;
+    /// empty: every service).
+    pub group: Vec<String>,
 }
 
 /// What a client may ask of the election.
@@ -197,6 +200,8 @@ pub struct StatusSnapshot {
     pub lease_ms: u64,
     /// Whether it is draining.
     pub draining: bool,
+    /// Its role for the node-level hooks.
+    pub role: Role,
     /// Seconds since the election started.
     pub uptime_s: u64,
     /// The service-list digest, 16 hex digits.

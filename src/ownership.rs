@@ -27,9 +27,38 @@ pub struct Vip {
     pub export: Option<Export>,
 }
 
+/// What this node is for the services of `hooks.group` (every service
+/// unless given), as keepalived's sync groups are: what the node-level
+/// hooks (`on_primary`, `on_backup`, `on_fault`) follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// It owns at least one VIP of the group.
+    Primary,
+    /// It owns none (standing by, draining, or still starting).
+    #[default]
+    Backup,
+    /// It may serve none of them: for each, its link is down or gone, or
+    /// its health check fails.
+    Fault,
+}
+
+impl Role {
+    /// Its name: `L2VIP_EVENT`'s value, the status field's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+            Role::Fault => "fault",
+        }
+    }
+}
+
 /// Every VIP this node owns at one moment. Immutable; shared as `Arc`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ownership {
+    /// The node's role that follows from it.
+    pub role: Role,
     /// The owned VIPs: answered, announced, routed.
     pub vips: Vec<Vip>,
     /// VIPs handed over recently: still routed (traffic from clients with

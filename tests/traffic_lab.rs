@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use lab::{
     arp_answerers, cache_moves_to, epoch_now, first_gratuitous, nd_answerers, neighbour_mac,
-    node_mac, peers, vip_link_mac, Daemon, Lab,
+    node_mac, peers, vip_link_mac, Daemon, Lab, Start,
 };
 
 const VIP4: &str = "192.0.2.200";
@@ -592,6 +592,100 @@ fn hooks_run_with_their_environment_and_a_hanging_one_is_killed() {
     assert_eq!(pings(&lab, "c", VIP4, 2), 2);
     let (_, status, _) = daemons[0].cli(&["status"]);
     assert!(status.contains("failing: exit 1"), "{status}");
+}
+
+/// Node-level events: a node's first role, then primary once it owns the
+/// VIPs, each event's hook then `--notify`, one at a time; a link that
+/// flaps while the fault hook runs delivers only the role it ends in, and
+/// never two events at once.
+#[test]
+fn role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces() {
+    if !lab::available("role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces") {
+        return;
+    }
+    let lab = Lab::up(2, false);
+    let file = lab.dir.join("n1-roles").display().to_string();
+    // Each hook takes a second: long enough for a burst to land meanwhile.
+    let hook =
+        format!("echo start $L2VIP_EVENT >> {file}; sleep 1; echo end $L2VIP_EVENT >> {file}");
+    let hooks = format!(
+        r#", "hooks": {{"on_primary": "{hook}", "on_backup": "{hook}", "on_fault": "{hook}"}}"#
+    );
+    let notify = Start {
+        args: vec![
+            "--notify".into(),
+            format!("if [ -z \"$L2VIP_SERVICE\" ]; then echo notify $L2VIP_EVENT $L2VIP_NODE >> {file}; fi"),
+        ],
+        ..Start::default()
+    };
+    let n1 = lab.daemon_with(1, &config(1, 2, "eth0", &hooks, ""), &notify);
+    let n2 = lab.daemon(2, &config(2, 2, "eth0", "", ""));
+    assert!(
+        n1.wait_for_log("acquired web6", START_BOUND),
+        "{}",
+        n1.log()
+    );
+    let read = || std::fs::read_to_string(&file).unwrap_or_default();
+    let events = |text: &str| text.lines().filter(|l| l.starts_with("notify")).count();
+    assert!(
+        Lab::wait_until(Duration::from_secs(5), || events(&read()) == 2),
+        "{}\n{}",
+        read(),
+        n1.log()
+    );
+    assert_eq!(
+        read(),
+        "start backup\nend backup\nnotify backup n1\nstart primary\nend primary\nnotify primary n1\n"
+    );
+
+    // The link flaps three times within half the fault hook's second.
+    std::fs::write(&file, "").expect("truncate");
+    let before = n1.log().matches("this node is now").count();
+    for state in ["down", "up", "down", "up", "down", "up"] {
+        let out = lab.run("n1", &["ip", "link", "set", "eth0", state]);
+        assert!(out.status.success(), "{out:?}");
+        std::thread::sleep(Duration::from_millis(80));
+    }
+    // Settled: n1's last role has had its event (a lease for n2 to take
+    // over, then at most two events of a second each).
+    let settled = Duration::from_millis(LEASE_MS + 2 * INTERVAL_MS) + Duration::from_secs(4);
+    std::thread::sleep(settled);
+    let (_, status, _) = n1.cli(&["status"]);
+    let role = ["primary", "backup", "fault"]
+        .into_iter()
+        .find(|r| status.starts_with(&format!("node n1 ({r}, ")))
+        .unwrap_or_else(|| panic!("no role in status: {status}"));
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    // Never two at once: start, end and notify of one role, in turn.
+    assert_eq!(lines.len() % 3, 0, "{text}");
+    let delivered: Vec<&str> = lines
+        .chunks(3)
+        .map(|event| {
+            let role = event[0]
+                .strip_prefix("start ")
+                .unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(event[1], format!("end {role}"), "{text}");
+            assert_eq!(event[2], format!("notify {role} n1"), "{text}");
+            role
+        })
+        .collect();
+    assert_eq!(delivered.first(), Some(&"fault"), "{text}");
+    assert_eq!(delivered.last(), Some(&role), "{text}\n{status}");
+    assert!(delivered.windows(2).all(|w| w[0] != w[1]), "{text}");
+    let changes = n1.log().matches("this node is now").count() - before;
+    eprintln!("a flapping link: {changes} role changes, events {delivered:?}");
+    assert!(
+        changes >= 4,
+        "the flaps made {changes} changes:\n{}",
+        n1.log()
+    );
+    assert!(
+        delivered.len() < changes,
+        "{} events for {changes} changes: nothing coalesced\n{text}",
+        delivered.len()
+    );
+    drop(n2);
 }
 
 /// The VIP is also an address of the node (an administrator's): the

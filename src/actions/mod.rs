@@ -6,6 +6,7 @@ pub mod children;
 pub mod health;
 mod hooks;
 pub mod macvlans;
+mod roles;
 pub mod routes;
 pub mod sysctl;
 pub mod thread;

@@ -20,6 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::children::{Child, Outcome};
 use super::health::Health;
 use super::hooks::{HookEvent, HookQueue, QueuedHook};
+use super::roles::{self, RoleQueue, RoleRun};
 use super::routes::{RouteSet, RouteTo, Routes};
 use super::sysctl::ArpSettings;
 use crate::channel::{mailbox, wait, Inbox, Mailbox};
@@ -41,6 +42,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1000);
 enum Purpose {
     Hook { service: String },
     Check { service: String },
+    Role,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,8 @@ pub struct ActionsThread {
     /// Checks killed because their service went or changed, until reaped.
     killed: Vec<Child>,
     hook_queue: HookQueue,
+    /// The node-level events (primary, backup, fault).
+    roles: RoleQueue,
     next_token: usize,
 }
 
@@ -154,6 +158,7 @@ impl ActionsThread {
                 runs: HashMap::new(),
                 killed: Vec::new(),
                 hook_queue: HookQueue::default(),
+                roles: RoleQueue::default(),
                 next_token: 1,
             },
             mailbox,
@@ -263,6 +268,13 @@ impl ActionsThread {
                     }
                     self.hook_queue.finished(&service);
                     self.start_hooks(&service);
+                }
+                Purpose::Role => {
+                    if !outcome.success() {
+                        warn!("{}: {}", run.child.label(), outcome.describe());
+                    }
+                    let next = self.roles.finished(self.notify.is_some());
+                    self.start_role(next);
                 }
                 Purpose::Check { service } => {
                     let ok = outcome.success();
@@ -468,7 +480,45 @@ impl ActionsThread {
         for vip in acquired {
             self.queue_hook(HookEvent::Acquire, vip);
         }
+        self.roles.set(ownership.role);
         self.current = ownership;
+        self.start_role(None);
+    }
+
+    /// Starts `run`, else the next role event's first run, unless one
+    /// runs; a run that cannot start counts as ended.
+    fn start_role(&mut self, mut run: Option<RoleRun>) {
+        let notify = self.notify.is_some();
+        loop {
+            let Some(now) = run.or_else(|| self.roles.next(&self.hooks, notify)) else {
+                return;
+            };
+            if self.spawn_role(now) {
+                return;
+            }
+            run = self.roles.finished(notify);
+        }
+    }
+
+    /// Starts one process of a role event; false when it did not start.
+    fn spawn_role(&mut self, run: RoleRun) -> bool {
+        let (name, command) = if run.notify {
+            ("--notify", self.notify.clone())
+        } else {
+            (
+                roles::key(run.role),
+                roles::command(run.role, &self.hooks).cloned(),
+            )
+        };
+        let Some(command) = command else {
+            return false;
+        };
+        let env = vec![
+            ("L2VIP_NODE", self.node.clone()),
+            ("L2VIP_EVENT", run.role.name().to_string()),
+        ];
+        let label = format!("hook {name} ({})", run.role.name());
+        self.spawn(&command, &env, label, Purpose::Role)
     }
 
     /// Queues the hooks `event` on `vip` runs, and starts the first.
@@ -511,8 +561,23 @@ impl ActionsThread {
         let mut env = vip_env(&self.node, &vip.name, vip.ip, &vip.interface);
         env.push(("L2VIP_EVENT", hook.event.name().to_string()));
         let label = format!("hook {name} for {service}");
+        let purpose = Purpose::Hook {
+            service: service.to_string(),
+        };
+        self.spawn(&command, &env, label, purpose)
+    }
+
+    /// Starts a hook's process, its output read by the loop; false when
+    /// it could not be made.
+    fn spawn(
+        &mut self,
+        command: &str,
+        env: &[(&'static str, String)],
+        label: String,
+        purpose: Purpose,
+    ) -> bool {
         let token = self.token();
-        let spawned = Child::spawn(&command, &env, label.clone(), self.hooks.timeout()).and_then(
+        let spawned = Child::spawn(command, env, label.clone(), self.hooks.timeout()).and_then(
             |mut child| {
                 if let Some(output) = child.output_mut() {
                     self.poll
@@ -524,9 +589,6 @@ impl ActionsThread {
         );
         match spawned {
             Ok(child) => {
-                let purpose = Purpose::Hook {
-                    service: service.to_string(),
-                };
                 self.runs.insert(token, Run { child, purpose });
                 true
             }

@@ -131,7 +131,7 @@ pub(super) fn build(
         mac,
         export,
         linger_s,
-        hooks: parse_hooks(&raw.hooks, fail)?,
+        hooks: parse_hooks(&raw.hooks, &services, fail)?,
         nice,
         user: parse_user(raw, fail)?,
         state_file: parse_state_file(raw, fail)?,
@@ -254,19 +254,39 @@ fn build_services(
     Ok(services)
 }
 
-/// The hooks: commands, and how long each may run.
-fn parse_hooks(raw: &RawHooks, fail: &Fail<'_>) -> Result<Hooks, ConfigError> {
+/// The hooks: commands, the group the node's role follows (services of
+/// this file), and how long each may run.
+fn parse_hooks(
+    raw: &RawHooks,
+    services: &[Service],
+    fail: &Fail<'_>,
+) -> Result<Hooks, ConfigError> {
     for (name, command) in [
         ("on_acquire", &raw.on_acquire),
         ("on_release", &raw.on_release),
+        ("on_primary", &raw.on_primary),
+        ("on_backup", &raw.on_backup),
+        ("on_fault", &raw.on_fault),
     ] {
         if let Some(command) = command {
             check_command(command).map_err(|why| at(fail, &key("hooks", name), why))?;
         }
     }
+    if let Some(unknown) = raw
+        .group
+        .iter()
+        .find(|name| !services.iter().any(|s| *s.name == ***name))
+    {
+        let why = format!("no service named {unknown:?} in this file");
+        return Err(at(fail, &key("hooks", "group"), why));
+    }
     Ok(Hooks {
         on_acquire: raw.on_acquire.clone(),
         on_release: raw.on_release.clone(),
+        on_primary: raw.on_primary.clone(),
+        on_backup: raw.on_backup.clone(),
+        on_fault: raw.on_fault.clone(),
+        group: raw.group.clone(),
         timeout_ms: ranged(
             fail,
             &key("hooks", "timeout_ms"),
@@ -537,6 +557,13 @@ mod tests {
         );
         let hook = error(r#"{"hooks": {"on_acquire": " "}}"#);
         assert_eq!(hook.message, "hooks.on_acquire: empty command");
+        let fault = error(r#"{"hooks": {"on_fault": ""}}"#);
+        assert_eq!(fault.message, "hooks.on_fault: empty command");
+        let group = error(r#"{"hooks": {"group": ["lan"]}}"#);
+        assert_eq!(
+            group.message,
+            "hooks.group: no service named \"lan\" in this file"
+        );
         let idle = error(r#"{"control": {"idle_s": 0}}"#);
         assert_eq!(idle.message, "control.idle_s: 0 is outside 1..86400");
         let timeout = error(r#"{"hooks": {"timeout_ms": 5}}"#);

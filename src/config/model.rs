@@ -245,6 +245,15 @@ pub struct Hooks {
     pub on_acquire: Option<String>,
     /// Run after this node releases a VIP.
     pub on_release: Option<String>,
+    /// Run when this node becomes primary (see `Role`).
+    pub on_primary: Option<String>,
+    /// Run when it becomes a backup.
+    pub on_backup: Option<String>,
+    /// Run when it enters fault.
+    pub on_fault: Option<String>,
+    /// The services whose ownership makes the node primary (empty: every
+    /// service).
+    pub group: Vec<String>,
     /// A hook still running after this long is killed.
     pub timeout_ms: u64,
 }

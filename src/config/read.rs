@@ -459,6 +459,8 @@ config heartbeat
 
 config hooks
 \toption on_acquire 'logger acquired'
+\toption on_primary '/usr/libexec/l2vip/conntrackd'
+\tlist group 'web'
 
 config service 'web'
 \toption ip '192.0.2.200'
@@ -467,7 +469,8 @@ config service 'web'
 ";
         let json = r#"{"node": "r1", "priority": 150, "linger_s": 30, "nice": -5,
             "heartbeat": {"interval_ms": 500, "peers": ["192.0.2.12"], "insecure": true},
-            "hooks": {"on_acquire": "logger acquired"},
+            "hooks": {"on_acquire": "logger acquired",
+                      "on_primary": "/usr/libexec/l2vip/conntrackd", "group": ["web"]},
             "services": [{"name": "web", "ip": "192.0.2.200", "interface": "eth0",
                           "health": {"exec": "true"}}]}"#;
         assert_eq!(parse(uci, None).unwrap(), parse(json, None).unwrap());
@@ -475,7 +478,7 @@ config service 'web'
         let bad_ip = uci.replace("192.0.2.200", "192.0.2.300");
         assert_eq!(
             parse(&bad_ip, None).unwrap_err().to_string(),
-            "line 16: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
+            "line 18: config service 'web', option ip: \"192.0.2.300\" is not an IPv4 or IPv6 address"
         );
         let bad_lease = uci.replace("option interval_ms '500'", "option lease_ms '100'");
         assert!(
@@ -491,13 +494,13 @@ config service 'web'
         );
         assert_eq!(
             parse(&twice, None).unwrap_err().to_string(),
-            "line 20: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
+            "line 22: config service 'web2', option ip: 192.0.2.200 is already the address of services[0]"
         );
         let (config, source) = parse_source(uci, None).unwrap();
         let missing = check_interfaces(&source, &config, |_| Err("no such interface".into()));
         assert_eq!(
             missing.unwrap_err().to_string(),
-            "line 17: config service 'web', option interface: no such interface"
+            "line 19: config service 'web', option interface: no such interface"
         );
         for text in ["", "  \n", "[1]", "hello"] {
             assert!(parse(text, None).is_err(), "{text:?}");

@@ -43,6 +43,11 @@ pub(super) struct RawConfig {
 pub(super) struct RawHooks {
     pub(super) on_acquire: Option<String>,
     pub(super) on_release: Option<String>,
+    pub(super) on_primary: Option<String>,
+    pub(super) on_backup: Option<String>,
+    pub(super) on_fault: Option<String>,
+    #[serde(default)]
+    pub(super) group: Vec<String>,
     pub(super) timeout_ms: Option<u64>,
 }
 

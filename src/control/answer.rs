@@ -110,6 +110,7 @@ mod tests {
     use crate::message::{
         HealthStatus, PeerStatus, ServiceStatus, StatusSnapshot, Unfit, VipState,
     };
+    use crate::ownership::Role;
 
     fn answered(answer: ElectionAnswer, counters: &Counters, conflicts: &[ConflictView]) -> Value {
         match response(answer, Some((counters, conflicts))) {
@@ -158,6 +159,7 @@ mod tests {
             interval_ms: 1000,
             lease_ms: 10_000,
             draining: true,
+            role: Role::Primary,
             uptime_s: 9,
             digest: "0123456789abcdef".into(),
             digest_agreement: false,
@@ -192,7 +194,7 @@ mod tests {
         );
         let table = render::status(&data);
         for expected in [
-            "node r1 (priority 150, spread mode, preempt), cluster lan, up 9s, DRAINING",
+            "node r1 (primary, priority 150, spread mode, preempt), cluster lan, up 9s, DRAINING",
             "WARNING: heartbeats are not authenticated",
             "WARNING: some peers have another service list",
             "SERVICE  VIP            INTERFACE  MAC                OWNER  STATE",

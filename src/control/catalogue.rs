@@ -159,6 +159,7 @@ impl Keeper {
             preempt: new.preempt,
             key,
             linger: std::time::Duration::from_secs(new.linger_s),
+            group: new.hooks.group.clone(),
         })));
         let running = &mut self.running;
         running.services = new.services;

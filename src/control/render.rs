@@ -55,8 +55,13 @@ fn duration_s(value: &Value) -> String {
 
 /// `l2vip status` for people.
 pub fn status(data: &Value) -> String {
+    // An older daemon says no role.
+    let role = match data["role"].as_str() {
+        Some(role) => format!("{role}, "),
+        None => String::new(),
+    };
     let mut out = format!(
-        "node {} (priority {}, {} mode{}), cluster {}, up {}{}\n",
+        "node {} ({role}priority {}, {} mode{}), cluster {}, up {}{}\n",
         text(&data["node"]),
         text(&data["priority"]),
         text(&data["mode"]),

@@ -22,9 +22,9 @@ use crate::channel::{mailbox, wait, Inbox, Mailbox};
 use crate::config::{Bind, Config, Defaults, ExportWhat, MacChoice, Mode, Service};
 use crate::message::{
     ActionsCommand, ControlEvent, ElectionCommand, HealthReport, LinkState, ResponderCommand,
-    Tuning,
+    Tuning, Unfit,
 };
-use crate::ownership::{Ownership, Vip};
+use crate::ownership::{Ownership, Role, Vip};
 use crate::sys::iface;
 use crate::wire::heartbeat;
 use heartbeats::{heard_from, open_socket, Counters};
@@ -143,6 +143,11 @@ pub struct ElectionThread {
     contested: Vec<IpAddr>,
     /// The VIPs exported as eligible in the last published ownership.
     eligible: Vec<usize>,
+    /// `hooks.group`: the services whose ownership makes this node primary
+    /// (empty: every service).
+    group: Vec<String>,
+    /// The role in the last published ownership.
+    role: Role,
     out: Vec<u8>,
 }
 
@@ -245,6 +250,8 @@ impl ElectionThread {
             scratch: Scratch::default(),
             contested: Vec::new(),
             eligible: Vec::new(),
+            group: config.hooks.group.clone(),
+            role: Role::Backup,
             out: vec![0u8; heartbeat::MAX_LEN],
         };
         thread.checked = thread.checks_of(services);
@@ -297,7 +304,7 @@ impl ElectionThread {
     }
 
     /// Why this node cannot serve canonical service `index` now, if so.
-    fn unfit_of(&mut self, index: usize) -> Option<crate::message::Unfit> {
+    fn unfit_of(&mut self, index: usize) -> Option<Unfit> {
         let interface = Arc::clone(&self.vips[index].interface);
         let link = self.link(&interface);
         let health = self.checked.get(index).copied().unwrap_or(false).then(|| {
@@ -382,6 +389,9 @@ impl ElectionThread {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         let mut buffer = vec![0u8; heartbeat::MAX_LEN + 1];
+        // The first ownership, owning nothing: the node's first role (backup,
+        // or fault) reaches the actions thread whatever follows.
+        self.publish_ownership();
         let startup = std::mem::take(&mut self.startup);
         self.carry_out(Instant::now(), startup);
         // The socket may hold more than one wake-up's share (edge-triggered).
@@ -448,6 +458,7 @@ impl ElectionThread {
         self.priority = tuning.priority;
         self.preempt = tuning.preempt;
         self.linger_period = tuning.linger;
+        self.group = tuning.group;
         let outputs = self
             .policy
             .set_priority(now, tuning.priority, tuning.preempt);
@@ -498,7 +509,13 @@ impl ElectionThread {
     /// thread, which installs routes and then hands it to the responder.
     fn publish_ownership(&mut self) {
         self.eligible = self.eligible_now();
+        let role = self.role_now();
+        if role != self.role {
+            info!("this node is now {}", role.name());
+            self.role = role;
+        }
         let mut ownership = Ownership {
+            role,
             vips: self.policy.owned().map(|i| self.vips[i].clone()).collect(),
             lingering: self.linger.vips().cloned().collect(),
             eligible: self
@@ -515,6 +532,30 @@ impl ElectionThread {
             .is_err()
         {
             warn!("the actions thread is gone; ownership not applied");
+        }
+    }
+
+    /// This node's role now: fault when it may serve no service of the
+    /// group for want of a link or of health, else primary when it owns one
+    /// of them. A node with no such service is a backup.
+    fn role_now(&self) -> Role {
+        let group: Vec<usize> = (0..self.vips.len())
+            .filter(|i| {
+                self.group.is_empty() || self.group.iter().any(|g| **g == *self.vips[*i].name)
+            })
+            .collect();
+        let faulty = |i: &usize| {
+            matches!(
+                self.policy.unfit(*i),
+                Some(Unfit::InterfaceGone | Unfit::LinkDown | Unfit::HealthFailing)
+            )
+        };
+        if !group.is_empty() && group.iter().all(faulty) {
+            Role::Fault
+        } else if group.iter().any(|i| self.policy.owns(*i)) {
+            Role::Primary
+        } else {
+            Role::Backup
         }
     }
 
@@ -573,8 +614,9 @@ impl ElectionThread {
             }
             self.counters.ownership_changes += changes.len() as u64;
             self.publish_ownership();
-        } else if self.eligible_now() != self.eligible {
-            // Fitness or draining changed what this node exports, not what it owns.
+        } else if self.eligible_now() != self.eligible || self.role_now() != self.role {
+            // Fitness or draining changed what this node exports or its
+            // role, not what it owns.
             self.publish_ownership();
         }
         if !reannounce.is_empty() {

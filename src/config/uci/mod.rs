@@ -255,6 +255,10 @@ const CONTROL: &[Rule] = &[
 const HOOKS: &[Rule] = &[
     rule("on_acquire", &["on_acquire"], Kind::Text),
     rule("on_release", &["on_release"], Kind::Text),
+    rule("on_primary", &["on_primary"], Kind::Text),
+    rule("on_backup", &["on_backup"], Kind::Text),
+    rule("on_fault", &["on_fault"], Kind::Text),
+    list("group", &["group"], Kind::Text),
     rule("timeout_ms", &["timeout_ms"], Kind::Number),
 ];
 

@@ -92,6 +92,7 @@ impl ElectionThread {
             interval_ms: self.identity.interval_ms,
             lease_ms: self.identity.lease_ms,
             draining: self.policy.draining(),
+            role: self.role,
             uptime_s: now.saturating_duration_since(self.started).as_secs(),
             digest: format!("{:016x}", self.policy.digest()),
             digest_agreement: self.mismatched.is_empty(),
