@@ -27,7 +27,7 @@ usage: l2vip daemon [-c FILE] [-v] [--syslog] [--notify COMMAND]
   -c, --config FILE   configuration file, JSON or UCI (default /etc/l2vip/config.json)
   -v, --verbose       log debug detail (RUST_LOG overrides)
   --syslog            log to /dev/log (RFC 3164, facility daemon) instead of stderr
-  --notify COMMAND    also run COMMAND (/bin/sh -c) after every acquire and release
+  --notify COMMAND    also run COMMAND (/bin/sh -c) on every acquire, release and role change
   --offline           check the file alone, not against this system (interfaces, key)
   --socket PATH       control socket (default /var/run/l2vip/control.sock)
   --json              print the daemon's answer as JSON, unchanged

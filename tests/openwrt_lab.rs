@@ -105,6 +105,7 @@ fn the_rpcd_plugin_lists_its_methods_and_calls_the_daemon() {
     let (code, status) = rpcd(&plugin, &["call", "status"], "{}");
     assert_eq!(code, Some(0), "{status}");
     assert_eq!(status["node"], "n1");
+    assert_eq!(status["role"], "primary", "{status}");
     let owners: Vec<(&str, &str)> = status["services"]
         .as_array()
         .into_iter()
@@ -178,8 +179,9 @@ fn the_rpcd_plugin_lists_its_methods_and_calls_the_daemon() {
 }
 
 #[test]
-fn acquire_and_release_reach_hotplug_scripts_with_their_variables() {
-    if !lab::available("acquire_and_release_reach_hotplug_scripts_with_their_variables") {
+fn acquire_release_and_role_events_reach_hotplug_scripts_with_their_variables() {
+    if !lab::available("acquire_release_and_role_events_reach_hotplug_scripts_with_their_variables")
+    {
         return;
     }
     let lab = Lab::up(2, false);
@@ -220,25 +222,31 @@ fn acquire_and_release_reach_hotplug_scripts_with_their_variables() {
         lines.sort();
         lines
     };
+    // Each node's first role, n1's VIPs and its role once it owns them;
+    // node-level events have no service, VIP or interface.
     assert!(
-        Lab::wait_until(Duration::from_secs(2), || recorded().lines().count() >= 2),
+        Lab::wait_until(Duration::from_secs(2), || recorded().lines().count() >= 5),
         "{}",
         recorded()
     );
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         lines(recorded()),
         [
             format!("acquire web {VIP4} eth0 n1"),
             format!("acquire web6 {VIP6} eth0 n1"),
+            "backup    n1".to_string(),
+            "backup    n2".to_string(),
+            "primary    n1".to_string(),
         ]
     );
 
-    // A planned move: n1 releases web6, n2 acquires it; each tells its
-    // own scripts (here, one file).
+    // A planned move: n1 releases web6, n2 acquires it and is primary
+    // too (n1 still owns web); each tells its own scripts (here, one file).
     let (code, _, stderr) = n1.cli(&["handover", "web6"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        Lab::wait_until(Duration::from_secs(2), || recorded().lines().count() >= 4),
+        Lab::wait_until(Duration::from_secs(2), || recorded().lines().count() >= 8),
         "{}",
         recorded()
     );
@@ -249,6 +257,10 @@ fn acquire_and_release_reach_hotplug_scripts_with_their_variables() {
             format!("acquire web {VIP4} eth0 n1"),
             format!("acquire web6 {VIP6} eth0 n1"),
             format!("acquire web6 {VIP6} eth0 n2"),
+            "backup    n1".to_string(),
+            "backup    n2".to_string(),
+            "primary    n1".to_string(),
+            "primary    n2".to_string(),
             format!("release web6 {VIP6} eth0 n1"),
         ]
     );

@@ -243,6 +243,9 @@ fn the_openwrt_makefile_has_the_feed_form() {
         "URL:=",
         "$(eval $(call RustBinPackage,l2vip))",
         "$(eval $(call BuildPackage,l2vip))",
+        "$(eval $(call BuildPackage,l2vip-conntrackd))",
+        "DEPENDS:=+l2vip +conntrackd",
+        "$(PKG_BUILD_DIR)/rootfs/usr/libexec/l2vip/conntrackd",
     ] {
         assert!(makefile.contains(needed), "Makefile lacks {needed}");
     }
@@ -417,6 +420,7 @@ fn the_debian_package_holds_what_users_install_and_lintian_passes_it() {
         "./usr/share/doc/l2vip/copyright",
         "./usr/share/doc/l2vip/changelog.gz",
         "./usr/share/doc/l2vip/configuration.md.gz",
+        "./usr/libexec/l2vip/conntrackd",
     ] {
         assert!(
             contents.lines().any(|l| l.ends_with(path)),
@@ -431,6 +435,7 @@ fn the_debian_package_holds_what_users_install_and_lintian_passes_it() {
         "{}",
         field("Depends")
     );
+    assert_eq!(field("Suggests"), "conntrackd");
     let control = dir.join("control");
     run(
         "dpkg-deb",

@@ -84,7 +84,7 @@ pub struct ActionsThread {
     arp: ArpSettings,
     current: Arc<Ownership>,
     hooks: Hooks,
-    /// `l2vip daemon --notify`: run after every acquire and release, besides
+    /// `l2vip daemon --notify`: run on every acquire, release and role change, besides
     /// the configured hooks (packages use it for their event systems).
     notify: Option<String>,
     bind: Bind,

@@ -41,6 +41,8 @@ define L2VIP_INSTALL_TARGET_CMDS
 	$(INSTALL) -D -m 0755 $(L2VIP_BUILD_DIR)/l2vip $(TARGET_DIR)/usr/sbin/l2vip
 	$(INSTALL) -D -m 0644 $(@D)/rootfs/etc/l2vip/config.json \
 		$(TARGET_DIR)/etc/l2vip/config.json
+	$(INSTALL) -D -m 0755 $(@D)/rootfs/usr/libexec/l2vip/conntrackd \
+		$(TARGET_DIR)/usr/libexec/l2vip/conntrackd
 endef
 
 # The systemd unit starts it as this user; with SysV init, "user": "l2vip"
