@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The l2vip lab: network namespaces joined by one bridge.
 #
-#   lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]
+#   lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router|--router-pair]
 #                                        build NAME-br, NAME-c, NAME-n1..NAME-nNODES
 #   lab.sh down NAME                     end the lab's processes, delete its namespaces
 #   lab.sh list NAME                     print the lab's namespaces
@@ -25,6 +25,17 @@
 #   2001:db8:203::100/64; the router's eth1 is 203.0.113.1/24,
 #   2001:db8:203::1/64). Nodes and far client route to each other through
 #   the router; routes to VIPs come from BGP (the tests' BIRD and FRR).
+#   --router-pair (2 nodes) makes the nodes a pair of routers between the
+#   LAN (the bridge; the client's default route is the gateway VIP
+#   192.0.2.1) and a WAN, a second switch NAME-w with a server NAME-s
+#   (eth0 198.51.100.100/24, MAC 02:4c:32:00:04:64); node I's eth1 is
+#   198.51.100.(10+I)/24 on it (MAC 02:4c:32:00:04:0I), and eth2 a link of
+#   the pair's own for conntrackd (203.0.113.I/24). Each router forwards
+#   through a stateful firewall (nftables: established and related
+#   accepted, new connections only from the LAN and starting with SYN,
+#   everything else dropped; nf_conntrack_tcp_loose 0, so a connection
+#   met in mid-stream is invalid) and translates the LAN's sources to the
+#   WAN VIP 198.51.100.1.
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -32,7 +43,7 @@ set -euo pipefail
 
 die() { echo "lab.sh: $*" >&2; exit 2; }
 
-ns_of() { ip netns list | awk '{print $1}' | grep -E "^$1-(br|c|f|r|n[0-9]+)$" || true; }
+ns_of() { ip netns list | awk '{print $1}' | grep -E "^$1-(br|c|f|r|s|w|n[0-9]+)$" || true; }
 
 down() {
     local name=$1 ns pid
@@ -68,7 +79,8 @@ up() {
     if ! [[ $nodes =~ ^[0-9]+$ ]] || (( nodes < 1 || nodes > 9 )); then die "nodes must be 1..9"; fi
     case $side in
         ''|--side-link|--vip-link|--node-bridge|--router) ;;
-        *) die "unknown option '$side' (--side-link, --vip-link, --node-bridge or --router)" ;;
+        --router-pair) (( nodes == 2 )) || die "--router-pair needs 2 nodes" ;;
+        *) die "unknown option '$side' (--side-link, --vip-link, --node-bridge, --router or --router-pair)" ;;
     esac
     [[ $(id -u) == 0 ]] || die "needs root (network namespaces)"
     down "$name"
@@ -143,6 +155,48 @@ up() {
             ip -n "$name-n$i" route add 203.0.113.0/24 via 192.0.2.1
             ip -n "$name-n$i" -6 route add 2001:db8:203::/64 via 2001:db8::1
         done
+    elif [[ $side == --router-pair ]]; then
+        ip -n "$name-c" route add default via 192.0.2.1
+        ip netns add "$name-w"
+        ip -n "$name-w" link set lo up
+        ip netns exec "$name-w" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+            net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+        ip -n "$name-w" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
+        ip -n "$name-w" link set br0 up
+        ip netns add "$name-s"
+        host_setup "$name-s"
+        ip -n "$name-s" link add eth0 address 02:4c:32:00:04:64 type veth peer name ps netns "$name-w"
+        ip -n "$name-w" link set ps master br0 up
+        ip -n "$name-s" link set eth0 up
+        ip -n "$name-s" addr add 198.51.100.100/24 dev eth0
+        for i in 1 2; do
+            ip -n "$name-n$i" link add eth1 address "02:4c:32:00:04:0$i" type veth \
+                peer name "q$i" netns "$name-w"
+            ip -n "$name-w" link set "q$i" master br0 up
+            ip -n "$name-n$i" link set eth1 up
+            ip -n "$name-n$i" addr add "198.51.100.$((10 + i))/24" dev eth1
+            ip netns exec "$name-n$i" sysctl -qw net.ipv4.ip_forward=1 \
+                net.netfilter.nf_conntrack_tcp_loose=0 >/dev/null
+            ip netns exec "$name-n$i" nft -f - <<'NFT'
+table inet pair {
+    chain forward_filter {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "eth0" oifname "eth1" tcp flags & (syn | ack | fin | rst) == syn ct state new accept
+        iifname "eth0" oifname "eth1" meta l4proto { udp, icmp } ct state new accept
+    }
+    chain nat_out {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "eth1" ip saddr 192.0.2.0/24 snat ip to 198.51.100.1
+    }
+}
+NFT
+        done
+        ip -n "$name-n1" link add eth2 type veth peer name eth2 netns "$name-n2"
+        for i in 1 2; do
+            ip -n "$name-n$i" link set eth2 up
+            ip -n "$name-n$i" addr add "203.0.113.$i/24" dev eth2
+        done
     elif [[ $side == --side-link ]]; then
         ip -n "$name-c" link add eth1 address 02:4c:32:00:01:64 type veth \
             peer name eth1 address 02:4c:32:00:01:01 netns "$name-n1"
@@ -153,8 +207,8 @@ up() {
 }
 
 case ${1:-} in
-    up) [[ $# -ge 3 && $# -le 4 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router]"; up "$2" "$3" "${4:-}" ;;
+    up) [[ $# -ge 3 && $# -le 4 ]] || die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router|--router-pair]"; up "$2" "$3" "${4:-}" ;;
     down) [[ $# -eq 2 ]] || die "usage: lab.sh down NAME"; down "$2" ;;
     list) [[ $# -eq 2 ]] || die "usage: lab.sh list NAME"; ns_of "$2" ;;
-    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router] | down NAME | list NAME" ;;
+    *) die "usage: lab.sh up NAME NODES [--side-link|--vip-link|--node-bridge|--router|--router-pair] | down NAME | list NAME" ;;
 esac

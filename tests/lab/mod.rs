@@ -146,6 +146,13 @@ impl Lab {
         Lab::build(nodes, Some("--router"))
     }
 
+    /// Builds a pair of routers (n1, n2) between the client's LAN and a
+    /// WAN with a server ("s"), with a stateful firewall and NAT to the WAN
+    /// VIP, and a link of their own (eth2) for conntrackd (lab.sh says more).
+    pub fn up_router_pair() -> Lab {
+        Lab::build(2, Some("--router-pair"))
+    }
+
     fn build(nodes: usize, option: Option<&str>) -> Lab {
         let name = format!(
             "l{}x{}",
