@@ -594,20 +594,52 @@ fn hooks_run_with_their_environment_and_a_hanging_one_is_killed() {
     assert!(status.contains("failing: exit 1"), "{status}");
 }
 
+/// The role events a hook and `--notify` recorded in `text` (each hook
+/// writes "start ROLE" and "end ROLE", `--notify` "notify ROLE n1"),
+/// checked to have run one at a time: start, end and notify of one role,
+/// in turn, and never the same role twice in a row.
+fn delivered_roles(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() % 3, 0, "{text}");
+    let roles: Vec<String> = lines
+        .chunks(3)
+        .map(|event| {
+            let role = event[0]
+                .strip_prefix("start ")
+                .unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(event[1], format!("end {role}"), "{text}");
+            assert_eq!(event[2], format!("notify {role} n1"), "{text}");
+            role.to_string()
+        })
+        .collect();
+    assert!(roles.windows(2).all(|w| w[0] != w[1]), "{text}");
+    roles
+}
+
+/// The role `status` shows for node n1.
+fn role_in_status(n1: &Daemon) -> String {
+    let (_, status, _) = n1.cli(&["status"]);
+    ["primary", "backup", "fault"]
+        .into_iter()
+        .find(|r| status.starts_with(&format!("node n1 ({r}, ")))
+        .unwrap_or_else(|| panic!("no role in status: {status}"))
+        .to_string()
+}
+
 /// Node-level events: a node's first role, then primary once it owns the
-/// VIPs, each event's hook then `--notify`, one at a time; a link that
-/// flaps while the fault hook runs delivers only the role it ends in, and
-/// never two events at once.
+/// VIPs, each event's hook then `--notify`, one at a time. Bursts while an
+/// event runs deliver only the role they end in: a link that flaps while
+/// the fault hook runs, and hand-overs and drains back and forth.
 #[test]
-fn role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces() {
-    if !lab::available("role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces") {
+fn role_events_run_in_order_one_at_a_time_and_bursts_coalesce() {
+    if !lab::available("role_events_run_in_order_one_at_a_time_and_bursts_coalesce") {
         return;
     }
     let lab = Lab::up(2, false);
     let file = lab.dir.join("n1-roles").display().to_string();
-    // Each hook takes a second: long enough for a burst to land meanwhile.
+    // Each hook takes two seconds: long enough for a burst to land meanwhile.
     let hook =
-        format!("echo start $L2VIP_EVENT >> {file}; sleep 1; echo end $L2VIP_EVENT >> {file}");
+        format!("echo start $L2VIP_EVENT >> {file}; sleep 2; echo end $L2VIP_EVENT >> {file}");
     let hooks = format!(
         r#", "hooks": {{"on_primary": "{hook}", "on_backup": "{hook}", "on_fault": "{hook}"}}"#
     );
@@ -628,7 +660,7 @@ fn role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces() {
     let read = || std::fs::read_to_string(&file).unwrap_or_default();
     let events = |text: &str| text.lines().filter(|l| l.starts_with("notify")).count();
     assert!(
-        Lab::wait_until(Duration::from_secs(5), || events(&read()) == 2),
+        Lab::wait_until(Duration::from_secs(8), || events(&read()) == 2),
         "{}\n{}",
         read(),
         n1.log()
@@ -637,55 +669,85 @@ fn role_events_run_in_order_one_at_a_time_and_a_flapping_link_coalesces() {
         read(),
         "start backup\nend backup\nnotify backup n1\nstart primary\nend primary\nnotify primary n1\n"
     );
+    // Settled: n1's last role has had its event (a lease for n2 to take
+    // over, then at most two events of two seconds each).
+    let settled = Duration::from_millis(LEASE_MS + 2 * INTERVAL_MS) + Duration::from_secs(5);
+    let changes = || n1.log().matches("this node is now").count();
 
-    // The link flaps three times within half the fault hook's second.
+    // The link flaps three times within a fifth of the fault hook's time.
     std::fs::write(&file, "").expect("truncate");
-    let before = n1.log().matches("this node is now").count();
+    let before = changes();
     for state in ["down", "up", "down", "up", "down", "up"] {
         let out = lab.run("n1", &["ip", "link", "set", "eth0", state]);
         assert!(out.status.success(), "{out:?}");
         std::thread::sleep(Duration::from_millis(80));
     }
-    // Settled: n1's last role has had its event (a lease for n2 to take
-    // over, then at most two events of a second each).
-    let settled = Duration::from_millis(LEASE_MS + 2 * INTERVAL_MS) + Duration::from_secs(4);
     std::thread::sleep(settled);
-    let (_, status, _) = n1.cli(&["status"]);
-    let role = ["primary", "backup", "fault"]
-        .into_iter()
-        .find(|r| status.starts_with(&format!("node n1 ({r}, ")))
-        .unwrap_or_else(|| panic!("no role in status: {status}"));
+    let role = role_in_status(&n1);
     let text = read();
-    let lines: Vec<&str> = text.lines().collect();
-    // Never two at once: start, end and notify of one role, in turn.
-    assert_eq!(lines.len() % 3, 0, "{text}");
-    let delivered: Vec<&str> = lines
-        .chunks(3)
-        .map(|event| {
-            let role = event[0]
-                .strip_prefix("start ")
-                .unwrap_or_else(|| panic!("{text}"));
-            assert_eq!(event[1], format!("end {role}"), "{text}");
-            assert_eq!(event[2], format!("notify {role} n1"), "{text}");
-            role
-        })
-        .collect();
-    assert_eq!(delivered.first(), Some(&"fault"), "{text}");
-    assert_eq!(delivered.last(), Some(&role), "{text}\n{status}");
-    assert!(delivered.windows(2).all(|w| w[0] != w[1]), "{text}");
-    let changes = n1.log().matches("this node is now").count() - before;
-    eprintln!("a flapping link: {changes} role changes, events {delivered:?}");
-    assert!(
-        changes >= 4,
-        "the flaps made {changes} changes:\n{}",
-        n1.log()
+    let delivered = delivered_roles(&text);
+    let flaps = changes() - before;
+    eprintln!("a flapping link: {flaps} role changes, events {delivered:?}");
+    assert_eq!(
+        delivered.first().map(String::as_str),
+        Some("fault"),
+        "{text}"
     );
+    assert_eq!(delivered.last(), Some(&role), "{text}");
+    assert!(flaps >= 4, "the flaps made {flaps} changes:\n{}", n1.log());
     assert!(
-        delivered.len() < changes,
-        "{} events for {changes} changes: nothing coalesced\n{text}",
+        delivered.len() < flaps,
+        "{} events for {flaps} changes: nothing coalesced\n{text}",
         delivered.len()
     );
-    drop(n2);
+
+    // Planned moves back and forth: n1 primary, then a hand-over to n2,
+    // n2 drained (n1 takes the VIPs back), n2 undrained and a hand-over
+    // again, each move waited for; all within the backup event's run.
+    if role != "primary" {
+        let (code, _, stderr) = n2.cli(&["handover"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            Lab::wait_until(settled, || role_in_status(&n1) == "primary"),
+            "{}",
+            n1.log()
+        );
+        std::thread::sleep(settled);
+    }
+    std::fs::write(&file, "").expect("truncate");
+    let before = changes();
+    let moved = |log: &Daemon, count: usize| {
+        assert!(
+            Lab::wait_until(Duration::from_secs(1), || log
+                .log()
+                .matches("acquired web6")
+                .count()
+                >= count),
+            "{}",
+            log.log()
+        );
+    };
+    let n2_taken = n2.log().matches("acquired web6").count();
+    let n1_taken = n1.log().matches("acquired web6").count();
+    let cli = |node: &Daemon, args: &[&str]| {
+        let (code, _, stderr) = node.cli(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+    };
+    cli(&n1, &["handover"]);
+    moved(&n2, n2_taken + 1);
+    cli(&n2, &["drain"]);
+    moved(&n1, n1_taken + 1);
+    cli(&n2, &["undrain"]);
+    cli(&n1, &["handover"]);
+    moved(&n2, n2_taken + 2);
+    std::thread::sleep(settled);
+    let text = read();
+    let delivered = delivered_roles(&text);
+    let moves = changes() - before;
+    eprintln!("hand-overs and a drain: {moves} role changes, events {delivered:?}");
+    assert_eq!(moves, 3, "{}", n1.log());
+    assert_eq!(delivered, ["backup"], "{text}");
+    assert_eq!(role_in_status(&n1), "backup");
 }
 
 /// The VIP is also an address of the node (an administrator's): the
