@@ -11,7 +11,7 @@ mod lab;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use lab::{Daemon, Lab};
@@ -43,15 +43,7 @@ struct Routing {
 
 impl Routing {
     fn spawn(lab: &Lab, host: &str, label: &str, args: &[&str]) -> (String, Child) {
-        let log = fs::File::create(lab.dir.join(format!("{label}.out"))).expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(host)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {label}: {e}"));
+        let child = lab.spawn(host, args, &format!("{label}.out"));
         (label.to_string(), child)
     }
 

@@ -10,7 +10,7 @@
 mod lab;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -86,16 +86,7 @@ struct Running(Option<Child>);
 
 impl Running {
     fn start(lab: &Lab, host: &str, args: &[&str], output: &str) -> Running {
-        let out = std::fs::File::create(lab.dir.join(output)).expect("output file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns(host)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("output file"))
-            .stderr(out)
-            .spawn()
-            .expect("start a lab process");
-        Running(Some(child))
+        Running(Some(lab.spawn(host, args, output)))
     }
 
     /// Waits up to `limit` for it to end by itself.

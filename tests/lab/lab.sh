@@ -65,6 +65,18 @@ host_setup() {
         net.ipv6.conf.all.accept_ra=0 >/dev/null
 }
 
+switch() {
+    # switch NS: a namespace with a bridge br0 (no snooping, no STP).
+    local ns=$1
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    # Bridge ports need no addresses of their own (no DAD noise in captures).
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1 >/dev/null
+    ip -n "$ns" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
+    ip -n "$ns" link set br0 up
+}
+
 attach() {
     # attach NS IFNAME MAC PORT: a veth from NS into the bridge namespace.
     local ns=$1 ifname=$2 mac=$3 port=$4
@@ -86,13 +98,7 @@ up() {
     down "$name"
     trap 'down "$name"' ERR
 
-    ip netns add "$name-br"
-    ip -n "$name-br" link set lo up
-    # Bridge ports need no addresses of their own (no DAD noise in captures).
-    ip netns exec "$name-br" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-        net.ipv6.conf.default.disable_ipv6=1 >/dev/null
-    ip -n "$name-br" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
-    ip -n "$name-br" link set br0 up
+    switch "$name-br"
     # A switch forwards frames as they are: where br_netfilter is loaded it
     # would validate (and drop) malformed IP frames meant for the nodes.
     ip netns exec "$name-br" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
@@ -157,12 +163,7 @@ up() {
         done
     elif [[ $side == --router-pair ]]; then
         ip -n "$name-c" route add default via 192.0.2.1
-        ip netns add "$name-w"
-        ip -n "$name-w" link set lo up
-        ip netns exec "$name-w" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-            net.ipv6.conf.default.disable_ipv6=1 >/dev/null
-        ip -n "$name-w" link add br0 type bridge mcast_snooping 0 stp_state 0 forward_delay 0
-        ip -n "$name-w" link set br0 up
+        switch "$name-w"
         ip netns add "$name-s"
         host_setup "$name-s"
         ip -n "$name-s" link add eth0 address 02:4c:32:00:04:64 type veth peer name ps netns "$name-w"

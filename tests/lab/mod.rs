@@ -182,6 +182,20 @@ impl Lab {
         format!("{}-{host}", self.name)
     }
 
+    /// Starts a command in `host`'s namespace, its stdout and stderr into
+    /// the lab file `output`; the caller ends it.
+    pub fn spawn(&self, host: &str, args: &[&str], output: &str) -> Child {
+        let out = fs::File::create(self.dir.join(output)).expect("output file");
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("output file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {args:?} in {host}: {e}"))
+    }
+
     /// Runs a command in `host`'s namespace and returns its output.
     pub fn run(&self, host: &str, args: &[&str]) -> Output {
         Command::new("ip")
