@@ -12,6 +12,12 @@ use std::fmt;
 
 use crate::config::{Service, MAX_SERVICES};
 
+/// Whether two services claim one address: the same IP, and for a
+/// link-local one the same interface as well.
+fn same_address(a: &Service, b: &Service) -> bool {
+    a.ip == b.ip && (!a.link_local() || a.interface == b.interface)
+}
+
 /// The configured and runtime services.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalogue {
@@ -111,7 +117,7 @@ impl Catalogue {
             .configured
             .iter()
             .chain(&self.runtime)
-            .find(|s| s.name == service.name || s.ip == service.ip);
+            .find(|s| s.name == service.name || same_address(s, service));
         if let Some(other) = clash {
             return Err(Refused::Exists(
                 other.name.to_string(),
@@ -155,8 +161,11 @@ impl Catalogue {
     /// now defines itself (same name or address) give way to it.
     pub fn reload(&mut self, configured: Vec<Service>) -> Reloaded {
         let before = self.runtime.len();
-        self.runtime
-            .retain(|r| !configured.iter().any(|s| s.name == r.name || s.ip == r.ip));
+        self.runtime.retain(|r| {
+            !configured
+                .iter()
+                .any(|s| s.name == r.name || same_address(s, r))
+        });
         let dropped = before - self.runtime.len();
         let changed = self.configured != configured || dropped > 0;
         self.configured = configured;

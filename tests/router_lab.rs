@@ -19,6 +19,7 @@ use lab::{Daemon, Lab};
 const GATEWAY: &str = "192.0.2.1";
 const WAN_VIP: &str = "198.51.100.1";
 const SERVER: &str = "198.51.100.100";
+const SERVER6: &str = "2001:db8:2::100";
 const INTERVAL_MS: u64 = 100;
 const LEASE_MS: u64 = 1000;
 /// How long the stream runs before the failover, and after it.
@@ -28,6 +29,22 @@ const AFTER: Duration = Duration::from_secs(10);
 /// interval and 500 ms for the hooks and the announcement), and TCP's next
 /// retransmission, which backoff puts at most as far again.
 const STALL_BOUND: Duration = Duration::from_millis(2 * (LEASE_MS + INTERVAL_MS + 500));
+
+/// radvd on each router's LAN side: advertisements only from fe80::1, so
+/// only the router that owns it (has it as an address) sends them.
+const RADVD_CONF: &str = "interface eth0 {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 10;
+	AdvDefaultLifetime 1800;
+	AdvRASrcAddress {
+		fe80::1;
+	};
+	prefix 2001:db8::/64 {
+		AdvAutonomous off;
+	};
+};
+";
 
 /// The stall figures depend on the CPU: one test of this file at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -72,6 +89,10 @@ General {{
 			IPv4_address 198.51.100.11
 			IPv4_address 198.51.100.12
 			IPv4_address 203.0.113.0/24
+			IPv6_address 2001:db8::11
+			IPv6_address 2001:db8::12
+			IPv6_address 2001:db8:2::11
+			IPv6_address 2001:db8:2::12
 		}}
 	}}
 }}
@@ -136,7 +157,9 @@ fn now_ms() -> u64 {
 }
 
 impl Pair {
-    fn up(conntrack: bool) -> Pair {
+    /// With `ipv6`, the routers also hold the link-local VIP fe80::1 on
+    /// the LAN and on the WAN, and run radvd on the LAN, advertising from it.
+    fn up(conntrack: bool, ipv6: bool) -> Pair {
         let lab = Lab::up_router_pair();
         let hook = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -154,6 +177,35 @@ impl Pair {
                 ));
             }
         }
+        if ipv6 {
+            let conf = lab
+                .write("radvd.conf", RADVD_CONF, 0o644)
+                .display()
+                .to_string();
+            for i in 1..=2 {
+                let pid = lab
+                    .dir
+                    .join(format!("n{i}-radvd.pid"))
+                    .display()
+                    .to_string();
+                running.push(Running::start(
+                    &lab,
+                    &format!("n{i}"),
+                    &["radvd", "-n", "-C", &conf, "-p", &pid, "-m", "stderr"],
+                    &format!("n{i}-radvd.out"),
+                ));
+            }
+            // The client takes its default route from advertisements.
+            let out = lab.run("c", &["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1"]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        let link_local = if ipv6 {
+            r#",
+               {"name": "lan6", "ip": "fe80::1", "interface": "eth0"},
+               {"name": "wan6", "ip": "fe80::1", "interface": "eth1"}"#
+        } else {
+            ""
+        };
         let daemons = (1..=2)
             .map(|i| {
                 let hooks = if conntrack {
@@ -171,7 +223,7 @@ impl Pair {
                     r#"{{"node": "n{i}", "priority": {priority}, {hooks}
   "heartbeat": {{"interval_ms": {INTERVAL_MS}, "lease_ms": {LEASE_MS}, "peers": ["192.0.2.{peer}"]}},
   "services": [{{"name": "lan", "ip": "{GATEWAY}", "interface": "eth0"}},
-               {{"name": "wan", "ip": "{WAN_VIP}", "interface": "eth1", "bind": "none"}}]}}"#,
+               {{"name": "wan", "ip": "{WAN_VIP}", "interface": "eth1", "bind": "none"}}{link_local}]}}"#,
                     priority = 200 - 50 * i,
                     peer = 13 - i,
                 );
@@ -202,14 +254,19 @@ impl Pair {
     /// the client read: (epoch ms, bytes) per read, how it ended, and when
     /// the failover began.
     fn stream(&mut self, failover: impl FnOnce(&mut Pair)) -> Stream {
+        self.stream_from(SERVER, failover)
+    }
+
+    /// `stream`, from the server's address `server`.
+    fn stream_from(&mut self, server: &str, failover: impl FnOnce(&mut Pair)) -> Stream {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lab/stream.py");
         let seconds = (BEFORE + AFTER + Duration::from_secs(2))
             .as_secs()
             .to_string();
-        let mut server = Running::start(
+        let mut listener = Running::start(
             &self.lab,
             "s",
-            &["python3", script, "serve", SERVER, "5001", &seconds],
+            &["python3", script, "serve", server, "5001", &seconds],
             "server.out",
         );
         let ready = Lab::wait_until(Duration::from_secs(5), || {
@@ -222,7 +279,7 @@ impl Pair {
         let mut client = Running::start(
             &self.lab,
             "c",
-            &["python3", script, "fetch", SERVER, "5001", &client_seconds],
+            &["python3", script, "fetch", server, "5001", &client_seconds],
             "client.out",
         );
         std::thread::sleep(BEFORE);
@@ -232,7 +289,7 @@ impl Pair {
             client.wait(AFTER + Duration::from_secs(5)),
             "the client did not end"
         );
-        let _ = server.wait(Duration::from_secs(1));
+        let _ = listener.wait(Duration::from_secs(1));
         let text = std::fs::read_to_string(self.lab.dir.join("client.out")).unwrap_or_default();
         let mut reads = Vec::new();
         let mut end = String::new();
@@ -358,7 +415,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
 fn survives(what: &str, runs: usize, failover: Failover) -> Vec<Duration> {
     let mut stalls = Vec::new();
     for run in 1..=runs {
-        let mut pair = Pair::up(true);
+        let mut pair = Pair::up(true, false);
         let stream = pair.stream(failover);
         let (before, after, last) = stream.bytes();
         let stall = stream.stall();
@@ -411,7 +468,7 @@ fn without_conntrack_a_tcp_stream_dies_with_a_power_loss_or_a_drain() {
     }
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for (what, failover) in [("power loss", power_loss as Failover), ("drain", drain)] {
-        let mut pair = Pair::up(false);
+        let mut pair = Pair::up(false, false);
         let stream = pair.stream(failover);
         let (before, after, _) = stream.bytes();
         let context = || format!("{what}:\n{}\n{}", stream.text, pair.logs());
@@ -426,6 +483,76 @@ fn without_conntrack_a_tcp_stream_dies_with_a_power_loss_or_a_drain() {
             "no conntrack, {what}: {after} bytes after the failover, stall {} ms, ended by {}",
             stream.stall().as_millis(),
             stream.end
+        );
+    }
+}
+
+/// What `host` hears answer a Neighbor Solicitation for fe80::1 on its
+/// eth0: the MAC, or "" when nobody answers.
+fn answerer_of_fe80_1(lab: &Lab, host: &str) -> String {
+    let out = lab.text(host, &["ndisc6", "-1", "-q", "-r", "3", "fe80::1", "eth0"]);
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.len() == 17 && l.matches(':').count() == 5)
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// The IPv6 gateway: fe80::1 on the LAN and on the WAN at once, answered
+/// on each by its owner with that interface's MAC; the client's default
+/// route is fe80::1, learned from radvd's advertisements, which only the
+/// owner sends; an IPv6 TCP stream through the pair's stateful firewall
+/// survives the active router's power loss with conntrackd, and the
+/// gateway, still fe80::1, is then the other router.
+#[test]
+fn with_conntrack_an_ipv6_stream_through_the_link_local_gateway_survives_a_power_loss() {
+    if !lab::available(
+        "with_conntrack_an_ipv6_stream_through_the_link_local_gateway_survives_a_power_loss",
+    ) {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pair = Pair::up(true, true);
+    assert_eq!(answerer_of_fe80_1(&pair.lab, "c"), "02:4c:32:00:00:01");
+    assert_eq!(answerer_of_fe80_1(&pair.lab, "s"), "02:4c:32:00:04:01");
+    let default_route = |lab: &Lab| lab.text("c", &["ip", "-6", "route", "show", "default"]);
+    // A router solicitation brings an advertisement at once (radvd's
+    // own come every 3 to 10 s).
+    let learned = Lab::wait_until_every(Duration::from_secs(15), Duration::from_secs(1), || {
+        let _ = pair.lab.run("c", &["rdisc6", "-1", "-q", "eth0"]);
+        default_route(&pair.lab).contains("via fe80::1 dev eth0 proto ra")
+    });
+    assert!(learned, "{}\n{}", default_route(&pair.lab), pair.logs());
+    let stream = pair.stream_from(SERVER6, power_loss);
+    let (before, after, last) = stream.bytes();
+    let stall = stream.stall();
+    let context = || format!("{}\n{}", stream.text, pair.logs());
+    assert!(before > 50_000, "{before} bytes before: {}", context());
+    assert!(
+        after > 100_000 && last + 1000 > AFTER.as_millis() as u64,
+        "{after} bytes after the failover, the last {last} ms after it: {}",
+        context()
+    );
+    assert_eq!(stream.end, "time", "{}", context());
+    assert!(stall < STALL_BOUND, "stall {stall:?}: {}", context());
+    eprintln!(
+        "conntrack, IPv6 through fe80::1, power loss: stall {} ms",
+        stall.as_millis()
+    );
+    assert_eq!(answerer_of_fe80_1(&pair.lab, "c"), "02:4c:32:00:00:02");
+    assert_eq!(answerer_of_fe80_1(&pair.lab, "s"), "02:4c:32:00:04:02");
+    assert!(
+        default_route(&pair.lab).contains("via fe80::1 dev eth0"),
+        "{}",
+        default_route(&pair.lab)
+    );
+    for link in ["eth0", "eth1"] {
+        let addresses = pair
+            .lab
+            .text("n2", &["ip", "-6", "address", "show", "dev", link]);
+        assert!(
+            addresses.contains("inet6 fe80::1/64"),
+            "{link}: {addresses}"
         );
     }
 }

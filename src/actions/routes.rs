@@ -12,11 +12,17 @@
 //! an earlier run left, in any table, are removed at start.
 //!
 //!
+//! An IPv6 link-local VIP is one per interface and the source of the
+//! owner's router advertisements (radvd sends only from an address of the
+//! interface): the owner has it as an address (`nodad`, `noprefixroute`),
+//! and its kernel answers Neighbor Solicitations for it too, with the same
+//! interface MAC the responder answers with.
+//!
 //! The VIPs' own MACs (`macvlans`) are links made over the same socket.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +47,9 @@ pub struct Routes {
     installed: RouteSet,
     /// (MAC, parent interface, macvlan name) of the macvlans in place (few).
     pub(super) macvlans: Vec<(EthernetAddress, Arc<str>, String)>,
+    /// (address, interface, its index) of the link-local VIPs in place as
+    /// addresses (few).
+    addresses: Vec<(Ipv6Addr, Arc<str>, u32)>,
 }
 
 /// Where a VIP's route in one table leads.
@@ -80,6 +89,7 @@ impl Routes {
             buffer: vec![0; BUFFER],
             installed: BTreeMap::new(),
             macvlans: Vec::new(),
+            addresses: Vec::new(),
         })
     }
 
@@ -332,12 +342,97 @@ impl Routes {
         true
     }
 
-    /// An interface came back under a new index: the kernel dropped its
-    /// routes (and macvlans) with the old one, so they are added again on
-    /// the next `apply` (and `apply_macs`).
+    /// An interface came back under a new index, or up again: the kernel
+    /// dropped its routes (and macvlans) with the old one, and its IPv6
+    /// addresses when it went down, so they are added again on the next
+    /// `apply` (`apply_macs`, `apply_addresses`).
     pub fn forget_interface(&mut self, interface: &str) {
         self.installed.retain(|_, to| *to.interface != *interface);
         self.macvlans
             .retain(|(_, parent, _)| **parent != *interface);
+        self.addresses.retain(|(_, on, _)| **on != *interface);
+    }
+
+    /// The link-local VIPs in place as addresses: (VIP, interface).
+    pub fn addresses(&self) -> impl Iterator<Item = (Ipv6Addr, &str)> {
+        self.addresses.iter().map(|(ip, on, _)| (*ip, &**on))
+    }
+
+    fn change_address(&mut self, add: bool, ip: Ipv6Addr, ifindex: u32) -> io::Result<()> {
+        let seq = self.next_seq();
+        netlink::address_request(&mut self.out, add, ip, ifindex, seq);
+        self.request(seq)
+    }
+
+    /// Makes the link-local VIPs in place as addresses exactly `wanted`:
+    /// adds first when `adding`, else removes. An address already there
+    /// (an earlier run's, or the administrator's for this VIP) is taken as
+    /// the VIP's, and removed with it. Failures are logged and retried on
+    /// the next call.
+    pub fn apply_addresses(&mut self, wanted: &[(Ipv6Addr, Arc<str>)], adding: bool) {
+        if !adding {
+            let mut index = 0;
+            while let Some((ip, interface, ifindex)) = self.addresses.get(index).cloned() {
+                if wanted.iter().any(|(w, on)| *w == ip && *on == interface) {
+                    index += 1;
+                    continue;
+                }
+                match self.change_address(false, ip, ifindex) {
+                    Ok(()) => info!("{ip}: address removed from {interface}"),
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EADDRNOTAVAIL | libc::ENODEV | libc::ENOENT)
+                        ) => {}
+                    Err(e) => {
+                        warn!("{ip}: cannot remove the address from {interface}: {e}");
+                        index += 1;
+                        continue;
+                    }
+                }
+                self.addresses.remove(index);
+            }
+            return;
+        }
+        for (ip, interface) in wanted {
+            if self
+                .addresses
+                .iter()
+                .any(|(held, on, _)| held == ip && on == interface)
+            {
+                continue;
+            }
+            let Some(ifindex) = crate::sys::iface::index(interface) else {
+                warn!("{interface}: no such interface; no address {ip} on it");
+                continue;
+            };
+            match self.change_address(true, *ip, ifindex) {
+                Ok(()) => info!("{ip}: address added on {interface}"),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => {
+                    warn!("{ip}: cannot add the address on {interface}: {e}");
+                    continue;
+                }
+            }
+            self.addresses.push((*ip, Arc::clone(interface), ifindex));
+        }
+    }
+
+    /// Removes the link-local VIPs of `wanted` that are addresses of their
+    /// interfaces now, before this run owns any: an earlier run that did
+    /// not stop cleanly left them, and the kernel would answer for them
+    /// whoever owns them. Returns how many.
+    pub fn remove_stale_addresses(&mut self, vips: &[(Ipv6Addr, Arc<str>)]) -> usize {
+        let mut removed = 0;
+        for (ip, interface) in vips {
+            let Some(ifindex) = crate::sys::iface::index(interface) else {
+                continue;
+            };
+            if self.change_address(false, *ip, ifindex).is_ok() {
+                info!("removed {ip} from {interface}, left by an earlier run");
+                removed += 1;
+            }
+        }
+        removed
     }
 }

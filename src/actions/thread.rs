@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,16 @@ impl ActionsThread {
         if let Err(e) = routes.remove_stale_macvlans(&parents) {
             warn!("cannot look for stale l2vip macvlans: {e}");
         }
+        let link_local: Vec<(Ipv6Addr, Arc<str>)> = config
+            .services
+            .iter()
+            .filter(|s| s.bind.unwrap_or(config.bind) == Bind::Route)
+            .filter_map(|s| match s.ip {
+                IpAddr::V6(ip) if s.link_local() => Some((ip, Arc::clone(&s.interface))),
+                _ => None,
+            })
+            .collect();
+        routes.remove_stale_addresses(&link_local);
         // Beside the control socket: on a run directory that a reboot empties,
         // as it puts the kernel's settings back too.
         let record = std::path::PathBuf::from(format!("{}.arp", config.control.socket));
@@ -416,7 +426,8 @@ impl ActionsThread {
             .iter()
             .chain(&ownership.lingering)
             .chain(&ownership.eligible);
-        for vip in accepted.filter(|vip| vip.route) {
+        // A link-local VIP is an address instead (`wanted_addresses`).
+        for vip in accepted.filter(|vip| vip.route && !config::is_link_local(vip.ip)) {
             wanted.insert((vip.ip, local), to(vip, 0));
         }
         let owned = ownership
@@ -429,6 +440,22 @@ impl ActionsThread {
             }
         }
         wanted
+    }
+
+    /// The addresses `ownership` needs: its owned link-local VIPs with
+    /// `route` (lingering ones go at once: the kernel would answer for them).
+    fn wanted_addresses(ownership: &Ownership) -> Vec<(Ipv6Addr, Arc<str>)> {
+        ownership
+            .vips
+            .iter()
+            .filter(|vip| vip.route)
+            .filter_map(|vip| match vip.ip {
+                IpAddr::V6(ip) if config::is_link_local(vip.ip) => {
+                    Some((ip, Arc::clone(&vip.interface)))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The macvlans `ownership` needs: owned VIPs with a MAC of their own
@@ -447,8 +474,10 @@ impl ActionsThread {
         // answering.
         let wanted = Self::wanted(&ownership);
         let macs = Self::wanted_macs(&ownership);
+        let addresses = Self::wanted_addresses(&ownership);
         self.routes.apply_macs(&macs, true);
         self.routes.apply(&wanted, true);
+        self.routes.apply_addresses(&addresses, true);
         if self
             .responder
             .send(ResponderCommand::Own(Arc::clone(&ownership)))
@@ -456,6 +485,7 @@ impl ActionsThread {
         {
             warn!("the responder is gone; ownership not applied");
         }
+        self.routes.apply_addresses(&addresses, false);
         self.routes.apply(&wanted, false);
         self.routes.apply_macs(&macs, false);
         let key = |vip: &Vip| (vip.name.clone(), vip.ip);
@@ -686,7 +716,8 @@ impl ActionsThread {
             || self
                 .routes
                 .macvlans()
-                .any(|(_, parent, _)| parent == state.name);
+                .any(|(_, parent, _)| parent == state.name)
+            || self.routes.addresses().any(|(_, on)| on == state.name);
         if mine {
             info!(
                 "{} {why} (index {}): adding its routes again",
@@ -697,10 +728,13 @@ impl ActionsThread {
             self.routes.apply_macs(&macs, true);
             let wanted = Self::wanted(&self.current);
             self.routes.apply(&wanted, true);
+            let addresses = Self::wanted_addresses(&self.current);
+            self.routes.apply_addresses(&addresses, true);
         }
     }
 
     fn shutdown(&mut self) {
+        self.routes.apply_addresses(&[], false);
         self.routes.apply(&RouteSet::new(), false);
         self.routes.apply_macs(&[], false);
         let left: Vec<String> = self

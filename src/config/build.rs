@@ -224,7 +224,8 @@ fn build_services(
 ) -> Result<Vec<Service>, ConfigError> {
     let mut services = Vec::with_capacity(raw_services.len());
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
+    // A link-local VIP is one per interface: keyed with its interface.
+    let mut addresses: HashMap<(IpAddr, &str), usize> = HashMap::new();
     // Many services share few interfaces: one name each.
     let mut interfaces: Vec<Arc<str>> = Vec::new();
     for (index, service) in raw_services.iter().enumerate() {
@@ -241,8 +242,21 @@ fn build_services(
             );
             return Err(at(fail, &path("name"), why));
         }
-        if let Some(first) = addresses.insert(parsed.ip, index) {
-            let why = format!("{} is already the address of services[{first}]", parsed.ip);
+        let scope = if is_link_local(parsed.ip) {
+            service.interface.as_str()
+        } else {
+            ""
+        };
+        if let Some(first) = addresses.insert((parsed.ip, scope), index) {
+            let on = if scope.is_empty() {
+                String::new()
+            } else {
+                format!(" on {scope}")
+            };
+            let why = format!(
+                "{} is already the address of services[{first}]{on}",
+                parsed.ip
+            );
             return Err(at(fail, &path("ip"), why));
         }
         match interfaces.iter().find(|i| **i == parsed.interface) {
@@ -481,6 +495,45 @@ mod tests {
         );
         let off = parse(r#"{"node": "a", "announce": {"refresh_s": 0}}"#, None).unwrap();
         assert_eq!(off.announce.refresh(), None);
+    }
+
+    #[test]
+    fn a_link_local_vip_is_one_per_interface_with_the_interfaces_mac() {
+        let config = parse(
+            r#"{"node": "a", "cluster": "lab", "mac": "virtual", "export": {"table": 100},
+                "services": [
+                {"name": "lan6", "ip": "fe80::1", "interface": "eth0"},
+                {"name": "wan6", "ip": "fe80::1", "interface": "eth1"},
+                {"name": "web", "ip": "192.0.2.200", "interface": "eth0"}]}"#,
+            None,
+        )
+        .unwrap();
+        let lan6 = &config.services[0];
+        assert!(lan6.link_local() && !config.services[2].link_local());
+        assert_eq!(lan6.mac_choice(config.mac), MacChoice::Interface);
+        assert_eq!(
+            config.services[2].mac_choice(config.mac),
+            MacChoice::Virtual
+        );
+        assert_eq!(lan6.export(config.export), None, "nothing beyond its link");
+        assert!(config.services[2].export(config.export).is_some());
+        assert!(check_macs(&config.services, config.mac, &config.cluster).is_ok());
+        let twice = error(
+            r#"{"services": [{"name": "a", "ip": "fe80::1", "interface": "eth0"},
+                             {"name": "b", "ip": "fe80::1", "interface": "eth0"}]}"#,
+        );
+        assert_eq!(
+            twice.message,
+            "services[1].ip: fe80::1 is already the address of services[0] on eth0"
+        );
+        let mac = error(
+            r#"{"services": [{"name": "a", "ip": "fe80::1", "interface": "eth0", "mac": "virtual"}]}"#,
+        );
+        assert!(
+            mac.message
+                .starts_with("services[0].mac: a link-local VIP is the owner's own address"),
+            "{mac}"
+        );
     }
 
     #[test]

@@ -445,14 +445,38 @@ pub struct Service {
 }
 
 impl Service {
-    /// Where the service's routes for routing daemons go, if anywhere.
+    /// Where the service's routes for routing daemons go, if anywhere (a
+    /// link-local VIP means nothing beyond its link: nowhere).
     pub fn export(&self, default: Option<Export>) -> Option<Export> {
+        if self.link_local() {
+            return None;
+        }
         match self.export {
             None => default,
             Some(ExportChoice::Off) => None,
             Some(ExportChoice::On(export)) => Some(export),
         }
     }
+
+    /// Whether the VIP is an IPv6 link-local address (fe80::/10): one per
+    /// interface, the owner's own address on it while owned.
+    pub fn link_local(&self) -> bool {
+        is_link_local(self.ip)
+    }
+
+    /// The MAC it is answered with (`default` unless it names one); a
+    /// link-local VIP always with its interface's.
+    pub fn mac_choice(&self, default: MacChoice) -> MacChoice {
+        if self.link_local() {
+            return MacChoice::Interface;
+        }
+        self.mac.unwrap_or(default)
+    }
+}
+
+/// Whether `ip` is an IPv6 link-local address (fe80::/10).
+pub fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 fn is_true(value: &bool) -> bool {

@@ -36,6 +36,13 @@ pub(super) fn check_service(raw: &RawService) -> Result<Service, (Vec<Step<'stat
         Some(text) => Some(MacChoice::parse(text).map_err(at("mac"))?),
     };
     let answer = raw.answer.unwrap_or(true);
+    if is_link_local(ip) && mac.is_some_and(|m| m != MacChoice::Interface) {
+        return Err(at("mac")(
+            "a link-local VIP is the owner's own address on its interface, answered by its \
+             kernel too: always with the interface's MAC"
+                .into(),
+        ));
+    }
     if !answer && mac.is_some() {
         return Err(at("mac")(
             "a service with \"answer\": false is not answered, so no MAC answers for it".into(),
@@ -82,11 +89,7 @@ pub fn check_macs(
     let mut seen: Vec<(EthernetAddress, usize)> = Vec::new();
     let mut per_interface: Vec<(&str, usize)> = Vec::new();
     for (index, service) in services.iter().enumerate().filter(|(_, s)| s.answer) {
-        let Some(mac) = service
-            .mac
-            .unwrap_or(default)
-            .resolve(cluster, &service.name)
-        else {
+        let Some(mac) = service.mac_choice(default).resolve(cluster, &service.name) else {
             continue;
         };
         if let Some(&(_, first)) = seen.iter().find(|(known, _)| *known == mac) {

@@ -66,8 +66,7 @@ pub fn canonical(
             route: s.bind.unwrap_or(defaults.bind) == Bind::Route,
             // An unanswered VIP needs no MAC of its own.
             mac: s
-                .mac
-                .unwrap_or(mac)
+                .mac_choice(mac)
                 .resolve(cluster, &s.name)
                 .filter(|_| s.answer),
             answer: s.answer,
@@ -350,7 +349,9 @@ impl ElectionThread {
     }
 
     fn on_address(&self, ip: IpAddr, interface: Option<String>, added: bool) {
-        if added && self.vips.iter().any(|v| v.ip == ip) {
+        // A link-local VIP is an address of its owner's: the actions
+        // thread's doing.
+        if added && !crate::config::is_link_local(ip) && self.vips.iter().any(|v| v.ip == ip) {
             warn!(
                 "{ip} was configured as an address on {}: the kernel now answers ARP/NS for it \
                  itself, whoever owns it; remove it (ip address del {ip} dev ...)",

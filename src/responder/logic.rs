@@ -29,6 +29,10 @@ pub struct Interface {
     pub name: String,
     /// Its MAC: the source of everything we send there.
     pub mac: EthernetAddress,
+    /// Whether this node forwards IPv6 there: its Neighbor Advertisements
+    /// then say so (R=1), as the kernel's do. A host that hears R=0 for
+    /// its default router drops the route through it (RFC 4861 §7.2.5).
+    pub router: bool,
 }
 
 /// A VIP this node owns now, on the interface at `slot`.
@@ -407,7 +411,7 @@ impl Responder {
         };
         let advert = icmpv6::Repr::NeighborAdvert {
             flags: icmpv6::AdvertFlags {
-                router: false,
+                router: self.interfaces[slot].router,
                 solicited,
                 override_: true,
             },
@@ -581,10 +585,12 @@ mod tests {
             Interface {
                 name: "eth0".into(),
                 mac: NODE,
+                router: false,
             },
             Interface {
                 name: "eth1".into(),
                 mac: SIDE,
+                router: true,
             },
         ];
         let mut responder = Responder::new(interfaces, Announce::default());
@@ -724,6 +730,32 @@ mod tests {
         let mut out = [0u8; MAX_FRAME];
         assert_eq!(r.process_ndp(0, HOST, &nud, &mut out), Verdict::Reply(86));
         assert_eq!(&out[..6], &NS[6..12], "answered to the frame's source");
+    }
+
+    #[test]
+    fn a_router_says_so_in_its_neighbor_advertisements() {
+        let now = Instant::now();
+        let router = Interface {
+            name: "eth0".into(),
+            mac: NODE,
+            router: true,
+        };
+        let mut r = Responder::new(vec![router], Announce::default());
+        r.set_owned(now, &[vip("2001:db8::11", 0)]);
+        // The flags byte: Ethernet 14, IPv6 40, then ICMPv6 type, code,
+        // checksum.
+        let (verdict, out) = ndp(&mut r, 0, &NS);
+        assert_eq!(verdict, Verdict::Reply(86));
+        assert_eq!(out[58], 0xe0, "R, S and O");
+        let mut flags = Vec::new();
+        r.announce_due(now, |_, frame| {
+            flags.push(frame[58]);
+            Sent::Ok
+        });
+        assert_eq!(flags, [0xa0], "unsolicited: R and O");
+        // A host's (the usual NA) says R=0.
+        let mut host = responder(now);
+        assert_eq!(ndp(&mut host, 0, &NS).1[58], 0x60);
     }
 
     #[test]
@@ -1097,6 +1129,7 @@ mod tests {
             vec![Interface {
                 name: "eth0".into(),
                 mac: NODE,
+                router: false,
             }],
             announce,
         );

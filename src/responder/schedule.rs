@@ -141,7 +141,7 @@ impl Schedule {
                         count_sent(counters, send(slot, &buffer[..len]), true)
                     }),
                 IpAddr::V6(ip) => {
-                    let len = unsolicited_na(&mut buffer, mac, ip);
+                    let len = unsolicited_na(&mut buffer, mac, ip, interface.router);
                     count_sent(counters, send(slot, &buffer[..len]), false)
                 }
             };
@@ -205,11 +205,17 @@ pub fn gratuitous_arp(
     emit_arp(out, EthernetAddress::BROADCAST, &repr)
 }
 
-/// An unsolicited NA for `ip` to all nodes, O=1 (RFC 4861 §7.2.6).
-pub fn unsolicited_na(out: &mut [u8; MAX_FRAME], mac: EthernetAddress, ip: Ipv6Addr) -> usize {
+/// An unsolicited NA for `ip` to all nodes, O=1 (RFC 4861 §7.2.6); R=1
+/// from a `router`.
+pub fn unsolicited_na(
+    out: &mut [u8; MAX_FRAME],
+    mac: EthernetAddress,
+    ip: Ipv6Addr,
+    router: bool,
+) -> usize {
     let advert = icmpv6::Repr::NeighborAdvert {
         flags: icmpv6::AdvertFlags {
-            router: false,
+            router,
             solicited: false,
             override_: true,
         },

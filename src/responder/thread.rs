@@ -152,6 +152,7 @@ impl ResponderThread {
         interfaces.push(Interface {
             name: name.to_string(),
             mac,
+            router: forwards_ipv6(name),
         });
         self.responder.replace_interfaces(interfaces);
         Ok(slot)
@@ -530,4 +531,11 @@ impl ResponderThread {
             }
         });
     }
+}
+
+/// Whether the kernel forwards IPv6 on interface `name`
+/// (`net.ipv6.conf.NAME.forwarding`).
+fn forwards_ipv6(name: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/forwarding"))
+        .is_ok_and(|value| value.trim() == "1")
 }

@@ -291,6 +291,45 @@ pub fn route_request(out: &mut Vec<u8>, add: bool, route: VipRoute, seq: u32) {
         .finish();
 }
 
+/// `IFA_FLAGS`: the address flags in 32 bits.
+const IFA_FLAGS: u16 = 8;
+/// No duplicate address detection: the address is usable at once.
+const IFA_F_NODAD: u32 = 0x02;
+/// No prefix route for it (the link's fe80::/64 route is there already).
+const IFA_F_NOPREFIXROUTE: u32 = 0x200;
+
+/// `RTM_NEWADDR` (or `RTM_DELADDR` when `add` is false) for the IPv6
+/// link-local VIP `ip` on interface `ifindex`: `ip address add IP/64 dev
+/// IF scope link nodad noprefixroute`. Adding never takes over an address
+/// already there (`NLM_F_EXCL`).
+pub fn address_request(out: &mut Vec<u8>, add: bool, ip: Ipv6Addr, ifindex: u32, seq: u32) {
+    let (kind, flags) = if add {
+        (RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    } else {
+        (RTM_DELADDR, NLM_F_ACK)
+    };
+    let index = ifindex.to_ne_bytes();
+    let ifaddrmsg = [
+        AF_INET6,
+        64,
+        IFA_F_NODAD as u8,
+        SCOPE_LINK,
+        index[0],
+        index[1],
+        index[2],
+        index[3],
+    ];
+    Builder::new(out, kind, flags, seq)
+        .bytes(&ifaddrmsg)
+        .attribute(IFA_LOCAL, &ip.octets())
+        .attribute(IFA_ADDRESS, &ip.octets())
+        .attribute(
+            IFA_FLAGS,
+            &(IFA_F_NODAD | IFA_F_NOPREFIXROUTE).to_ne_bytes(),
+        )
+        .finish();
+}
+
 /// A dump request: `RTM_GETLINK` or `RTM_GETROUTE` for `family`.
 pub fn dump_request(out: &mut Vec<u8>, kind: u16, family: u8, seq: u32) {
     let fixed: &[u8] = if kind == RTM_GETLINK {
@@ -590,6 +629,31 @@ mod tests {
         out.extend_from_slice(value);
         out.resize(align(out.len()), 0);
         out
+    }
+
+    #[test]
+    fn address_requests_are_what_ip_address_sends() {
+        let mut out = Vec::new();
+        let ip: Ipv6Addr = "fe80::1".parse().unwrap();
+        address_request(&mut out, true, ip, 7, 11);
+        // Header, ifaddrmsg, IFA_LOCAL and IFA_ADDRESS (20 each), IFA_FLAGS (8).
+        assert_eq!(out.len(), 16 + 8 + 20 + 20 + 8);
+        assert_eq!(u32_at(&out, 0).unwrap() as usize, out.len());
+        assert_eq!(u16_at(&out, 4).unwrap(), RTM_NEWADDR);
+        assert_eq!(
+            u16_at(&out, 6).unwrap(),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        assert_eq!(&out[16..20], &[10, 64, 2, 253]);
+        assert_eq!(u32_at(&out, 20).unwrap(), 7);
+        assert_eq!(&out[24..28], &[20, 0, 2, 0]);
+        assert_eq!(&out[28..44], &ip.octets());
+        assert_eq!(&out[44..48], &[20, 0, 1, 0]);
+        assert_eq!(&out[64..68], &[8, 0, 8, 0]);
+        assert_eq!(u32_at(&out, 68).unwrap(), 0x202);
+        address_request(&mut out, false, ip, 7, 12);
+        assert_eq!(u16_at(&out, 4).unwrap(), RTM_DELADDR);
+        assert_eq!(u16_at(&out, 6).unwrap(), NLM_F_REQUEST | NLM_F_ACK);
     }
 
     #[test]

@@ -34,8 +34,11 @@
 #   through a stateful firewall (nftables: established and related
 #   accepted, new connections only from the LAN and starting with SYN,
 #   everything else dropped; nf_conntrack_tcp_loose 0, so a connection
-#   met in mid-stream is invalid) and translates the LAN's sources to the
-#   WAN VIP 198.51.100.1.
+#   met in mid-stream is invalid) and translates the LAN's IPv4 sources to
+#   the WAN VIP 198.51.100.1. IPv6 is routed, not translated: the LAN is
+#   2001:db8::/64, the WAN 2001:db8:2::/64 (node I 2001:db8:2::(10+I),
+#   the server 2001:db8:2::100, its default route via fe80::1 on eth0: the
+#   routers' link-local VIP on the WAN).
 # Everything is created inside the lab's own namespaces: the root namespace's
 # interfaces and routes are never touched. `up` removes a lab of the same name
 # first, so a run killed half-way is cleaned up by the next one.
@@ -170,21 +173,24 @@ up() {
         ip -n "$name-w" link set ps master br0 up
         ip -n "$name-s" link set eth0 up
         ip -n "$name-s" addr add 198.51.100.100/24 dev eth0
+        ip -n "$name-s" addr add 2001:db8:2::100/64 dev eth0 nodad
+        ip -n "$name-s" -6 route add default via fe80::1 dev eth0
         for i in 1 2; do
             ip -n "$name-n$i" link add eth1 address "02:4c:32:00:04:0$i" type veth \
                 peer name "q$i" netns "$name-w"
             ip -n "$name-w" link set "q$i" master br0 up
             ip -n "$name-n$i" link set eth1 up
             ip -n "$name-n$i" addr add "198.51.100.$((10 + i))/24" dev eth1
+            ip -n "$name-n$i" addr add "2001:db8:2::$((10 + i))/64" dev eth1 nodad
             ip netns exec "$name-n$i" sysctl -qw net.ipv4.ip_forward=1 \
-                net.netfilter.nf_conntrack_tcp_loose=0 >/dev/null
+                net.ipv6.conf.all.forwarding=1 net.netfilter.nf_conntrack_tcp_loose=0 >/dev/null
             ip netns exec "$name-n$i" nft -f - <<'NFT'
 table inet pair {
     chain forward_filter {
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         iifname "eth0" oifname "eth1" tcp flags & (syn | ack | fin | rst) == syn ct state new accept
-        iifname "eth0" oifname "eth1" meta l4proto { udp, icmp } ct state new accept
+        iifname "eth0" oifname "eth1" meta l4proto { udp, icmp, ipv6-icmp } ct state new accept
     }
     chain nat_out {
         type nat hook postrouting priority srcnat; policy accept;
