@@ -213,6 +213,13 @@ mod tests {
             .with_added(service("other", "192.0.2.200"))
             .unwrap_err();
         assert_eq!(refused.to_string(), "web (192.0.2.200) exists already");
+        // A link-local VIP is one per interface.
+        let lan6 = service("lan6", "fe80::1");
+        let catalogue = Catalogue::new(vec![lan6]);
+        let wan6 = service_from_json(json!({"name": "wan6", "ip": "fe80::1", "interface": "eth1"}))
+            .expect("a valid service");
+        assert!(catalogue.with_added(wan6).is_ok());
+        assert!(catalogue.with_added(service("again", "fe80::1")).is_err());
     }
 
     #[test]
