@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let interfaces = vec![Interface {
         name: "eth0".into(),
         mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        router: data.first().is_some_and(|b| b & 0x80 != 0),
     }];
     let mut responder = Responder::new(interfaces, Announce::default());
     let owned = [
