@@ -132,10 +132,7 @@ impl ActionsThread {
             .services
             .iter()
             .filter(|s| s.bind.unwrap_or(config.bind) == Bind::Route)
-            .filter_map(|s| match s.ip {
-                IpAddr::V6(ip) if s.link_local() => Some((ip, Arc::clone(&s.interface))),
-                _ => None,
-            })
+            .filter_map(|s| Some((config::link_local(s.ip)?, Arc::clone(&s.interface))))
             .collect();
         routes.remove_stale_addresses(&link_local);
         // Beside the control socket: on a run directory that a reboot empties,
@@ -449,12 +446,7 @@ impl ActionsThread {
             .vips
             .iter()
             .filter(|vip| vip.route)
-            .filter_map(|vip| match vip.ip {
-                IpAddr::V6(ip) if config::is_link_local(vip.ip) => {
-                    Some((ip, Arc::clone(&vip.interface)))
-                }
-                _ => None,
-            })
+            .filter_map(|vip| Some((config::link_local(vip.ip)?, Arc::clone(&vip.interface))))
             .collect()
     }
 

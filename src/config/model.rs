@@ -1,7 +1,7 @@
 //! The validated configuration of one node: the model every other part of
 //! the daemon reads, with its defaults and bounds.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -476,7 +476,15 @@ impl Service {
 
 /// Whether `ip` is an IPv6 link-local address (fe80::/10).
 pub fn is_link_local(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+    link_local(ip).is_some()
+}
+
+/// `ip` as an IPv6 link-local address (fe80::/10), if it is one.
+pub fn link_local(ip: IpAddr) -> Option<Ipv6Addr> {
+    match ip {
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(v6),
+        _ => None,
+    }
 }
 
 fn is_true(value: &bool) -> bool {
